@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Copy the third-party WIT packages we build against out of the crates that ship them.
+
+WIT files are not committed: the component's guest bindings (wasi:nn) and the host's
+bindings (fermyon:spin key-value and variables) are generated from the copies that the
+pinned `wasmtime-wasi-nn` and `spin-sdk` crates carry in cargo's registry. This script asks
+`cargo metadata` where those crates live and copies their WIT into `wit/deps/`.
+"""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEST = ROOT / "wit" / "deps"
+
+# crate name -> list of (path inside the crate, destination folder under wit/deps)
+SOURCES = {
+    "wasmtime-wasi-nn": [("wit/wasi-nn.wit", "wasi-nn")],
+    "spin-sdk": [
+        ("wit/deps/spin@2.0.0/key-value.wit", "spin"),
+        ("wit/deps/spin@2.0.0/variables.wit", "spin"),
+    ],
+}
+
+# The spin@2.0.0 package declares its name in world.wit, whose worlds pull in all of WASI;
+# we take only the two interfaces we implement, so the package line is written separately.
+PACKAGE_LINES = {"spin": "package fermyon:spin@2.0.0;\n"}
+
+
+def crate_dirs() -> dict:
+    out = subprocess.run(
+        ["cargo", "metadata", "--format-version", "1", "--locked"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout
+    dirs = {}
+    for pkg in json.loads(out)["packages"]:
+        if pkg["name"] in SOURCES:
+            dirs[pkg["name"]] = Path(pkg["manifest_path"]).parent
+    return dirs
+
+
+def main() -> int:
+    dirs = crate_dirs()
+    missing = sorted(set(SOURCES) - set(dirs))
+    if missing:
+        print(f"fetch_wit: crates not in the dependency graph: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    if DEST.exists():
+        shutil.rmtree(DEST)
+    for crate, items in SOURCES.items():
+        for src, dst in items:
+            dst_path = DEST / dst
+            dst_path.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(dirs[crate] / src, dst_path)
+    for dst, line in PACKAGE_LINES.items():
+        (DEST / dst / "package.wit").write_text(line)
+    print(f"fetch_wit: WIT copied into {DEST.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
