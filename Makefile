@@ -1,0 +1,67 @@
+# sbert-service: `make run` serves the API, `make test` proves it. Both set up everything first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Downloads (wheels, ONNX Runtime) and cargo's output may live outside the clone (CI reuses them).
+CACHE_DIR        ?= $(CURDIR)/.cache
+CARGO_TARGET_DIR ?= $(CURDIR)/target
+VENV             ?= $(CURDIR)/.venv
+LISTEN           ?= 127.0.0.1:3000
+export CARGO_TARGET_DIR
+
+PYTHON      := $(VENV)/bin/python
+HOST_BIN    := $(CARGO_TARGET_DIR)/release/sbert-host
+RAW_WASM    := $(CARGO_TARGET_DIR)/wasm32-wasip2/release/sbert_service.wasm
+WASM        := build/sbert_service.wasm
+ORT_DYLIB_PATH := $(CACHE_DIR)/onnxruntime/libonnxruntime.so
+export ORT_DYLIB_PATH
+export SBERT_HOST := $(HOST_BIN)
+
+.PHONY: help run test bench setup toolchain venv models wit host component build unit-test integration-test clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+run: build ## Build everything, then serve on http://$(LISTEN)
+	@LISTEN=$(LISTEN) scripts/run.sh --listen $(LISTEN)
+
+test: build unit-test integration-test ## Unit tests, then integration tests against the real host over HTTP
+
+toolchain: ## Add the wasm32-wasip2 target to the Rust toolchain
+	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+venv: $(VENV)/.installed ## Python environment for model conversion and tests
+$(VENV)/.installed: models/requirements.txt tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r models/requirements.txt -r tests/requirements.txt
+	touch $@
+
+models: venv ## Fetch (sha256-verified) and convert the model and ONNX Runtime
+	$(PYTHON) models/prepare.py --cache-dir $(CACHE_DIR)
+
+wit: ## Copy third-party WIT out of the crates that ship it
+	@python3 scripts/fetch_wit.py
+
+host: wit ## Build the sbert-host runtime
+	cargo build --release --locked -p sbert-host
+
+component: toolchain wit models host ## Build the component and pre-initialize it with wizer
+	cargo build --release --locked --target wasm32-wasip2 -p sbert-service
+	@$(MAKE) --no-print-directory $(WASM)
+
+$(WASM): $(RAW_WASM) $(HOST_BIN)
+	@mkdir -p $(dir $@)
+	$(HOST_BIN) wizer $(RAW_WASM) -o $@
+
+build: host component
+
+unit-test: wit models ## Native unit tests of the component logic and the host
+	cargo test --release --locked -p sbert-service
+	cargo test --release --locked -p sbert-host
+
+integration-test: build venv ## Boot sbert-host with the real model and test over HTTP
+	$(VENV)/bin/pytest -q tests
+
+clean: ## Remove build output (keeps downloads and the venv)
+	rm -rf build .spin
+	cargo clean

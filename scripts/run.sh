@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Serve the app with sbert-host, like `spin up`. Spin variables pass through from the
+# environment unchanged; only when no API key is configured do we make a development key.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ -z "${SPIN_VARIABLE_API_KEYS:-}" ]]; then
+  key_file=.spin/dev-api-key
+  if [[ ! -s $key_file ]]; then
+    mkdir -p .spin
+    umask 077
+    echo "sk-dev-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$key_file"
+  fi
+  export SPIN_VARIABLE_API_KEYS
+  SPIN_VARIABLE_API_KEYS=$(cat "$key_file")
+  echo "No SPIN_VARIABLE_API_KEYS set: using the development API key from $key_file:"
+  echo
+  echo "    $SPIN_VARIABLE_API_KEYS"
+  echo
+  echo "Try: curl -H \"Authorization: Bearer $SPIN_VARIABLE_API_KEYS\" \"http://${LISTEN:-127.0.0.1:3000}/v1/encode?query=hello%20world\""
+  echo
+fi
+
+exec "${SBERT_HOST:?set by the Makefile}" up --from spin.toml --runtime-config-file runtime-config.toml "$@"

@@ -1,0 +1,103 @@
+"""sbert-host fails fast, with one clear line, on anything it cannot serve; and backend failures are JSON."""
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import API_KEYS, ROOT, host_binary, start_server, stop_server
+
+MANIFEST = (ROOT / "spin.toml").read_text()
+MODEL = ROOT / "models/all-minilm-l6-v2/model.onnx"
+WASM = ROOT / "build/sbert_service.wasm"
+
+
+def manifest_in(tmp: Path, text: str) -> Path:
+    """A copy of spin.toml in `tmp` whose relative paths point back into the repository."""
+    text = text.replace('source = "build/', f'source = "{ROOT}/build/')
+    text = text.replace('= "models/', f'= "{ROOT}/models/')
+    path = tmp / "spin.toml"
+    path.write_text(text)
+    return path
+
+
+def run_up(manifest: Path, env_overrides: dict, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SPIN_VARIABLE_API_KEYS": ",".join(API_KEYS), **env_overrides}
+    env = {k: v for k, v in env.items() if v is not None}
+    return subprocess.run(
+        [str(host_binary()), "up", "--from", str(manifest), "--listen", "127.0.0.1:0", *extra],
+        capture_output=True, text=True, env=env, timeout=60, cwd=manifest.parent,
+    )
+
+
+@pytest.fixture
+def tmp():
+    with tempfile.TemporaryDirectory(prefix="sbert-startup-") as d:
+        yield Path(d)
+
+
+def error_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode != 0, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Serving http" not in result.stdout
+    return lines[0]
+
+
+def test_missing_model_names_file_and_fix(tmp):
+    manifest = manifest_in(tmp, MANIFEST.replace("models/all-minilm-l6-v2/model.onnx", "models/nope/model.onnx"))
+    line = error_line(run_up(manifest, {}))
+    assert "models/nope/model.onnx" in line and "make models" in line
+
+
+def test_missing_onnxruntime_names_fix(tmp):
+    manifest = manifest_in(tmp, MANIFEST)
+    line = error_line(run_up(manifest, {"ORT_DYLIB_PATH": str(tmp / "libonnxruntime.so")}))
+    assert "libonnxruntime.so" in line and "make" in line
+
+
+def test_required_variable_unset(tmp):
+    manifest = manifest_in(tmp, MANIFEST)
+    line = error_line(run_up(manifest, {"SPIN_VARIABLE_API_KEYS": None}))
+    assert "api_keys" in line
+
+
+def test_unknown_variable_on_command_line(tmp):
+    manifest = manifest_in(tmp, MANIFEST)
+    line = error_line(run_up(manifest, {}, "--variable", "no_such_variable=1"))
+    assert "no_such_variable" in line
+
+
+def test_bad_manifest_names_the_file(tmp):
+    manifest = manifest_in(tmp, MANIFEST.replace("[application]", "[application]\nbogus_field = 1"))
+    line = error_line(run_up(manifest, {}))
+    assert "spin.toml" in line and "bogus_field" in line
+
+
+def test_missing_component_names_fix(tmp):
+    manifest = manifest_in(tmp, MANIFEST.replace("build/sbert_service.wasm", "build/missing.wasm"))
+    line = error_line(run_up(manifest, {}))
+    assert "missing.wasm" in line and "make" in line
+
+
+def test_secret_never_printed(tmp):
+    manifest = manifest_in(tmp, MANIFEST.replace("models/all-minilm-l6-v2/model.onnx", "models/nope/model.onnx"))
+    result = run_up(manifest, {"SPIN_VARIABLE_API_KEYS": "super-secret-value"})
+    assert "super-secret-value" not in result.stdout + result.stderr
+
+
+def test_backend_failure_is_a_json_500(tmp):
+    # The manifest offers the model under another name: `load-by-name` fails inside the component.
+    manifest = manifest_in(tmp, MANIFEST.replace('"all-minilm-l6-v2" =', '"another-graph" ='))
+    srv = start_server(tmp, manifest=manifest)
+    try:
+        resp = srv.get("/v1/encode?query=hello")
+        assert resp.status_code == 500
+        assert resp.headers["content-type"].startswith("application/json")
+        body = resp.json()
+        assert set(body) == {"error", "message"}
+        assert "another-graph" not in resp.text and "wasi" not in resp.text.lower()
+        assert srv.get("/v1/ping", auth=False).status_code == 200
+    finally:
+        stop_server(srv)
