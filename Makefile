@@ -17,7 +17,7 @@ ORT_DYLIB_PATH := $(CACHE_DIR)/onnxruntime/libonnxruntime.so
 export ORT_DYLIB_PATH
 export SBERT_HOST := $(HOST_BIN)
 
-.PHONY: help run test bench setup toolchain venv models wit host component build unit-test integration-test clean
+.PHONY: help run test bench toolchain venv models wit docs-assets host component build unit-test integration-test clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -45,7 +45,10 @@ wit: ## Copy third-party WIT out of the crates that ship it
 host: wit ## Build the sbert-host runtime
 	cargo build --release --locked -p sbert-host
 
-component: toolchain wit models host ## Build the component and pre-initialize it with wizer
+docs-assets: ## Fetch the Swagger UI bundle that /docs serves (pinned, sha256-verified)
+	@python3 scripts/fetch_docs_assets.py --cache-dir $(CACHE_DIR)
+
+component: toolchain wit models docs-assets host ## Build the component and pre-initialize it with wizer
 	cargo build --release --locked --target wasm32-wasip2 -p sbert-service
 	@$(MAKE) --no-print-directory $(WASM)
 
@@ -55,7 +58,7 @@ $(WASM): $(RAW_WASM) $(HOST_BIN)
 
 build: host component
 
-unit-test: wit models ## Native unit tests of the component logic and the host
+unit-test: wit models docs-assets ## Native unit tests of the component logic and the host
 	cargo test --release --locked -p sbert-service
 	cargo test --release --locked -p sbert-host
 
