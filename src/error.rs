@@ -1,8 +1,8 @@
 //! Every way a request can fail, and the status and JSON body each one answers with.
 //!
-//! The bodies keep the original service's shapes: field validation as
-//! `{"<field>": ["<message>"]}`, other client errors as `{"code", "name", "description"}`,
-//! unexpected failures as `{"error", "message"}` with a fixed, safe message.
+//! Client errors are `{"code", "name", "description"}` like the original service's; a missing
+//! field also keeps the original validator's `"<field>": ["required field"]` entry, which its
+//! clients read. Unexpected failures are `{"error", "message"}` with a fixed, safe message.
 
 use std::collections::BTreeMap;
 
@@ -13,13 +13,14 @@ use crate::embed::EmbedError;
 use crate::http::{Method, Response};
 use crate::settings::VariableError;
 
-/// Messages per request field, e.g. `{"query": ["required field"]}`.
-pub type FieldErrors = BTreeMap<&'static str, Vec<&'static str>>;
+/// The original validator's message for a missing field.
+const REQUIRED_FIELD: &str = "required field";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("invalid fields: {0:?}")]
-    Validation(FieldErrors),
+    /// Required fields that are absent, `null` or (for `query`) empty.
+    #[error("missing fields: {0:?}")]
+    MissingFields(Vec<&'static str>),
     #[error("bad request: {0}")]
     BadRequest(String),
     #[error("unauthorized: {0}")]
@@ -30,6 +31,14 @@ pub enum ApiError {
     MethodNotAllowed { method: String, allow: Vec<Method> },
     #[error("gone: {0}")]
     Gone(String),
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    /// A field is present but has the wrong type or value.
+    #[error("invalid field `{field}`: {message}")]
+    InvalidField {
+        field: &'static str,
+        message: String,
+    },
     /// A failure that is not the client's fault. `detail` goes to the log, never to the client.
     #[error("{kind}: {detail}")]
     Internal { kind: InternalKind, detail: String },
@@ -68,11 +77,6 @@ impl std::fmt::Display for InternalKind {
 }
 
 impl ApiError {
-    /// A single field failed validation.
-    pub fn field(field: &'static str, message: &'static str) -> Self {
-        Self::Validation(FieldErrors::from([(field, vec![message])]))
-    }
-
     pub fn internal(kind: InternalKind, detail: impl std::fmt::Display) -> Self {
         Self::Internal {
             kind,
@@ -82,48 +86,79 @@ impl ApiError {
 
     pub fn status(&self) -> u16 {
         match self {
-            Self::Validation(_) | Self::BadRequest(_) => 400,
+            Self::MissingFields(_) | Self::BadRequest(_) => 400,
             Self::Unauthorized(_) => 401,
             Self::NotFound(_) => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::Gone(_) => 410,
+            Self::UnsupportedMediaType(_) => 415,
+            Self::InvalidField { .. } => 422,
             Self::Internal { .. } => 500,
         }
     }
 
     pub fn into_response(self) -> Response {
         let status = self.status();
-        match self {
-            Self::Validation(fields) => Response::json(status, &fields),
-            Self::BadRequest(description)
-            | Self::NotFound(description)
-            | Self::Gone(description) => {
-                Response::json(status, &HttpErrorBody::new(status, &description))
-            }
-            Self::Unauthorized(description) => {
-                Response::json(status, &HttpErrorBody::new(status, &description))
-                    .with_header("www-authenticate", "Bearer")
-            }
-            Self::MethodNotAllowed { method, allow } => {
-                let allow = allow
-                    .iter()
-                    .map(Method::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let description =
-                    format!("The method {method} is not allowed for this URL; allowed: {allow}.");
-                Response::json(status, &HttpErrorBody::new(status, &description))
-                    .with_header("allow", allow)
-            }
-            Self::Internal { kind, .. } => Response::json(
-                status,
-                &InternalErrorBody {
+        let description = match &self {
+            Self::Internal { kind, .. } => {
+                let body = InternalErrorBody {
                     error: kind.name(),
                     message: kind.public_message(),
-                },
+                };
+                return Response::json(status, &body);
+            }
+            Self::MissingFields(fields) => match fields.as_slice() {
+                [field] => format!("`{field}` is a required field."),
+                fields => format!("These fields are required: {}.", quoted_list(fields)),
+            },
+            Self::MethodNotAllowed { method, allow } => format!(
+                "The method {method} is not allowed for this URL; allowed: {}.",
+                method_list(allow)
             ),
+            Self::InvalidField { field, message } => format!("`{field}` {message}."),
+            Self::BadRequest(description)
+            | Self::Unauthorized(description)
+            | Self::NotFound(description)
+            | Self::Gone(description)
+            | Self::UnsupportedMediaType(description) => description.clone(),
+        };
+        let mut body = HttpErrorBody {
+            code: status,
+            name: reason_phrase(status),
+            description,
+            fields: BTreeMap::new(),
+        };
+        if let Self::MissingFields(fields) = &self {
+            body.fields = fields
+                .iter()
+                .map(|&field| (field, [REQUIRED_FIELD]))
+                .collect();
+        }
+        let response = Response::json(status, &body);
+        match self {
+            Self::Unauthorized(_) => response.with_header("www-authenticate", "Bearer"),
+            Self::MethodNotAllowed { allow, .. } => {
+                response.with_header("allow", method_list(&allow))
+            }
+            _ => response,
         }
     }
+}
+
+fn method_list(methods: &[Method]) -> String {
+    methods
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn quoted_list(fields: &[&str]) -> String {
+    fields
+        .iter()
+        .map(|field| format!("`{field}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl From<AuthError> for ApiError {
@@ -149,20 +184,13 @@ impl From<VariableError> for ApiError {
 }
 
 #[derive(Serialize)]
-struct HttpErrorBody<'a> {
+struct HttpErrorBody {
     code: u16,
     name: &'static str,
-    description: &'a str,
-}
-
-impl<'a> HttpErrorBody<'a> {
-    fn new(code: u16, description: &'a str) -> Self {
-        Self {
-            code,
-            name: reason_phrase(code),
-            description,
-        }
-    }
+    description: String,
+    /// The original validator's entries, e.g. `"query": ["required field"]`.
+    #[serde(flatten)]
+    fields: BTreeMap<&'static str, [&'static str; 1]>,
 }
 
 #[derive(Serialize)]
@@ -178,6 +206,8 @@ fn reason_phrase(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         410 => "Gone",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Entity",
         _ => "Error",
     }
 }
@@ -191,13 +221,38 @@ mod tests {
     }
 
     #[test]
-    fn validation_errors_keep_the_field_shape() {
-        let response = ApiError::field("query", "required field").into_response();
+    fn missing_fields_keep_the_original_entry_inside_the_standard_shape() {
+        let response = ApiError::MissingFields(vec!["query"]).into_response();
         assert_eq!(response.status, 400);
         assert_eq!(
             body(&response),
-            serde_json::json!({"query": ["required field"]})
+            serde_json::json!({
+                "code": 400,
+                "name": "Bad Request",
+                "description": "`query` is a required field.",
+                "query": ["required field"],
+            })
         );
+        let both = body(&ApiError::MissingFields(vec!["a", "b"]).into_response());
+        assert_eq!(
+            (&both["a"], &both["b"]),
+            (
+                &serde_json::json!(["required field"]),
+                &serde_json::json!(["required field"])
+            )
+        );
+    }
+
+    #[test]
+    fn invalid_fields_are_422() {
+        let error = ApiError::InvalidField {
+            field: "query",
+            message: "must be a string".into(),
+        };
+        let response = error.into_response();
+        assert_eq!(response.status, 422);
+        assert_eq!(body(&response)["description"], "`query` must be a string.");
+        assert_eq!(body(&response)["name"], "Unprocessable Entity");
     }
 
     #[test]

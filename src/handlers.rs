@@ -38,7 +38,7 @@ pub fn ping(_: &Request, services: &Services) -> Result<Response, ApiError> {
 
 pub fn encode(request: &Request, services: &Services) -> Result<Response, ApiError> {
     let request = EncodeRequest::from_request(request)?;
-    let encoding = single(services.embed(&[request.text()])?)?;
+    let encoding = single(services.embed(&[&request.query])?)?;
     Ok(Response::json(
         200,
         &EncodeResponse {

@@ -249,15 +249,15 @@ mod tests {
     }
 
     #[test]
-    fn encode_strips_whitespace_but_echoes_the_query_as_sent() {
+    fn encode_strips_surrounding_whitespace() {
         let padded = json_body(&send(request(
             "POST",
             "/v1/encode",
             r#"{"query": "  hi \n"}"#,
         )));
         let plain = json_body(&send(request("POST", "/v1/encode", r#"{"query": "hi"}"#)));
-        assert_eq!(padded["query"], "  hi \n");
-        assert_eq!(padded["encoding"], plain["encoding"]);
+        assert_eq!(padded, plain);
+        assert_eq!(plain["query"], "hi");
     }
 
     #[test]
@@ -272,22 +272,26 @@ mod tests {
         ] {
             let response = send(request.clone());
             assert_eq!(response.status, 400, "{request:?}");
-            assert_eq!(
-                json_body(&response),
-                json!({"query": ["required field"]}),
-                "{request:?}"
-            );
+            let body = json_body(&response);
+            assert_eq!(body["query"], json!(["required field"]), "{request:?}");
+            assert_eq!(body["code"], 400, "{request:?}");
         }
     }
 
     #[test]
     fn encode_rejects_malformed_bodies_with_json_errors() {
         let wrong_type = send(request("POST", "/v1/encode", r#"{"query": 5}"#));
-        assert_eq!(wrong_type.status, 400);
+        assert_eq!(wrong_type.status, 422);
         assert_eq!(
-            json_body(&wrong_type),
-            json!({"query": ["must be of string type"]})
+            json_body(&wrong_type)["description"],
+            "`query` must be a string."
         );
+        let mut form = request("POST", "/v1/encode", "query=hi");
+        form.headers.push((
+            "content-type".into(),
+            "application/x-www-form-urlencoded".into(),
+        ));
+        assert_eq!(send(form).status, 415);
         for body in ["{not json", "[\"hello\"]", "\"hello\""] {
             let response = send(request("POST", "/v1/encode", body));
             assert_eq!(response.status, 400, "{body}");
@@ -349,13 +353,34 @@ mod tests {
     }
 
     #[test]
-    fn cos_sim_weight_names_every_invalid_field() {
-        let response = send(request("POST", "/v1/encode/cos_sim_weight", r#"{"b": 3}"#));
+    fn cos_sim_weight_validates_both_fields() {
+        let response = send(request("POST", "/v1/encode/cos_sim_weight", "{}"));
         assert_eq!(response.status, 400);
+        let body = json_body(&response);
         assert_eq!(
-            json_body(&response),
-            json!({"a": ["required field"], "b": ["must be of string type"]})
+            (&body["a"], &body["b"]),
+            (&json!(["required field"]), &json!(["required field"]))
         );
+        let response = send(request(
+            "POST",
+            "/v1/encode/cos_sim_weight",
+            r#"{"a": "x", "b": 3}"#,
+        ));
+        assert_eq!(response.status, 422);
+        assert!(json_body(&response)["description"]
+            .as_str()
+            .unwrap()
+            .contains("`b`"));
+    }
+
+    #[test]
+    fn cos_sim_weight_accepts_empty_texts() {
+        let response = send(request(
+            "POST",
+            "/v1/encode/cos_sim_weight",
+            r#"{"a": "", "b": "hi"}"#,
+        ));
+        assert_eq!(response.status, 200);
     }
 
     #[test]

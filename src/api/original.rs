@@ -1,21 +1,15 @@
 //! The routes and shapes of the Python service we replace, kept as its clients know them.
-//!
-//! Field errors use its validator's wording: `{"query": ["required field"]}`.
 
 use serde::Serialize;
-use serde_json::{Map, Value};
 
-use super::json_object;
-use crate::error::{ApiError, FieldErrors};
+use super::{json_object, string_field, FieldProblem};
+use crate::error::ApiError;
 use crate::http::Request;
-
-const REQUIRED: &str = "required field";
-const NOT_A_STRING: &str = "must be of string type";
 
 /// `GET|POST /v1/encode`: the text comes from `?query=`, or else from a JSON body `{"query"}`.
 #[derive(Debug, PartialEq)]
 pub struct EncodeRequest {
-    /// The text as the client sent it, echoed back in the response.
+    /// The text without surrounding whitespace: what is encoded and echoed back.
     pub query: String,
 }
 
@@ -23,18 +17,16 @@ impl EncodeRequest {
     pub fn from_request(request: &Request) -> Result<Self, ApiError> {
         let query = match request.query_param("query") {
             Some(query) => query,
-            None => string_field(&json_object(&request.body)?, "query")
-                .map_err(|message| ApiError::field("query", message))?,
+            None => string_field(&json_object(request)?, "query")
+                .map_err(|problem| problem.into_error("query"))?,
         };
-        if query.trim().is_empty() {
-            return Err(ApiError::field("query", REQUIRED));
+        let query = query.trim();
+        if query.is_empty() {
+            return Err(FieldProblem::Missing.into_error("query"));
         }
-        Ok(Self { query })
-    }
-
-    /// What is encoded: the query without surrounding whitespace.
-    pub fn text(&self) -> &str {
-        self.query.trim()
+        Ok(Self {
+            query: query.to_owned(),
+        })
     }
 }
 
@@ -53,18 +45,21 @@ pub struct CosSimWeightRequest {
 
 impl CosSimWeightRequest {
     pub fn from_request(request: &Request) -> Result<Self, ApiError> {
-        let body = json_object(&request.body)?;
-        // Both fields are checked so that one response names every problem.
-        let mut errors = FieldErrors::new();
-        let mut field = |name| {
-            string_field(&body, name)
-                .map_err(|message| errors.insert(name, vec![message]))
-                .ok()
-        };
-        match (field("a"), field("b")) {
-            (Some(a), Some(b)) => Ok(Self { a, b }),
-            _ => Err(ApiError::Validation(errors)),
+        let body = json_object(request)?;
+        let (a, b) = (string_field(&body, "a"), string_field(&body, "b"));
+        // One response names every missing field, as the original validator's did.
+        let missing: Vec<_> = [("a", &a), ("b", &b)]
+            .into_iter()
+            .filter(|(_, field)| field.as_ref().err() == Some(&FieldProblem::Missing))
+            .map(|(name, _)| name)
+            .collect();
+        if !missing.is_empty() {
+            return Err(ApiError::MissingFields(missing));
         }
+        Ok(Self {
+            a: a.map_err(|problem| problem.into_error("a"))?,
+            b: b.map_err(|problem| problem.into_error("b"))?,
+        })
     }
 }
 
@@ -87,15 +82,5 @@ impl PingResponse {
             message: "pong!",
             container_id,
         }
-    }
-}
-
-/// A required string field of a JSON object, or the validation message for it; `null` counts
-/// as missing.
-fn string_field(object: &Map<String, Value>, name: &str) -> Result<String, &'static str> {
-    match object.get(name) {
-        None | Some(Value::Null) => Err(REQUIRED),
-        Some(Value::String(text)) => Ok(text.clone()),
-        Some(_) => Err(NOT_A_STRING),
     }
 }
