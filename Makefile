@@ -65,6 +65,11 @@ unit-test: wit models docs-assets ## Native unit tests of the component logic an
 integration-test: build venv ## Boot sbert-host with the real model and test over HTTP
 	$(VENV)/bin/pytest -q tests
 
+bench: build venv ## Benchmark against the in-process ceiling; report in target/bench/report.md
+	@scripts/apt_install.sh wrk:wrk
+	cargo build --release --locked -p sbert-bench
+	$(PYTHON) bench/run.py
+
 clean: ## Remove build output (keeps downloads and the venv)
 	rm -rf build .spin
 	cargo clean

@@ -101,9 +101,14 @@ def main() -> int:
     parser.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER, help="tokenizer.json")
     parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE, help="reference embeddings JSON")
     parser.add_argument("--min-cosine", type=float, default=0.9999, help="fail below this minimum cosine")
+    parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line (for make bench)")
     args = parser.parse_args()
 
     report = verify(args.model, args.tokenizer, args.reference)
+    if args.json:
+        print(json.dumps({"mean_cosine": report.mean_cosine, "min_cosine": report.min_cosine,
+                          "batch_min_cosine": report.batch_min_cosine}))
+        return 0
     print(
         f"verify: {args.model}: cosine to reference mean {report.mean_cosine:.7f}, "
         f"min {report.min_cosine:.7f} (1 - min = {1 - report.min_cosine:.1e}, worst {report.worst_text[:40]!r}); "

@@ -1,0 +1,128 @@
+//! The ceiling of `make bench`: what no server can beat.
+//!
+//! Runs the same ONNX model through the same ONNX Runtime library, with the same intra-op thread
+//! count as sbert-host, in-process, using the component's own tokenizer and pooling code
+//! (compiled natively). Prints one JSON line of figures for `bench/run.py`.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use ort::session::{builder::GraphOptimizationLevel, Session};
+use ort::value::TensorRef;
+use sbert_service::embed::{Embedder, HiddenStates, Infer, InferError};
+use sbert_service::tokenize::{TextTokenizer, TokenBatch};
+
+/// Measure in-process inference: one sentence at a time, then length-sorted batches of 32.
+#[derive(Parser)]
+struct Args {
+    /// The ONNX model
+    #[arg(long)]
+    model: PathBuf,
+    /// The tokenizer.json the component embeds
+    #[arg(long)]
+    tokenizer: PathBuf,
+    /// Questions, one per line
+    #[arg(long)]
+    questions: PathBuf,
+    /// Seconds for each of the two measurements
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// ONNX Runtime intra-op threads
+    #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
+    threads: usize,
+    /// The ONNX Runtime shared library
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    onnxruntime: PathBuf,
+}
+
+/// ONNX Runtime behind the component's `Infer` seam. `Session::run` takes `&mut self`; the
+/// benchmark is single-threaded, so the lock is never contended.
+struct OrtModel(Mutex<Session>);
+
+impl Infer for OrtModel {
+    fn infer(&self, batch: &TokenBatch) -> Result<HiddenStates, InferError> {
+        let shape = [batch.batch, batch.seq];
+        let run = || -> ort::Result<HiddenStates> {
+            let mut session = self.0.lock().expect("benchmark session lock");
+            let outputs = session.run(ort::inputs! {
+                "input_ids" => TensorRef::from_array_view((shape, batch.input_ids.as_slice()))?,
+                "attention_mask" => TensorRef::from_array_view((shape, batch.attention_mask.as_slice()))?,
+                "token_type_ids" => TensorRef::from_array_view((shape, batch.token_type_ids.as_slice()))?,
+            })?;
+            let (dims, values) = outputs["last_hidden_state"].try_extract_tensor::<f32>()?;
+            let hidden = *dims.last().unwrap_or(&0) as usize;
+            Ok(HiddenStates { values: values.to_vec(), hidden })
+        };
+        run().map_err(|e| InferError(e.to_string()))
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    ort::init_from(args.onnxruntime.display().to_string()).commit().context("loading ONNX Runtime")?;
+    let session = Session::builder()?
+        .with_optimization_level(GraphOptimizationLevel::Level3)?
+        .with_intra_threads(args.threads)?
+        .commit_from_file(&args.model)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let model = OrtModel(Mutex::new(session));
+    let tokenizer = TextTokenizer::from_json(&std::fs::read(&args.tokenizer)?)?;
+    let embedder = Embedder::new(&tokenizer, &model);
+    let text = std::fs::read_to_string(&args.questions)?;
+    let questions: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    let budget = Duration::from_secs(args.seconds);
+
+    // Warm-up: the first runs allocate ONNX Runtime's arenas.
+    for q in questions.iter().take(20) {
+        embedder.embed(&[q])?;
+    }
+
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    for q in questions.iter().cycle() {
+        let t = Instant::now();
+        embedder.embed(&[q])?;
+        latencies.push(t.elapsed());
+        if started.elapsed() >= budget {
+            break;
+        }
+    }
+    let single_rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
+    latencies.sort();
+
+    // Length-sorted batches of 32, as a batching server would form them.
+    let mut by_length: Vec<&str> = questions.clone();
+    by_length.sort_by_key(|q| q.len());
+    let batches: Vec<&[&str]> = by_length.chunks(32).collect();
+    let mut sentences = 0usize;
+    let started = Instant::now();
+    for (i, batch) in batches.iter().cycle().enumerate() {
+        embedder.embed(batch)?;
+        sentences += batch.len();
+        if started.elapsed() >= budget && i + 1 >= batches.len().min(8) {
+            break;
+        }
+    }
+    let batch_rate = sentences as f64 / started.elapsed().as_secs_f64();
+
+    println!(
+        "{}",
+        serde_json::json!({
+            "sentences_per_s": single_rate,
+            "p50_ms": percentile(&latencies, 0.5),
+            "p99_ms": percentile(&latencies, 0.99),
+            "samples": latencies.len(),
+            "batch32_sentences_per_s": batch_rate,
+            "threads": args.threads,
+        })
+    );
+    Ok(())
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Install Debian packages the tests or benchmarks need, when their command is missing.
+# Usage: scripts/apt_install.sh COMMAND:PACKAGE [COMMAND:PACKAGE ...]
+set -euo pipefail
+missing=()
+for pair in "$@"; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+sudo=""
+[[ $(id -u) -eq 0 ]] || sudo="sudo"
+echo "installing ${missing[*]} (apt-get)"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
