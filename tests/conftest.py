@@ -150,3 +150,66 @@ def assert_json_error(resp: requests.Response, status: int) -> dict:
     assert isinstance(body["name"], str) and body["name"]
     assert isinstance(body["description"], str) and body["description"]
     return body
+
+
+# --- Shared by the full-API tests (issue 4): the OpenAI error shape, the model's names, the tokenizer. ---
+
+MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+MODEL_ALIAS = "all-minilm-l6-v2"
+DIMENSIONS = 384
+MAX_TOKENS = 256
+
+
+def assert_openai_error(resp: requests.Response, status: int, *, param=..., code=...) -> dict:
+    """An error on /v1/embeddings or /v1/models: `{"error": {message, type, param, code}}`.
+
+    `param`/`code` are checked only when given (`None` is a real expectation: JSON null).
+    """
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/json"), resp.headers
+    error = resp.json()["error"]
+    assert isinstance(error["message"], str) and error["message"], error
+    assert error["type"] == ("server_error" if status >= 500 else "invalid_request_error"), error
+    assert "param" in error and "code" in error, error
+    assert error["param"] is None or isinstance(error["param"], str), error
+    assert error["code"] is None or isinstance(error["code"], str), error
+    if param is not ...:
+        assert error["param"] == param, error
+    if code is not ...:
+        assert error["code"] == code, error
+    return error
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The served model's own tokenizer.json, without its shipped 128-token truncation and padding."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(ROOT / "models/all-minilm-l6-v2/tokenizer.json"))
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
+
+
+def names_field(message: str, field: str) -> bool:
+    """Whether an error message names `field` as a field: `` `top_k` ``, `'a'`, `"b"`, `sentences: …`, or
+    (for names longer than one letter) the bare word. A single-letter field must be quoted or followed by ':',
+    so the article "a" in a sentence does not count as naming field `a`."""
+    import re
+
+    quoted = re.search(rf"[`'\"]{re.escape(field)}[`'\"]|(?<![\w-]){re.escape(field)}:", message)
+    if quoted or len(field) == 1:
+        return quoted is not None
+    return re.search(rf"(?<![\w-]){re.escape(field)}(?![\w-])", message) is not None
+
+
+def spread_questions(count: int, offset: int = 0) -> list[str]:
+    """`count` distinct real user questions (../shared/load) spread from the shortest to the longest, in a
+    shuffled order; different `offset`s give disjoint picks, so tests never share (cached) texts."""
+    import random
+
+    questions = sorted(set(json.loads((SHARED / "load/questions.json").read_text())), key=len)
+    step = (len(questions) - 1 - offset) // (count - 1)
+    picked = [questions[offset + k * step] for k in range(count)]
+    random.Random(count + offset).shuffle(picked)
+    return picked
