@@ -1,0 +1,168 @@
+//! The `spin` key-value backend: a SQLite file (or memory, without a path) with Spin's own table layout,
+//! so a database written by `spin up` reads the same here and back.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension};
+
+use super::{backend_error, Error, Store};
+
+/// How long a statement waits for another connection's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct SqliteStore {
+    /// rusqlite connections are not `Sync`; statements are short, so one lock per store is enough.
+    connection: Arc<Mutex<Connection>>,
+    /// The store's label: rows of several stores share one table.
+    name: Arc<str>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, or an in-memory one.
+    pub fn open(path: Option<&Path>, name: &str) -> Result<Self> {
+        let connection = match path {
+            Some(path) => {
+                if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                }
+                Connection::open(path).with_context(|| format!("cannot open SQLite database {}", path.display()))?
+            }
+            None => Connection::open_in_memory().context("cannot open an in-memory SQLite database")?,
+        };
+        connection.busy_timeout(BUSY_TIMEOUT)?;
+        connection
+            .execute(
+                "CREATE TABLE IF NOT EXISTS spin_key_value (
+                    store TEXT NOT NULL,
+                    key   TEXT NOT NULL,
+                    value BLOB NOT NULL,
+                    PRIMARY KEY (store, key)
+                )",
+                [],
+            )
+            .with_context(|| match path {
+                Some(path) => format!("cannot create the key-value table in {}", path.display()),
+                None => "cannot create the key-value table".to_string(),
+            })?;
+        Ok(Self { connection: Arc::new(Mutex::new(connection)), name: name.into() })
+    }
+
+    /// Runs `statement` on the blocking pool, so SQLite's file I/O never stalls the async executor.
+    async fn run<T: Send + 'static>(
+        &self,
+        statement: impl FnOnce(&Connection, &str) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, Error> {
+        let connection = self.connection.clone();
+        let name = self.name.clone();
+        tokio::task::spawn_blocking(move || {
+            let connection = connection.lock().map_err(|_| Error::Other("sqlite connection poisoned".into()))?;
+            statement(&connection, &name).map_err(backend_error)
+        })
+        .await
+        .map_err(backend_error)?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn get(&self, key: String) -> Result<Option<Vec<u8>>, Error> {
+        self.run(move |db, store| {
+            db.prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?
+                .query_row((store, &key), |row| row.get(0))
+                .optional()
+        })
+        .await
+    }
+
+    async fn set(&self, key: String, value: Vec<u8>) -> Result<(), Error> {
+        self.run(move |db, store| {
+            db.prepare_cached(
+                "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (store, key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute((store, &key, &value))
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn delete(&self, key: String) -> Result<(), Error> {
+        self.run(move |db, store| {
+            db.prepare_cached("DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2")?
+                .execute((store, &key))
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn exists(&self, key: String) -> Result<bool, Error> {
+        self.run(move |db, store| {
+            db.prepare_cached("SELECT EXISTS (SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2)")?
+                .query_row((store, &key), |row| row.get(0))
+        })
+        .await
+    }
+
+    async fn get_keys(&self) -> Result<Vec<String>, Error> {
+        self.run(|db, store| {
+            db.prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1 ORDER BY key")?
+                .query_map([store], |row| row.get(0))?
+                .collect()
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn round_trips_through_a_real_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".spin/sqlite_key_value.db");
+        let store = SqliteStore::open(Some(&path), "default").unwrap();
+
+        assert_eq!(store.get("k".into()).await.unwrap(), None);
+        assert!(!store.exists("k".into()).await.unwrap());
+        store.set("k".into(), b"one".to_vec()).await.unwrap();
+        store.set("k".into(), b"two".to_vec()).await.unwrap();
+        store.set("a".into(), vec![0, 255]).await.unwrap();
+        assert_eq!(store.get("k".into()).await.unwrap().as_deref(), Some(&b"two"[..]));
+        assert!(store.exists("k".into()).await.unwrap());
+        assert_eq!(store.get_keys().await.unwrap(), ["a", "k"]);
+        store.delete("k".into()).await.unwrap();
+        assert_eq!(store.get("k".into()).await.unwrap(), None);
+        drop(store);
+
+        // The data outlives the connection, and labels sharing a file do not see each other's keys.
+        let reopened = SqliteStore::open(Some(&path), "default").unwrap();
+        assert_eq!(reopened.get("a".into()).await.unwrap(), Some(vec![0, 255]));
+        let other = SqliteStore::open(Some(&path), "other").unwrap();
+        assert!(other.get_keys().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn uses_spins_table_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.db");
+        let store = SqliteStore::open(Some(&path), "default").unwrap();
+        store.set("k".into(), b"v".to_vec()).await.unwrap();
+        let db = Connection::open(&path).unwrap();
+        let row: (String, String, Vec<u8>) = db
+            .query_row("SELECT store, key, value FROM spin_key_value", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap();
+        assert_eq!(row, ("default".to_string(), "k".to_string(), b"v".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn without_a_path_the_store_lives_in_memory() {
+        let store = SqliteStore::open(None, "default").unwrap();
+        store.set("k".into(), b"v".to_vec()).await.unwrap();
+        assert!(store.exists("k".into()).await.unwrap());
+    }
+}
