@@ -1,0 +1,169 @@
+//! `wasi:nn` on ONNX Runtime. wasmtime-wasi-nn supplies the WIT glue (resources, errors, `load-by-name`);
+//! this module plugs our backend into its traits. Graphs named in the manifest are loaded once at start-up
+//! and shared by every request; each request gets a cheap [`WasiNnCtx`] pointing at them.
+
+mod onnx;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use wasmtime::format_err;
+use wasmtime_wasi_nn::backend::{
+    BackendError, BackendExecutionContext, BackendFromDir, BackendGraph, BackendInner, Id, NamedTensor,
+};
+use wasmtime_wasi_nn::wit::{ExecutionTarget, GraphEncoding, WasiNnCtx};
+use wasmtime_wasi_nn::{Backend, ExecutionContext, Graph, GraphRegistry, Registry, Tensor};
+
+pub use onnx::{init_runtime, SessionOptions};
+
+/// The app's wasi:nn state: the backend settings and the preloaded graphs.
+#[derive(Clone)]
+pub struct Nn {
+    backend: OnnxBackend,
+    graphs: Graphs,
+}
+
+impl Nn {
+    /// Loads every graph (name → ONNX file). `ONNX Runtime` must have been initialised with
+    /// [`init_runtime`] if there are any.
+    pub fn load(graphs: &BTreeMap<String, PathBuf>, options: SessionOptions) -> Result<Self> {
+        let backend = OnnxBackend { options };
+        let graphs = graphs
+            .iter()
+            .map(|(name, path)| Ok((name.clone(), backend.load_file(path).with_context(|| format!("graph `{name}`"))?)))
+            .collect::<Result<HashMap<_, _>>>()?;
+        Ok(Self { backend, graphs: Graphs(graphs) })
+    }
+
+    /// A fresh context for one request.
+    pub fn ctx(&self) -> WasiNnCtx {
+        WasiNnCtx::new([Backend::from(self.backend.clone())], Registry::from(self.graphs.clone()))
+    }
+}
+
+/// Checks that every model file exists, so a missing one is reported before anything slow starts.
+pub fn check_model_files(graphs: &BTreeMap<String, PathBuf>) -> Result<()> {
+    for path in graphs.values() {
+        if !path.is_file() {
+            bail!("model file {} not found (run `make models`)", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// Graphs by name, for `load-by-name`.
+#[derive(Clone, Default)]
+struct Graphs(HashMap<String, Graph>);
+
+impl GraphRegistry for Graphs {
+    fn get(&self, name: &str) -> Option<&Graph> {
+        self.0.get(name)
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut Graph> {
+        self.0.get_mut(name)
+    }
+}
+
+/// The ONNX backend: also serves wasi:nn `load` of ONNX bytes sent by the guest.
+#[derive(Clone)]
+struct OnnxBackend {
+    options: SessionOptions,
+}
+
+impl OnnxBackend {
+    fn load_file(&self, path: &Path) -> Result<Graph> {
+        let model = std::fs::read(path).with_context(|| format!("cannot read model file {}", path.display()))?;
+        let model = onnx::OnnxModel::load(&model, &self.options)
+            .with_context(|| format!("cannot load model file {}", path.display()))?;
+        Ok(OnnxGraph(Arc::new(model)).into())
+    }
+}
+
+impl BackendInner for OnnxBackend {
+    fn encoding(&self) -> GraphEncoding {
+        GraphEncoding::Onnx
+    }
+
+    fn load(&mut self, builders: &[&[u8]], target: ExecutionTarget) -> Result<Graph, BackendError> {
+        let [model] = builders else {
+            return Err(BackendError::InvalidNumberOfBuilders(1, builders.len()));
+        };
+        if !matches!(target, ExecutionTarget::Cpu) {
+            return Err(BackendError::BackendAccess(format_err!("only the cpu execution target is available")));
+        }
+        let model = onnx::OnnxModel::load(model, &self.options).map_err(|e| format_err!("{e:#}"))?;
+        Ok(OnnxGraph(Arc::new(model)).into())
+    }
+
+    fn as_dir_loadable(&mut self) -> Option<&mut dyn BackendFromDir> {
+        None
+    }
+}
+
+/// A loaded model; execution contexts share it.
+struct OnnxGraph(Arc<onnx::OnnxModel>);
+
+impl From<OnnxGraph> for Graph {
+    fn from(graph: OnnxGraph) -> Self {
+        Graph::from(Box::new(graph) as Box<dyn BackendGraph>)
+    }
+}
+
+impl BackendGraph for OnnxGraph {
+    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
+        let context = OnnxExecutionContext { model: self.0.clone(), inputs: Vec::new(), outputs: Vec::new() };
+        Ok(ExecutionContext::from(Box::new(context) as Box<dyn BackendExecutionContext>))
+    }
+}
+
+/// One guest execution context. The WIT interface passes inputs to `compute` and gets outputs back; the
+/// older WITX interface sets inputs and reads outputs one at a time, kept here between calls.
+struct OnnxExecutionContext {
+    model: Arc<onnx::OnnxModel>,
+    inputs: Vec<NamedTensor>,
+    outputs: Vec<NamedTensor>,
+}
+
+impl OnnxExecutionContext {
+    /// The tensor name `id` refers to, looking indices up in `names`.
+    fn name(id: Id, names: &[String]) -> Result<String, BackendError> {
+        match id {
+            Id::Name(name) => Ok(name),
+            Id::Index(index) => names
+                .get(index as usize)
+                .cloned()
+                .ok_or_else(|| BackendError::BackendAccess(format_err!("no tensor at index {index}"))),
+        }
+    }
+}
+
+impl BackendExecutionContext for OnnxExecutionContext {
+    fn set_input(&mut self, id: Id, tensor: &Tensor) -> Result<(), BackendError> {
+        let name = Self::name(id, self.model.input_names())?;
+        self.inputs.retain(|input| input.name != name);
+        self.inputs.push(NamedTensor { name, tensor: tensor.clone() });
+        Ok(())
+    }
+
+    fn get_output(&mut self, id: Id) -> Result<Tensor, BackendError> {
+        let name = Self::name(id, self.model.output_names())?;
+        self.outputs
+            .iter()
+            .find(|output| output.name == name)
+            .map(|output| output.tensor.clone())
+            .ok_or_else(|| BackendError::BackendAccess(format_err!("no output named {name}")))
+    }
+
+    fn compute(&mut self, inputs: Option<Vec<NamedTensor>>) -> Result<Option<Vec<NamedTensor>>, BackendError> {
+        match inputs {
+            Some(inputs) => self.model.infer(inputs).map(Some),
+            None => {
+                self.outputs = self.model.infer(std::mem::take(&mut self.inputs))?;
+                Ok(None)
+            }
+        }
+    }
+}

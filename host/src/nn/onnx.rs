@@ -1,0 +1,437 @@
+//! ONNX Runtime sessions behind a job queue.
+//!
+//! A model is loaded into one or more `Session`s, each owned by its own worker thread. Requests submit jobs
+//! to the model's queue and wait for the reply; no lock is held while a session runs, so sessions of the same
+//! model (and of different models) run in parallel. The queue is also where cross-request batching slots in:
+//! a worker may drain several queued jobs and run them as one batch.
+//!
+//! Tensors cross the wasi:nn boundary as little-endian bytes; they are converted to and from typed ONNX
+//! Runtime values on the worker thread.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex};
+
+use anyhow::{anyhow, bail, Context, Result};
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::tensor::{PrimitiveTensorElementType, TensorElementType};
+use ort::value::{DynValue, ValueType};
+use wasmtime::format_err;
+use wasmtime_wasi_nn::backend::{BackendError, NamedTensor};
+use wasmtime_wasi_nn::wit::TensorType;
+use wasmtime_wasi_nn::Tensor;
+
+/// How models are run.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionOptions {
+    /// ONNX Runtime intra-op threads per session.
+    pub intra_threads: usize,
+    /// Sessions (and worker threads) per model: how many inferences of one model run at once.
+    pub sessions: usize,
+}
+
+/// Loads the ONNX Runtime shared library. Call once, before loading any model.
+pub fn init_runtime(library: &Path) -> Result<()> {
+    if !library.is_file() {
+        bail!(
+            "ONNX Runtime library {} not found (run `make models`, or point --onnxruntime / ORT_DYLIB_PATH at libonnxruntime.so)",
+            library.display()
+        );
+    }
+    // `ort` reports a library it cannot load (or of an unsupported version) by panicking; make that an error
+    // with the library's name instead of a panic message.
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let loaded = catch_unwind(|| ort::init_from(library.display().to_string()).with_name("sbert-host").commit());
+    std::panic::set_hook(previous_hook);
+    match loaded {
+        Ok(committed) => committed.map(drop).with_context(|| format!("cannot start ONNX Runtime from {}", library.display())),
+        Err(panic) => Err(anyhow!(
+            "cannot load ONNX Runtime library {}: {}",
+            library.display(),
+            panic_message(panic.as_ref())
+        )),
+    }
+}
+
+/// A model served by worker threads that each own a session.
+pub struct OnnxModel {
+    jobs: mpsc::Sender<Job>,
+    /// Input names in the model's order, for wasi-nn's by-index tensor ids.
+    input_names: Vec<String>,
+    /// Output names in the model's order.
+    output_names: Vec<String>,
+}
+
+/// One inference: named inputs in, named outputs (or the failure) back to the waiting request.
+struct Job {
+    inputs: Vec<NamedTensor>,
+    reply: mpsc::SyncSender<Result<Vec<NamedTensor>, BackendError>>,
+}
+
+impl OnnxModel {
+    /// Builds `options.sessions` sessions from the ONNX file's bytes and starts their workers.
+    pub fn load(model: &[u8], options: &SessionOptions) -> Result<Self> {
+        let sessions = (0..options.sessions.max(1))
+            .map(|_| {
+                Session::builder()?
+                    .with_optimization_level(GraphOptimizationLevel::Level3)?
+                    .with_intra_threads(options.intra_threads)?
+                    // Spinning idle intra-op threads would take CPU from the Wasm executor on small machines.
+                    .with_intra_op_spinning(false)?
+                    .commit_from_memory(model)
+            })
+            .collect::<ort::Result<Vec<_>>>()?;
+        let input_names = sessions[0].inputs.iter().map(|input| input.name.clone()).collect();
+        let output_names = sessions[0].outputs.iter().map(|output| output.name.clone()).collect();
+
+        let (jobs, queue) = mpsc::channel();
+        let queue = Arc::new(Mutex::new(queue));
+        for (index, session) in sessions.into_iter().enumerate() {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("onnx-session-{index}"))
+                .spawn(move || work(session, &queue))
+                .context("cannot start an inference thread")?;
+        }
+        Ok(Self { jobs, input_names, output_names })
+    }
+
+    pub fn input_names(&self) -> &[String] {
+        &self.input_names
+    }
+
+    pub fn output_names(&self) -> &[String] {
+        &self.output_names
+    }
+
+    /// Runs the model. Blocks the calling thread until a session has finished the job.
+    pub fn infer(&self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
+        let stopped = || BackendError::BackendAccess(format_err!("the inference workers have stopped"));
+        let (reply, result) = mpsc::sync_channel(1);
+        self.jobs.send(Job { inputs, reply }).map_err(|_| stopped())?;
+        wait_off_executor(|| result.recv()).map_err(|_| stopped())?
+    }
+}
+
+/// Blocks on `wait`. wasi-nn's host functions are synchronous, so `compute` runs on whichever tokio worker
+/// polls the request; `block_in_place` first hands that worker's other tasks to another thread, so the
+/// executor keeps serving requests (and their key-value I/O) while this one waits for inference.
+fn wait_off_executor<T>(wait: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    }
+}
+
+/// A worker: takes jobs off the shared queue until the model is dropped.
+fn work(mut session: Session, queue: &Mutex<mpsc::Receiver<Job>>) {
+    loop {
+        // The lock is held only while waiting for the next job, never while a session runs.
+        let job = match queue.lock() {
+            Ok(queue) => queue.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        // A panic inside ONNX Runtime's bindings fails this job, not the worker.
+        let result = catch_unwind(AssertUnwindSafe(|| run(&mut session, &job.inputs))).unwrap_or_else(|panic| {
+            Err(BackendError::BackendAccess(format_err!("inference panicked: {}", panic_message(panic.as_ref()))))
+        });
+        // The requester may have gone away (its request was cancelled); nothing is waiting for the result then.
+        let _ = job.reply.send(result);
+    }
+}
+
+/// Runs one job on `session`: converts the inputs, runs, and converts every output back.
+fn run(session: &mut Session, inputs: &[NamedTensor]) -> Result<Vec<NamedTensor>, BackendError> {
+    let values = inputs
+        .iter()
+        .map(|input| Ok((input.name.as_str(), to_value(&input.tensor)?)))
+        .collect::<Result<Vec<_>, BackendError>>()?;
+    let outputs = session.run(values).map_err(ort_error)?;
+    outputs
+        .iter()
+        .map(|(name, value)| Ok(NamedTensor { name: name.to_string(), tensor: to_tensor(&value)? }))
+        .collect()
+}
+
+fn ort_error(error: ort::Error) -> BackendError {
+    BackendError::BackendAccess(format_err!("{error}"))
+}
+
+/// Tensor element types that cross the wasi:nn boundary as little-endian bytes.
+trait Element: PrimitiveTensorElementType + Copy + std::fmt::Debug + 'static {
+    const SIZE: usize;
+    fn from_le(bytes: &[u8]) -> Self;
+    fn extend_le(self, bytes: &mut Vec<u8>);
+}
+
+macro_rules! element {
+    ($($ty:ty),*) => {$(
+        impl Element for $ty {
+            const SIZE: usize = size_of::<$ty>();
+            fn from_le(bytes: &[u8]) -> Self {
+                <$ty>::from_le_bytes(bytes.try_into().expect("chunks are SIZE bytes"))
+            }
+            fn extend_le(self, bytes: &mut Vec<u8>) {
+                bytes.extend_from_slice(&self.to_le_bytes());
+            }
+        }
+    )*};
+}
+
+element!(f32, f64, u8, i32, i64);
+
+/// A wasi-nn tensor as an ONNX Runtime value.
+fn to_value(tensor: &Tensor) -> Result<DynValue, BackendError> {
+    match tensor.ty {
+        TensorType::Fp32 => typed_value::<f32>(tensor),
+        TensorType::Fp64 => typed_value::<f64>(tensor),
+        TensorType::U8 => typed_value::<u8>(tensor),
+        TensorType::I32 => typed_value::<i32>(tensor),
+        TensorType::I64 => typed_value::<i64>(tensor),
+        TensorType::Fp16 | TensorType::Bf16 => Err(BackendError::UnsupportedTensorType(format!("{:?}", tensor.ty))),
+    }
+}
+
+fn typed_value<T: Element>(tensor: &Tensor) -> Result<DynValue, BackendError> {
+    let elements = tensor.dimensions.iter().try_fold(1usize, |n, &d| n.checked_mul(d as usize));
+    if elements.and_then(|n| n.checked_mul(T::SIZE)) != Some(tensor.data.len()) {
+        return Err(BackendError::BackendAccess(format_err!(
+            "tensor of {:?} with dimensions {:?} needs {} bytes of data, got {}",
+            tensor.ty,
+            tensor.dimensions,
+            elements.map_or("too many".to_string(), |n| (n * T::SIZE).to_string()),
+            tensor.data.len()
+        )));
+    }
+    let values: Vec<T> = tensor.data.chunks_exact(T::SIZE).map(T::from_le).collect();
+    let shape: Vec<i64> = tensor.dimensions.iter().map(|&d| i64::from(d)).collect();
+    Ok(ort::value::Tensor::from_array((shape, values)).map_err(ort_error)?.into_dyn())
+}
+
+/// An ONNX Runtime output as a wasi-nn tensor.
+fn to_tensor(value: &DynValue) -> Result<Tensor, BackendError> {
+    let unsupported = || BackendError::UnsupportedTensorType(format!("{:?}", value.dtype()));
+    let ValueType::Tensor { ty, .. } = value.dtype() else {
+        return Err(unsupported());
+    };
+    match ty {
+        TensorElementType::Float32 => typed_tensor::<f32>(value, TensorType::Fp32),
+        TensorElementType::Float64 => typed_tensor::<f64>(value, TensorType::Fp64),
+        TensorElementType::Uint8 => typed_tensor::<u8>(value, TensorType::U8),
+        TensorElementType::Int32 => typed_tensor::<i32>(value, TensorType::I32),
+        TensorElementType::Int64 => typed_tensor::<i64>(value, TensorType::I64),
+        _ => Err(unsupported()),
+    }
+}
+
+fn typed_tensor<T: Element>(value: &DynValue, ty: TensorType) -> Result<Tensor, BackendError> {
+    let (shape, data) = value.try_extract_tensor::<T>().map_err(ort_error)?;
+    let dimensions = shape
+        .iter()
+        .map(|&d| u32::try_from(d).map_err(|_| BackendError::BackendAccess(format_err!("output dimension {d} out of range"))))
+        .collect::<Result<_, _>>()?;
+    let mut bytes = Vec::with_capacity(data.len() * T::SIZE);
+    for &element in data {
+        element.extend_le(&mut bytes);
+    }
+    Ok(Tensor::new(dimensions, ty, bytes))
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// The ONNX Runtime library `make models` installs (or `ORT_DYLIB_PATH`), loaded once per test process.
+    pub fn runtime() {
+        static INIT: std::sync::Once = std::sync::Once::new();
+        INIT.call_once(|| {
+            let library = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/onnxruntime/libonnxruntime.so")
+            });
+            init_runtime(&library).expect("ONNX Runtime is needed by these tests: run `make models`");
+        });
+    }
+
+    /// Protobuf wire encoding, just enough to write a tiny ONNX model.
+    mod proto {
+        pub fn varint(mut value: u64, out: &mut Vec<u8>) {
+            while value >= 0x80 {
+                out.push((value as u8) | 0x80);
+                value >>= 7;
+            }
+            out.push(value as u8);
+        }
+        pub fn int(field: u32, value: u64) -> Vec<u8> {
+            let mut out = Vec::new();
+            varint(u64::from(field) << 3, &mut out);
+            varint(value, &mut out);
+            out
+        }
+        pub fn bytes(field: u32, value: &[u8]) -> Vec<u8> {
+            let mut out = Vec::new();
+            varint((u64::from(field) << 3) | 2, &mut out);
+            varint(value.len() as u64, &mut out);
+            out.extend_from_slice(value);
+            out
+        }
+        pub fn message(parts: &[Vec<u8>]) -> Vec<u8> {
+            parts.concat()
+        }
+    }
+
+    /// ONNX element type codes.
+    const FLOAT: u64 = 1;
+    const INT64: u64 = 7;
+
+    /// A rank-2 tensor value-info with symbolic dimensions.
+    fn value_info(name: &str, elem_type: u64) -> Vec<u8> {
+        use proto::*;
+        let dim = |param: &str| bytes(1, &bytes(2, param.as_bytes()));
+        let shape = message(&[dim("batch"), dim("seq")]);
+        let tensor_type = message(&[int(1, elem_type), bytes(2, &shape)]);
+        message(&[bytes(1, name.as_bytes()), bytes(2, &bytes(1, &tensor_type))])
+    }
+
+    /// A model with int64 input `ids` and two outputs: `as_float` (Cast to f32) and `same` (Identity, int64).
+    fn cast_model() -> Vec<u8> {
+        use proto::*;
+        let cast = message(&[
+            bytes(1, b"ids"),
+            bytes(2, b"as_float"),
+            bytes(4, b"Cast"),
+            // attribute `to` = FLOAT, of attribute type INT (2)
+            bytes(5, &message(&[bytes(1, b"to"), int(3, FLOAT), int(20, 2)])),
+        ]);
+        let identity = message(&[bytes(1, b"ids"), bytes(2, b"same"), bytes(4, b"Identity")]);
+        let graph = message(&[
+            bytes(1, &cast),
+            bytes(1, &identity),
+            bytes(2, b"cast"),
+            bytes(11, &value_info("ids", INT64)),
+            bytes(12, &value_info("as_float", FLOAT)),
+            bytes(12, &value_info("same", INT64)),
+        ]);
+        let opset = message(&[bytes(1, b""), int(2, 13)]);
+        message(&[int(1, 8), bytes(7, &graph), bytes(8, &opset)])
+    }
+
+    fn i64_tensor(dimensions: Vec<u32>, values: &[i64]) -> Tensor {
+        Tensor::new(dimensions, TensorType::I64, values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+
+    fn options() -> SessionOptions {
+        SessionOptions { intra_threads: 1, sessions: 2 }
+    }
+
+    fn output<'a>(outputs: &'a [NamedTensor], name: &str) -> &'a Tensor {
+        &outputs.iter().find(|o| o.name == name).expect("output present").tensor
+    }
+
+    #[test]
+    fn int64_inputs_round_trip_and_convert() {
+        runtime();
+        let model = OnnxModel::load(&cast_model(), &options()).unwrap();
+        assert_eq!(model.input_names(), ["ids"]);
+        assert_eq!(model.output_names(), ["as_float", "same"]);
+
+        let ids = [101, -2, 1 << 40, 102, 0, 7];
+        let outputs = model.infer(vec![NamedTensor { name: "ids".into(), tensor: i64_tensor(vec![2, 3], &ids) }]).unwrap();
+
+        let same = output(&outputs, "same");
+        assert_eq!(same, &i64_tensor(vec![2, 3], &ids));
+
+        let as_float = output(&outputs, "as_float");
+        assert_eq!(as_float.ty, TensorType::Fp32);
+        assert_eq!(as_float.dimensions, [2, 3]);
+        let floats: Vec<f32> = as_float.data.chunks_exact(4).map(f32::from_le).collect();
+        assert_eq!(floats, ids.map(|v| v as f32));
+    }
+
+    #[test]
+    fn bad_inputs_are_errors_not_panics() {
+        runtime();
+        let model = OnnxModel::load(&cast_model(), &options()).unwrap();
+        let run = |name: &str, tensor: Tensor| model.infer(vec![NamedTensor { name: name.into(), tensor }]);
+
+        // Data that does not fill the dimensions.
+        let short = Tensor::new(vec![2, 3], TensorType::I64, vec![0; 8]);
+        assert!(matches!(run("ids", short), Err(BackendError::BackendAccess(_))));
+        // A type the model does not take, an unknown input and an unsupported element type.
+        assert!(run("ids", Tensor::new(vec![1, 1], TensorType::Fp32, vec![0; 4])).is_err());
+        assert!(run("nope", i64_tensor(vec![1, 1], &[1])).is_err());
+        let half = Tensor::new(vec![1, 1], TensorType::Fp16, vec![0; 2]);
+        assert!(matches!(run("ids", half), Err(BackendError::UnsupportedTensorType(_))));
+        // The workers survive all of that.
+        assert!(run("ids", i64_tensor(vec![1, 1], &[5])).is_ok());
+    }
+
+    #[test]
+    fn runs_concurrently_from_many_threads() {
+        runtime();
+        let model = Arc::new(OnnxModel::load(&cast_model(), &options()).unwrap());
+        let threads: Vec<_> = (0..8i64)
+            .map(|n| {
+                let model = model.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        let ids = [n, n + 1];
+                        let outputs = model
+                            .infer(vec![NamedTensor { name: "ids".into(), tensor: i64_tensor(vec![1, 2], &ids) }])
+                            .unwrap();
+                        assert_eq!(output(&outputs, "same"), &i64_tensor(vec![1, 2], &ids));
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_missing_library_is_named() {
+        let error = init_runtime(Path::new("/nonexistent/libonnxruntime.so")).unwrap_err().to_string();
+        assert!(error.contains("/nonexistent/libonnxruntime.so not found"), "{error}");
+        assert!(error.contains("make models"), "{error}");
+    }
+
+    /// The real sentence-transformers model, when `make models` has produced it.
+    #[test]
+    fn real_model_takes_int64_token_ids() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/all-minilm-l6-v2/model.onnx");
+        let Ok(bytes) = std::fs::read(&path) else {
+            eprintln!("SKIPPED: {} is missing (run `make models`)", path.display());
+            return;
+        };
+        runtime();
+        let model = OnnxModel::load(&bytes, &SessionOptions { intra_threads: 2, sessions: 1 }).unwrap();
+        // "[CLS] hello world [SEP]" in the model's vocabulary.
+        let ids = [101, 7592, 2088, 102];
+        let inputs = vec![
+            NamedTensor { name: "input_ids".into(), tensor: i64_tensor(vec![1, 4], &ids) },
+            NamedTensor { name: "attention_mask".into(), tensor: i64_tensor(vec![1, 4], &[1; 4]) },
+            NamedTensor { name: "token_type_ids".into(), tensor: i64_tensor(vec![1, 4], &[0; 4]) },
+        ];
+        let outputs = model.infer(inputs).unwrap();
+        let hidden = output(&outputs, "last_hidden_state");
+        assert_eq!(hidden.ty, TensorType::Fp32);
+        assert_eq!(hidden.dimensions, [1, 4, 384]);
+        let values: Vec<f32> = hidden.data.chunks_exact(4).map(f32::from_le).collect();
+        assert!(values.iter().all(|v| v.is_finite()));
+        assert!(values.iter().any(|v| *v != 0.0));
+    }
+}
