@@ -1,1 +1,40 @@
-fn main() {}
+//! sbert-host: a Spin-compatible runtime for sbert-service, with wasi:nn on ONNX Runtime.
+
+mod bindings;
+mod key_value;
+mod manifest;
+mod nn;
+mod runtime_config;
+mod server;
+mod state;
+mod toml_file;
+mod up;
+mod variables;
+mod wizer;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// A Spin-compatible runtime for sbert-service, with wasi:nn on ONNX Runtime.
+#[derive(Debug, Parser)]
+#[command(name = "sbert-host", version)]
+enum Command {
+    Up(up::UpCommand),
+    Wizer(wizer::WizerCommand),
+}
+
+fn main() -> ExitCode {
+    let result = match Command::parse() {
+        Command::Up(command) => command.run(),
+        Command::Wizer(command) => command.run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line: the context chain, outermost first.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The HTTP side: accept connections, route each request to a component, run it in a fresh `Store`, turn
+//! failures into JSON errors, log one JSON line per request, and drain connections on shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio_util::task::TaskTracker;
+use wasmtime::Store;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::WasiHttpView;
+
+use crate::manifest::Route;
+use crate::state::{ComponentServices, RequestState};
+
+/// How long in-flight requests get to finish after SIGINT/SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The request-id header: taken from the client when usable, generated otherwise, and always returned.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A component ready to serve: pre-instantiated once, instantiated per request.
+pub struct ServedComponent {
+    pub id: String,
+    pub pre: ProxyPre<RequestState>,
+    pub services: ComponentServices,
+}
+
+/// A manifest route bound to its component.
+struct RouteEntry {
+    /// As written in the manifest, for Spin's `spin-*-route` headers.
+    raw: String,
+    route: Route,
+    component: Arc<ServedComponent>,
+}
+
+/// Routes requests to components; routes are kept most specific first.
+pub struct Router {
+    routes: Vec<RouteEntry>,
+}
+
+impl Router {
+    /// `routes`: (route as written in the manifest, component).
+    pub fn new(routes: Vec<(String, Arc<ServedComponent>)>) -> Result<Self> {
+        let mut routes = routes
+            .into_iter()
+            .map(|(raw, component)| Ok(RouteEntry { route: Route::parse(&raw)?, raw, component }))
+            .collect::<Result<Vec<_>>>()?;
+        routes.sort_by_key(|entry| std::cmp::Reverse(entry.route.specificity()));
+        Ok(Self { routes })
+    }
+
+    /// `(route, component id)` pairs, in the order they are matched.
+    pub fn routes(&self) -> impl Iterator<Item = (&str, &ServedComponent)> {
+        self.routes.iter().map(|entry| (entry.raw.as_str(), entry.component.as_ref()))
+    }
+
+    fn find(&self, path: &str) -> Option<(&RouteEntry, String)> {
+        self.routes.iter().find_map(|entry| Some((entry, entry.route.path_info(path)?.to_string())))
+    }
+
+    /// Handles one request; never fails: every failure becomes a JSON error response.
+    async fn handle(&self, mut request: Request<Incoming>, listen: SocketAddr, client: SocketAddr) -> Response<HyperOutgoingBody> {
+        let started = Instant::now();
+        let request_id = request_id(request.headers().get(&REQUEST_ID));
+        let method = request.method().to_string();
+        let path = request.uri().path().to_string();
+
+        let mut response = match self.find(&path) {
+            None => json_response(
+                StatusCode::NOT_FOUND,
+                &json!({"code": 404, "name": "Not Found", "description": format!("no route matches {path}")}),
+            ),
+            Some((entry, path_info)) => {
+                set_request_headers(&mut request, entry, &path_info, &request_id, listen, client);
+                match call(&entry.component, request).await {
+                    Ok(response) => response,
+                    Err(error) => {
+                        log_error(request_id.to_str().unwrap_or_default(), &entry.component.id, &error);
+                        json_response(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            &json!({"error": "internal", "message": "the request could not be completed"}),
+                        )
+                    }
+                }
+            }
+        };
+        response.headers_mut().insert(REQUEST_ID, request_id.clone());
+        log_request(&method, &path, response.status(), started, &request_id);
+        response
+    }
+}
+
+/// Runs `request` through a fresh instance of `component`.
+async fn call(component: &ServedComponent, request: Request<Incoming>) -> Result<Response<HyperOutgoingBody>> {
+    let mut store = Store::new(component.pre.engine(), RequestState::new(&component.services));
+    let (sender, receiver) = oneshot::channel();
+    let request = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
+    let response_out = store.data_mut().http().new_response_outparam(sender)?;
+    let pre = component.pre.clone();
+
+    // The guest runs in its own task: it may keep streaming the body after the response head is sent.
+    let guest = tokio::spawn(async move {
+        let proxy = pre.instantiate_async(&mut store).await?;
+        proxy.wasi_http_incoming_handler().call_handle(&mut store, request, response_out).await
+    });
+
+    match receiver.await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(code)) => bail!("the component failed the request: {code:?}"),
+        // The outparam was dropped unset: the guest returned without answering, or trapped.
+        Err(_) => match guest.await {
+            Ok(Ok(())) => bail!("the component returned without sending a response"),
+            Ok(Err(error)) => Err(anyhow::Error::from(error).context("the component trapped")),
+            Err(join) => Err(anyhow!(join).context("the component's task failed")),
+        },
+    }
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and gives open requests [`SHUTDOWN_GRACE`].
+pub async fn serve(listener: TcpListener, router: Arc<Router>, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let listen = listener.local_addr()?;
+    let connections = TaskTracker::new();
+    let (stop, stopping) = watch::channel(());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, client) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Running out of file descriptors and the like: keep serving the connections we have.
+                Err(error) => {
+                    log_error("-", "-", &anyhow!(error).context("accept failed"));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let mut stopping = stopping.clone();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let router = router.clone();
+                async move { Ok::<_, Infallible>(router.handle(request, listen, client).await) }
+            });
+            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = stopping.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    drop(stop);
+    connections.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait()).await.is_err() {
+        eprintln!("sbert-host: {} connection(s) still open after {SHUTDOWN_GRACE:?}; exiting", connections.len());
+    }
+    Ok(())
+}
+
+/// The client's `X-Request-Id` if it is a short printable token, else a new UUID.
+fn request_id(from_client: Option<&HeaderValue>) -> HeaderValue {
+    from_client
+        .filter(|id| (1..=128).contains(&id.len()) && id.as_bytes().iter().all(|b| b.is_ascii_graphic()))
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::try_from(uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid header"))
+}
+
+/// Adds what `spin up` tells a component about the request (the spin-sdk router reads `spin-path-info`)
+/// and the request id. Client-sent headers of the same names are replaced, never trusted.
+fn set_request_headers(
+    request: &mut Request<Incoming>,
+    entry: &RouteEntry,
+    path_info: &str,
+    request_id: &HeaderValue,
+    listen: SocketAddr,
+    client: SocketAddr,
+) {
+    let host = request.headers().get(HOST).and_then(|h| h.to_str().ok()).map_or_else(|| listen.to_string(), str::to_string);
+    let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let full_url = format!("http://{host}{path_and_query}");
+    let component_route = entry.raw.strip_suffix("/...").unwrap_or(&entry.raw);
+    let headers = request.headers_mut();
+    for (name, value) in [
+        ("spin-full-url", full_url.as_str()),
+        ("spin-path-info", path_info),
+        ("spin-matched-route", entry.raw.as_str()),
+        ("spin-base-path", "/"),
+        ("spin-raw-component-route", entry.raw.as_str()),
+        ("spin-component-route", component_route),
+        ("spin-client-addr", &client.to_string()),
+    ] {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    headers.insert(REQUEST_ID, request_id.clone());
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<HyperOutgoingBody> {
+    let body = Full::new(Bytes::from(body.to_string())).map_err(|never| match never {}).boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// One JSON line per request on stderr.
+fn log_request(method: &str, path: &str, status: StatusCode, started: Instant, request_id: &HeaderValue) {
+    let line = json!({
+        "time": now(),
+        "method": method,
+        "path": path,
+        "status": status.as_u16(),
+        "duration_ms": (started.elapsed().as_secs_f64() * 1e4).round() / 10.0,
+        "request_id": request_id.to_str().unwrap_or_default(),
+    });
+    eprintln!("{line}");
+}
+
+/// Why a request failed, for operators: on stderr only, never in the response.
+fn log_error(request_id: &str, component: &str, error: &anyhow::Error) {
+    let line = json!({
+        "time": now(),
+        "level": "error",
+        "component": component,
+        "request_id": request_id,
+        "error": format!("{error:#}"),
+    });
+    eprintln!("{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_kept_when_sane_and_generated_otherwise() {
+        let kept = request_id(Some(&HeaderValue::from_static("abc-123")));
+        assert_eq!(kept, "abc-123");
+        let long = "x".repeat(200);
+        for bad in [HeaderValue::from_static(""), HeaderValue::from_str(&long).unwrap(), HeaderValue::from_static("a b")] {
+            let generated = request_id(Some(&bad));
+            assert_ne!(generated, bad);
+            assert_eq!(generated.len(), 36);
+        }
+        assert_eq!(request_id(None).len(), 36);
+    }
+}

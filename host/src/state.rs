@@ -1,0 +1,96 @@
+//! What one request's `Store` holds, and the linker that connects each imported interface to it.
+
+use std::future::Future;
+
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_nn::wit::{WasiNnCtx, WasiNnView};
+
+use crate::bindings::fermyon::spin::{key_value, variables};
+use crate::key_value::{ComponentStores, HasKeyValue, KeyValueView};
+use crate::nn::Nn;
+use crate::variables::ComponentVariables;
+
+/// The shared, start-up-built pieces a component's requests use.
+#[derive(Clone)]
+pub struct ComponentServices {
+    pub variables: ComponentVariables,
+    pub stores: ComponentStores,
+    pub nn: Nn,
+}
+
+/// Per-request store data: one of these per `Store`, dropped with it.
+pub struct RequestState {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    outbound: NoOutboundHttp,
+    nn: WasiNnCtx,
+    stores: ComponentStores,
+    variables: ComponentVariables,
+}
+
+impl RequestState {
+    pub fn new(services: &ComponentServices) -> Self {
+        Self {
+            table: ResourceTable::new(),
+            // Like `spin up`, the component's own output goes to the terminal; it gets no environment,
+            // arguments, files or sockets.
+            wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
+            http: WasiHttpCtx::new(),
+            outbound: NoOutboundHttp,
+            nn: services.nn.ctx(),
+            stores: services.stores.clone(),
+            variables: services.variables.clone(),
+        }
+    }
+}
+
+/// Adds every interface a component may import: WASI p2, wasi:http, wasi:nn and the Spin key-value and
+/// variables interfaces.
+pub fn add_to_linker(linker: &mut Linker<RequestState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    wasmtime_wasi_nn::wit::add_to_linker(linker, |state| WasiNnView::new(&mut state.table, &mut state.nn))?;
+    key_value::add_to_linker::<_, HasKeyValue>(linker, |state| KeyValueView {
+        stores: &state.stores,
+        table: &mut state.table,
+    })?;
+    variables::add_to_linker::<_, HasSelf<ComponentVariables>>(linker, |state| &mut state.variables)?;
+    Ok(())
+}
+
+impl WasiView for RequestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for RequestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.outbound }
+    }
+}
+
+/// Components get no outbound network access (the manifest's `allowed_outbound_hosts` must be empty), so
+/// every outgoing HTTP request is denied.
+pub struct NoOutboundHttp;
+
+impl WasiHttpHooks for NoOutboundHttp {
+    fn send_request(
+        &mut self,
+        _request: http::Request<WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = wasmtime_wasi_http::Result<(
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+                )>,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}

@@ -1,0 +1,254 @@
+//! `sbert-host up`: check everything, load everything, then listen, like `spin up`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use tokio::net::TcpListener;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::key_value::{self, ComponentStores};
+use crate::manifest::App;
+use crate::nn::{self, Nn, SessionOptions};
+use crate::runtime_config::RuntimeConfig;
+use crate::server::{self, Router, ServedComponent};
+use crate::state::{self, ComponentServices, RequestState};
+use crate::variables::{self, ComponentVariables};
+
+/// Serve a Spin application's HTTP components, like `spin up`.
+///
+/// Everything is checked and loaded before the listener opens: the manifest, the runtime config,
+/// variables, component files, models and ONNX Runtime. Any problem stops start-up with one error line.
+#[derive(Debug, clap::Args)]
+pub struct UpCommand {
+    /// The application: a spin.toml file, or a directory containing one.
+    #[arg(short = 'f', long = "from", value_name = "MANIFEST", default_value = "spin.toml")]
+    from: PathBuf,
+
+    /// The address to listen on.
+    #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+
+    /// Spin runtime configuration file (key-value stores). Without one, the `default` store is the SQLite
+    /// file .spin/sqlite_key_value.db beside the manifest.
+    #[arg(long, value_name = "FILE")]
+    runtime_config_file: Option<PathBuf>,
+
+    /// Set an application variable; repeatable. Overrides SPIN_VARIABLE_<NAME> and the manifest default.
+    #[arg(long = "variable", value_name = "NAME=VALUE", value_parser = variables::parse_override)]
+    variables: Vec<(String, String)>,
+
+    /// The ONNX Runtime shared library (libonnxruntime.so) that runs wasi:nn graphs.
+    #[arg(long, value_name = "PATH", env = "ORT_DYLIB_PATH")]
+    onnxruntime: Option<PathBuf>,
+
+    /// ONNX Runtime intra-op threads per session [default: the number of CPU cores].
+    #[arg(long, value_name = "N")]
+    nn_threads: Option<NonZeroUsize>,
+
+    /// ONNX Runtime sessions per graph: how many inferences of one graph may run at the same time.
+    #[arg(long, value_name = "N", default_value = "1")]
+    nn_sessions: NonZeroUsize,
+}
+
+/// A component that has passed every start-up check, with its files located.
+struct CheckedComponent {
+    id: String,
+    source: PathBuf,
+    variables: ComponentVariables,
+    stores: Vec<String>,
+    graphs: BTreeMap<String, PathBuf>,
+}
+
+impl UpCommand {
+    pub fn run(self) -> Result<()> {
+        let started = Instant::now();
+        let app = App::load(&self.from)?;
+        let runtime_config = RuntimeConfig::load(self.runtime_config_file.as_deref(), &app.dir)?;
+        let components = self.check(&app, &runtime_config)?;
+        if components.iter().any(|component| !component.graphs.is_empty()) {
+            let Some(library) = &self.onnxruntime else {
+                bail!("the manifest declares wasi:nn graphs, but no ONNX Runtime library is set (set ORT_DYLIB_PATH or pass --onnxruntime; `make models` downloads it)");
+            };
+            nn::init_runtime(library)?;
+        }
+
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let result = runtime.block_on(self.serve(&app, &runtime_config, components, started));
+        // Inference and SQLite work still queued on the blocking pool is abandoned, not awaited.
+        runtime.shutdown_background();
+        result
+    }
+
+    /// Validates what can be validated without loading anything heavy.
+    fn check(&self, app: &App, runtime_config: &RuntimeConfig) -> Result<Vec<CheckedComponent>> {
+        let mut variables = variables::resolve(&app.manifest, &self.variables, |name| std::env::var(name).ok())?;
+        let served: BTreeSet<&str> = app.manifest.trigger.http.iter().map(|t| t.component.as_str()).collect();
+        let mut checked = Vec::new();
+        for id in served {
+            let component = &app.manifest.component[id];
+            let source = app.resolve(&component.source);
+            if !source.is_file() {
+                let fix = component.build.as_ref().map_or("build it first".to_string(), |b| format!("run `{}`", b.command));
+                bail!("component `{id}` source {} not found ({fix})", source.display());
+            }
+            for label in &component.key_value_stores {
+                if !runtime_config.key_value_store.contains_key(label) {
+                    bail!(
+                        "component `{id}` uses key-value store `{label}`, which the runtime config does not define (add [key_value_store.{label}] to {})",
+                        self.runtime_config_file.as_deref().unwrap_or(Path::new("a --runtime-config-file")).display()
+                    );
+                }
+            }
+            let graphs: BTreeMap<String, PathBuf> = component
+                .host_tool()?
+                .graphs
+                .into_iter()
+                .map(|(name, path)| (name, app.resolve(&path)))
+                .collect();
+            nn::check_model_files(&graphs)?;
+            checked.push(CheckedComponent {
+                id: id.to_string(),
+                source,
+                variables: variables.remove(id).unwrap_or_default(),
+                stores: component.key_value_stores.clone(),
+                graphs,
+            });
+        }
+        Ok(checked)
+    }
+
+    async fn serve(
+        &self,
+        app: &App,
+        runtime_config: &RuntimeConfig,
+        components: Vec<CheckedComponent>,
+        started: Instant,
+    ) -> Result<()> {
+        let session_options = SessionOptions {
+            intra_threads: self.nn_threads.map_or_else(default_threads, NonZeroUsize::get),
+            sessions: self.nn_sessions.get(),
+        };
+        let engine = engine()?;
+        let mut linker = Linker::new(&engine);
+        state::add_to_linker(&mut linker)?;
+
+        // Stores are shared between components that name the same label.
+        let mut stores = HashMap::new();
+        for label in components.iter().flat_map(|c| &c.stores) {
+            if !stores.contains_key(label) {
+                stores.insert(label.clone(), key_value::open(label, &runtime_config.key_value_store[label]).await?);
+            }
+        }
+
+        let mut served = HashMap::new();
+        for component in components {
+            // Compiling the component and building ONNX Runtime sessions are both CPU-heavy and independent.
+            let graphs = component.graphs.clone();
+            let nn = tokio::task::spawn_blocking(move || Nn::load(&graphs, session_options));
+            let pre = prepare(&engine, &linker, &component.id, &component.source)?;
+            let nn = nn.await?.with_context(|| format!("component `{}`", component.id))?;
+            let services = ComponentServices {
+                variables: component.variables,
+                stores: ComponentStores::new(
+                    component.stores.iter().map(|label| (label.clone(), stores[label].clone())).collect(),
+                ),
+                nn,
+            };
+            served.insert(component.id.clone(), Arc::new(ServedComponent { id: component.id, pre, services }));
+        }
+        let routes = app.manifest.trigger.http.iter().map(|t| (t.route.clone(), served[&t.component].clone())).collect();
+        let router = Arc::new(Router::new(routes)?);
+
+        let listener = TcpListener::bind(self.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (is another server running there? pass --listen)", self.listen))?;
+        let address = listener.local_addr()?;
+        print_routes(address, &router, app);
+        eprintln!(
+            "{}",
+            serde_json::json!({
+                "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "level": "info",
+                "message": "ready",
+                "application": app.manifest.application.name,
+                "version": app.manifest.application.version,
+                "startup_ms": started.elapsed().as_millis() as u64,
+                "nn_threads": session_options.intra_threads,
+                "nn_sessions": session_options.sessions,
+            })
+        );
+        server::serve(listener, router, shutdown_signal()).await
+    }
+}
+
+/// Compiles a component and pre-instantiates it against the linker, so each request only instantiates.
+fn prepare(engine: &Engine, linker: &Linker<RequestState>, id: &str, source: &Path) -> Result<ProxyPre<RequestState>> {
+    let component = Component::from_file(engine, source)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("component `{id}`: {} is not a valid Wasm component", source.display()))?;
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("component `{id}` imports something sbert-host does not provide"))?;
+    ProxyPre::new(pre)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("component `{id}` does not export wasi:http/incoming-handler@0.2.x"))
+}
+
+/// The engine every component runs on: pooled instance allocation (instantiation per request is the hot
+/// path) and wasmtime's compilation cache (restarts skip recompiling an unchanged component).
+fn engine() -> Result<Engine> {
+    let mut config = Config::new();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(PoolingAllocationConfig::default()));
+    match Cache::new(CacheConfig::new()) {
+        Ok(cache) => {
+            config.cache(Some(cache));
+        }
+        Err(error) => eprintln!("sbert-host: compilation cache disabled: {error:#}"),
+    }
+    Ok(Engine::new(&config)?)
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+}
+
+/// Prints the address and the routes like `spin up` does; test harnesses wait for these lines.
+fn print_routes(address: SocketAddr, router: &Router, app: &App) {
+    let base = format!("http://{address}");
+    println!("Serving {base}");
+    println!("Available Routes:");
+    for (route, component) in router.routes() {
+        let url = match route.strip_suffix("/...") {
+            Some(prefix) => format!("{base}{prefix} (wildcard)"),
+            None => format!("{base}{route}"),
+        };
+        println!("  {}: {url}", component.id);
+        if let Some(description) = &app.manifest.component[&component.id].description {
+            println!("    {description}");
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
