@@ -32,8 +32,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            // One line: the context chain, outermost first.
-            eprintln!("error: {error:#}");
+            // One line: the context chain, outermost first (some causes, like Wasm parse errors, span lines).
+            let message = format!("{error:#}");
+            eprintln!("error: {}", message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" "));
             ExitCode::FAILURE
         }
     }

@@ -258,6 +258,12 @@ fn log_error(request_id: &str, component: &str, error: &anyhow::Error) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use wasmtime::component::{Component, Linker};
+    use wasmtime::Engine;
+
+    use crate::nn::{Nn, SessionOptions};
 
     #[test]
     fn request_ids_are_kept_when_sane_and_generated_otherwise() {
@@ -270,5 +276,97 @@ mod tests {
             assert_eq!(generated.len(), 36);
         }
         assert_eq!(request_id(None).len(), 36);
+    }
+
+    /// A wasi:http handler component whose `handle` runs the core wasm `body` and never sets a response.
+    fn handler(body: &str) -> String {
+        format!(
+            r#"(component
+                (import "wasi:http/types@0.2.0" (instance $types
+                    (export "incoming-request" (type (sub resource)))
+                    (export "response-outparam" (type (sub resource)))))
+                (alias export $types "incoming-request" (type $request))
+                (alias export $types "response-outparam" (type $outparam))
+                (core module $m (func (export "handle") (param i32 i32) {body}))
+                (core instance $i (instantiate $m))
+                (func $handle (param "request" (own $request)) (param "response-out" (own $outparam))
+                    (canon lift (core func $i "handle")))
+                (instance $handler
+                    (export "incoming-request" (type $request))
+                    (export "response-outparam" (type $outparam))
+                    (export "handle" (func $handle)))
+                (export "wasi:http/incoming-handler@0.2.0" (instance $handler)))"#
+        )
+    }
+
+    /// Serves `routes` (route, handler body) on a free port; send on the returned channel to shut down.
+    async fn start(routes: &[(&str, &str)]) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<Result<()>>) {
+        let engine = Engine::default();
+        let mut linker = Linker::new(&engine);
+        crate::state::add_to_linker(&mut linker).unwrap();
+        let services = ComponentServices {
+            variables: Default::default(),
+            stores: Default::default(),
+            nn: Nn::load(&BTreeMap::new(), SessionOptions { intra_threads: 1, sessions: 1 }).unwrap(),
+        };
+        let routes = routes
+            .iter()
+            .map(|(route, body)| {
+                let component = Component::new(&engine, handler(body)).unwrap();
+                let pre = ProxyPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+                let id = route.trim_matches(|c| c == '/' || c == '.').to_string();
+                (route.to_string(), Arc::new(ServedComponent { id, pre, services: services.clone() }))
+            })
+            .collect();
+        let router = Arc::new(Router::new(routes).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel();
+        let server = tokio::spawn(serve(listener, router, async {
+            let _ = stopped.await;
+        }));
+        (address, stop, server)
+    }
+
+    /// A GET over a plain TCP connection: (status, lower-cased head, body).
+    async fn get(address: SocketAddr, path: &str, headers: &str) -> (u16, String, String) {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{headers}\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, head.to_ascii_lowercase(), body.to_string())
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn failures_are_json_errors_with_a_request_id() {
+        let (address, stop, server) = start(&[("/trap/...", "unreachable"), ("/silent", "")]).await;
+
+        // A trap: a 500 with the safe body, nothing about the trap itself.
+        let (status, head, body) = get(address, "/trap/x?q=1", "").await;
+        assert_eq!(status, 500);
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body, json!({"error": "internal", "message": "the request could not be completed"}));
+        let id = head.lines().find_map(|l| l.strip_prefix("x-request-id: ")).expect("a generated request id");
+        assert_eq!(id.len(), 36);
+
+        // A handler that returns without answering, and a request id that is echoed.
+        let (status, head, _) = get(address, "/silent", "X-Request-Id: trace-42\r\n").await;
+        assert_eq!(status, 500);
+        assert!(head.contains("x-request-id: trace-42"), "{head}");
+
+        // No matching route: the host's own 404, in the original service's error shape.
+        let (status, _, body) = get(address, "/silent/below", "").await;
+        assert_eq!(status, 404);
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["code"], 404);
+        assert_eq!(body["description"], "no route matches /silent/below");
+
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+        assert!(tokio::net::TcpStream::connect(address).await.is_err(), "the listener is closed after shutdown");
     }
 }
