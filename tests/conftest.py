@@ -4,6 +4,7 @@ Every test talks HTTP to a live server on a free loopback port. Nothing here fak
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -213,3 +214,59 @@ def spread_questions(count: int, offset: int = 0) -> list[str]:
     picked = [questions[offset + k * step] for k in range(count)]
     random.Random(count + offset).shuffle(picked)
     return picked
+
+
+# --- Shared by the issue 5 tests (cache, Redis, JWT, observability). ---
+
+CACHE_STATUSES = ("HIT", "MISS", "PARTIAL")
+
+
+def unique_text(label: str) -> str:
+    """A sentence no other test (or earlier run against the same store) has sent: nothing caches it yet."""
+    import uuid
+
+    return f"{label}: how do I reset my password? (ref {uuid.uuid4().hex[:12]})"
+
+
+def encode_get(server: Server, text: str, **kw) -> tuple[str, list]:
+    """GET /v1/encode for `text`: its `X-Cache` status and its vector (the request must succeed)."""
+    resp = server.get("/v1/encode", params={"query": text}, **kw)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers.get("x-cache") in CACHE_STATUSES, resp.headers
+    return resp.headers["x-cache"], resp.json()["encoding"]
+
+
+def log_records(log: str) -> list[dict]:
+    """The host's output lines that are JSON objects (request lines, warnings), in order."""
+    records = []
+    for line in log.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def is_request_record(record: dict) -> bool:
+    """Whether a log record is the one-per-request line (as opposed to a warning or an error)."""
+    return {"method", "path", "status"} <= record.keys()
+
+
+@contextlib.contextmanager
+def serving(workdir: Path, **kw):
+    """`start_server(workdir, **kw)` for one block; the host must still be alive at its end."""
+    srv = start_server(workdir, **kw)
+    try:
+        yield srv
+        assert srv.alive(), f"sbert-host died:\n{srv.log()}"
+    finally:
+        stop_server(srv)
+
+
+def is_embedding_key(key: str) -> bool:
+    """A cache entry's key in the key-value store: `emb:` prefix, hex sha256 last (index keys don't count)."""
+    import re
+
+    return re.fullmatch(r"emb:.*[0-9a-f]{64}", key) is not None
