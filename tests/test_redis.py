@@ -4,8 +4,10 @@ and caching resumes on its own.
 """
 from __future__ import annotations
 
+import json
 import time
 import tomllib
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,13 +97,18 @@ def test_the_host_starts_while_redis_is_down_and_caches_once_it_is_up(tmp_path):
             redis.stop()
 
 
+def other_lines(lines: list[str]) -> list[str]:
+    """The output lines that are not one-per-request log lines (warnings, errors, plain text)."""
+    return [line for line in lines if line.strip() and not any(map(is_request_record, log_records(line)))]
+
+
 @dataclass
 class Incident:
     """What happened around one Redis outage."""
 
     statuses_while_down: list = field(default_factory=list)
     vectors_while_down: list = field(default_factory=list)
-    lines_while_down: list = field(default_factory=list)   # log records that are not request lines
+    lines_while_down: list = field(default_factory=list)  # output lines other than request lines
     requests_logged_while_down: list = field(default_factory=list)
     recovered: bool = False
     lines_while_recovering: list = field(default_factory=list)
@@ -130,22 +137,24 @@ def outages(tmp_path_factory):
         incidents = []
         for number, requests_while_down in enumerate([REQUESTS_WHILE_DOWN, 5]):
             incident = Incident()
-            start = len(log_records(srv.log()))
+            start = len(srv.log().splitlines())
             redis.stop()
+            sent_ids = []
             for i in range(requests_while_down):
                 text = cached_text if i % 2 else unique_text(f"outage {number} {i}")
-                resp = srv.get("/v1/encode", params={"query": text})
+                sent_ids.append(f"outage-{number}-{i}-{uuid.uuid4().hex[:8]}")
+                resp = srv.get("/v1/encode", params={"query": text}, headers={"X-Request-Id": sent_ids[-1]})
                 incident.statuses_while_down.append((resp.status_code, resp.headers.get("x-cache")))
                 if resp.status_code == 200 and text == cached_text:
                     incident.vectors_while_down.append(resp.json()["encoding"])
-            down = log_records(srv.log())[start:]
-            incident.lines_while_down = [r for r in down if not is_request_record(r)]
-            incident.requests_logged_while_down = [r for r in down if is_request_record(r)]
+            down = srv.log().splitlines()[start:]
+            incident.lines_while_down = other_lines(down)
+            incident.requests_logged_while_down = [
+                r for r in log_records("\n".join(down)) if is_request_record(r) and r.get("request_id") in sent_ids
+            ]
             redis.start()
             incident.recovered = wait_for_hits(srv, f"recovery {number}")
-            incident.lines_while_recovering = [
-                r for r in log_records(srv.log())[start + len(down):] if not is_request_record(r)
-            ]
+            incident.lines_while_recovering = other_lines(srv.log().splitlines()[start + len(down):])
             incidents.append(incident)
         entries = [key for key in redis.keys("emb:*") if is_embedding_key(key)]
         yield Outages(cached_vector, incidents, entries, srv.log())
@@ -164,15 +173,19 @@ def test_requests_succeed_uncached_while_redis_is_down(outages):
         )
 
 
+def level(records: list, *levels: str) -> list:
+    return [r for r in records if str(r.get("level", "")).lower() in levels]
+
+
 def test_the_host_warns_once_per_incident_not_once_per_request(outages):
     for number, incident in enumerate(outages.incidents):
         lines = incident.lines_while_down
         assert 1 <= len(lines) <= MAX_LINES_PER_INCIDENT, f"incident {number}: {lines}"
-        warnings = [r for r in lines if str(r.get("level", "")).lower() in ("warn", "warning")]
-        assert warnings, f"incident {number}: no warning-level line: {lines}"
-        assert any("unavailable" in str(r.get("message", "")).lower() for r in warnings), warnings
+        warnings = level(log_records("\n".join(lines)), "warn", "warning")
+        assert warnings, f"incident {number}: no warning-level JSON line: {lines}"
+        assert any("unavailable" in json.dumps(r).lower() for r in warnings), warnings
         # Retrying while Redis comes back is part of the same incident: no more warnings for it.
-        later = [r for r in incident.lines_while_recovering if str(r.get("level", "")).lower() != "info"]
+        later = [line for line in incident.lines_while_recovering if not level(log_records(line), "info")]
         assert len(lines) + len(later) <= MAX_LINES_PER_INCIDENT, f"incident {number}: {lines + later}"
 
 
@@ -184,5 +197,5 @@ def test_writes_and_hits_resume_after_redis_restarts(outages):
 
 def test_the_recovery_is_logged(outages):
     for number, incident in enumerate(outages.incidents):
-        infos = [r for r in incident.lines_while_recovering if str(r.get("level", "")).lower() == "info"]
+        infos = level(log_records("\n".join(incident.lines_while_recovering)), "info")
         assert infos, f"incident {number}: no info line on recovery: {incident.lines_while_recovering}"
