@@ -34,7 +34,15 @@ fn main() -> ExitCode {
         Err(error) => {
             // One line: the context chain, outermost first (some causes, like Wasm parse errors, span lines).
             let message = format!("{error:#}");
-            eprintln!("error: {}", message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" "));
+            eprintln!(
+                "error: {}",
+                message
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
             ExitCode::FAILURE
         }
     }

@@ -55,7 +55,9 @@ impl TryFrom<u32> for ManifestVersion {
         if version == 2 {
             Ok(Self)
         } else {
-            Err(format!("spin_manifest_version {version} is not supported (sbert-host reads version 2)"))
+            Err(format!(
+                "spin_manifest_version {version} is not supported (sbert-host reads version 2)"
+            ))
         }
     }
 }
@@ -71,11 +73,17 @@ pub struct Application {
     pub version: Option<String>,
     /// Free text for people reading the manifest.
     #[serde(default)]
-    #[allow(dead_code, reason = "accepted for Spin compatibility; the host has no use for it")]
+    #[allow(
+        dead_code,
+        reason = "accepted for Spin compatibility; the host has no use for it"
+    )]
     pub description: Option<String>,
     /// Free text for people reading the manifest.
     #[serde(default)]
-    #[allow(dead_code, reason = "accepted for Spin compatibility; the host has no use for it")]
+    #[allow(
+        dead_code,
+        reason = "accepted for Spin compatibility; the host has no use for it"
+    )]
     pub authors: Vec<String>,
 }
 
@@ -91,7 +99,10 @@ pub struct Variable {
     pub required: bool,
     /// The value must never appear in logs or error messages.
     #[serde(default)]
-    #[allow(dead_code, reason = "the host logs no variable values at all, secret or not")]
+    #[allow(
+        dead_code,
+        reason = "the host logs no variable values at all, secret or not"
+    )]
     pub secret: bool,
 }
 
@@ -185,7 +196,9 @@ impl Route {
             bail!("route `{route}` must start with `/`");
         }
         match route.strip_suffix("/...") {
-            Some(prefix) if prefix.contains("...") => bail!("route `{route}` may only end with `/...`"),
+            Some(prefix) if prefix.contains("...") => {
+                bail!("route `{route}` may only end with `/...`")
+            }
             Some(prefix) => Ok(Self::Prefix(prefix.to_string())),
             None if route.contains("...") => bail!("route `{route}` may only end with `/...`"),
             None => Ok(Self::Exact(route.trim_end_matches('/').to_string())),
@@ -215,7 +228,11 @@ impl Route {
 impl App {
     /// Reads `from` (a manifest file, or a directory containing `spin.toml`) and validates it.
     pub fn load(from: &Path) -> Result<Self> {
-        let file = if from.is_dir() { from.join(MANIFEST_FILE_NAME) } else { from.to_path_buf() };
+        let file = if from.is_dir() {
+            from.join(MANIFEST_FILE_NAME)
+        } else {
+            from.to_path_buf()
+        };
         if !file.is_file() {
             bail!(
                 "manifest {} not found (pass --from with a spin.toml file or its directory)",
@@ -223,7 +240,9 @@ impl App {
             );
         }
         let manifest: Manifest = toml_file::read(&file)?;
-        manifest.validate().with_context(|| format!("invalid manifest {}", file.display()))?;
+        manifest
+            .validate()
+            .with_context(|| format!("invalid manifest {}", file.display()))?;
         let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(Self { manifest, dir })
     }
@@ -248,11 +267,17 @@ impl Manifest {
         for trigger in &self.trigger.http {
             Route::parse(&trigger.route)?;
             if !self.component.contains_key(&trigger.component) {
-                bail!("route `{}` names component `{}`, which is not defined", trigger.route, trigger.component);
+                bail!(
+                    "route `{}` names component `{}`, which is not defined",
+                    trigger.route,
+                    trigger.component
+                );
             }
         }
         for (id, component) in &self.component {
-            component.validate(&self.variables).with_context(|| format!("component `{id}`"))?;
+            component
+                .validate(&self.variables)
+                .with_context(|| format!("component `{id}`"))?;
         }
         Ok(())
     }
@@ -265,10 +290,16 @@ impl Component {
         }
         for (name, template) in &self.variables {
             crate::variables::validate_name(name).with_context(|| format!("variable `{name}`"))?;
-            let template = Template::parse(template).with_context(|| format!("variable `{name}`"))?;
-            let unknown = template.references().find(|r| !app_variables.contains_key(*r)).map(str::to_string);
+            let template =
+                Template::parse(template).with_context(|| format!("variable `{name}`"))?;
+            let unknown = template
+                .references()
+                .find(|r| !app_variables.contains_key(*r))
+                .map(str::to_string);
             if let Some(unknown) = unknown {
-                bail!("variable `{name}` refers to `{unknown}`, which is not declared in [variables]");
+                bail!(
+                    "variable `{name}` refers to `{unknown}`, which is not declared in [variables]"
+                );
             }
         }
         self.host_tool()?;
@@ -279,7 +310,10 @@ impl Component {
     pub fn host_tool(&self) -> Result<HostTool> {
         match self.tool.get(HOST_TOOL) {
             None => Ok(HostTool::default()),
-            Some(table) => table.clone().try_into().with_context(|| format!("[tool.{HOST_TOOL}]")),
+            Some(table) => table
+                .clone()
+                .try_into()
+                .with_context(|| format!("[tool.{HOST_TOOL}]")),
         }
     }
 }
@@ -348,7 +382,10 @@ anything = 1
         assert_eq!(manifest.application.name, "demo");
         assert!(manifest.variables["api_keys"].required);
         assert!(manifest.variables["api_keys"].secret);
-        assert_eq!(manifest.variables["greeting"].default.as_deref(), Some("hello"));
+        assert_eq!(
+            manifest.variables["greeting"].default.as_deref(),
+            Some("hello")
+        );
         assert_eq!(manifest.trigger.http[0].component, "web");
         let web = &manifest.component["web"];
         assert_eq!(app.resolve(&web.source), dir.path().join("build/web.wasm"));
@@ -361,7 +398,10 @@ anything = 1
 
     #[test]
     fn unknown_fields_are_errors_that_name_the_file_and_line() {
-        let text = MANIFEST.replace("[component.web.build]", "[component.web.build]\nbogus = true");
+        let text = MANIFEST.replace(
+            "[component.web.build]",
+            "[component.web.build]\nbogus = true",
+        );
         let error = load_error(&text);
         assert!(error.contains("spin.toml:"), "{error}");
         assert!(error.contains("unknown field `bogus`"), "{error}");
@@ -377,14 +417,21 @@ anything = 1
 
     #[test]
     fn rejects_other_manifest_versions() {
-        let error = load_error(&MANIFEST.replace("spin_manifest_version = 2", "spin_manifest_version = 1"));
-        assert!(error.contains("spin_manifest_version 1 is not supported"), "{error}");
+        let error =
+            load_error(&MANIFEST.replace("spin_manifest_version = 2", "spin_manifest_version = 1"));
+        assert!(
+            error.contains("spin_manifest_version 1 is not supported"),
+            "{error}"
+        );
     }
 
     #[test]
     fn rejects_routes_to_missing_components() {
         let error = load_error(&MANIFEST.replace("component = \"web\"", "component = \"nope\""));
-        assert!(error.contains("component `nope`, which is not defined"), "{error}");
+        assert!(
+            error.contains("component `nope`, which is not defined"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -395,7 +442,10 @@ anything = 1
 
     #[test]
     fn rejects_required_variables_with_defaults() {
-        let error = load_error(&MANIFEST.replace("required = true, secret", "required = true, default = \"x\", secret"));
+        let error = load_error(&MANIFEST.replace(
+            "required = true, secret",
+            "required = true, default = \"x\", secret",
+        ));
         assert!(error.contains("cannot also have a default"), "{error}");
     }
 

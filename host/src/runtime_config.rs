@@ -71,7 +71,9 @@ impl RuntimeConfig {
         config
             .key_value_store
             .entry(DEFAULT_STORE.to_string())
-            .or_insert_with(|| KeyValueBackend::Sqlite { path: Some(app_dir.join(DEFAULT_SQLITE_PATH)) });
+            .or_insert_with(|| KeyValueBackend::Sqlite {
+                path: Some(app_dir.join(DEFAULT_SQLITE_PATH)),
+            });
         Ok(config)
     }
 }
@@ -92,16 +94,21 @@ mod tests {
         let config = RuntimeConfig::load(None, Path::new("/app")).unwrap();
         assert_eq!(
             config.key_value_store[DEFAULT_STORE],
-            KeyValueBackend::Sqlite { path: Some(PathBuf::from("/app/.spin/sqlite_key_value.db")) }
+            KeyValueBackend::Sqlite {
+                path: Some(PathBuf::from("/app/.spin/sqlite_key_value.db"))
+            }
         );
     }
 
     #[test]
     fn sqlite_paths_are_relative_to_the_file() {
-        let (config, dir) = load("[key_value_store.default]\ntype = \"spin\"\npath = \"data/kv.db\"\n").unwrap();
+        let (config, dir) =
+            load("[key_value_store.default]\ntype = \"spin\"\npath = \"data/kv.db\"\n").unwrap();
         assert_eq!(
             config.key_value_store[DEFAULT_STORE],
-            KeyValueBackend::Sqlite { path: Some(dir.path().join("data/kv.db")) }
+            KeyValueBackend::Sqlite {
+                path: Some(dir.path().join("data/kv.db"))
+            }
         );
     }
 
@@ -112,18 +119,41 @@ mod tests {
              [key_value_store.scratch]\ntype = \"spin\"\n",
         )
         .unwrap();
-        assert_eq!(config.key_value_store["cache"], KeyValueBackend::Redis { url: "redis://127.0.0.1:6379".into() });
-        assert_eq!(config.key_value_store["scratch"], KeyValueBackend::Sqlite { path: None });
-        assert!(matches!(config.key_value_store[DEFAULT_STORE], KeyValueBackend::Sqlite { path: Some(_) }));
+        assert_eq!(
+            config.key_value_store["cache"],
+            KeyValueBackend::Redis {
+                url: "redis://127.0.0.1:6379".into()
+            }
+        );
+        assert_eq!(
+            config.key_value_store["scratch"],
+            KeyValueBackend::Sqlite { path: None }
+        );
+        assert!(matches!(
+            config.key_value_store[DEFAULT_STORE],
+            KeyValueBackend::Sqlite { path: Some(_) }
+        ));
     }
 
     #[test]
     fn rejects_unknown_types_fields_and_sections() {
         for (text, expected) in [
-            ("[key_value_store.default]\ntype = \"azure_cosmos\"\n", "unknown variant `azure_cosmos`"),
-            ("[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://x\"\nuser = \"me\"\n", "unknown field `user`"),
-            ("[key_value_store.default]\ntype = \"redis\"\n", "missing field `url`"),
-            ("[sqlite_database.default]\ntype = \"spin\"\n", "unknown field `sqlite_database`"),
+            (
+                "[key_value_store.default]\ntype = \"azure_cosmos\"\n",
+                "unknown variant `azure_cosmos`",
+            ),
+            (
+                "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://x\"\nuser = \"me\"\n",
+                "unknown field `user`",
+            ),
+            (
+                "[key_value_store.default]\ntype = \"redis\"\n",
+                "missing field `url`",
+            ),
+            (
+                "[sqlite_database.default]\ntype = \"spin\"\n",
+                "unknown field `sqlite_database`",
+            ),
         ] {
             let error = load(text).unwrap_err().to_string();
             assert!(error.contains("runtime-config.toml:"), "{error}");
@@ -133,7 +163,8 @@ mod tests {
 
     #[test]
     fn a_missing_file_is_named() {
-        let error = RuntimeConfig::load(Some(Path::new("/nope/rc.toml")), Path::new("/app")).unwrap_err();
+        let error =
+            RuntimeConfig::load(Some(Path::new("/nope/rc.toml")), Path::new("/app")).unwrap_err();
         assert!(format!("{error:#}").contains("/nope/rc.toml"));
     }
 }

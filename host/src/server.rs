@@ -59,7 +59,13 @@ impl Router {
     pub fn new(routes: Vec<(String, Arc<ServedComponent>)>) -> Result<Self> {
         let mut routes = routes
             .into_iter()
-            .map(|(raw, component)| Ok(RouteEntry { route: Route::parse(&raw)?, raw, component }))
+            .map(|(raw, component)| {
+                Ok(RouteEntry {
+                    route: Route::parse(&raw)?,
+                    raw,
+                    component,
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         routes.sort_by_key(|entry| std::cmp::Reverse(entry.route.specificity()));
         Ok(Self { routes })
@@ -67,15 +73,24 @@ impl Router {
 
     /// `(route, component id)` pairs, in the order they are matched.
     pub fn routes(&self) -> impl Iterator<Item = (&str, &ServedComponent)> {
-        self.routes.iter().map(|entry| (entry.raw.as_str(), entry.component.as_ref()))
+        self.routes
+            .iter()
+            .map(|entry| (entry.raw.as_str(), entry.component.as_ref()))
     }
 
     fn find(&self, path: &str) -> Option<(&RouteEntry, String)> {
-        self.routes.iter().find_map(|entry| Some((entry, entry.route.path_info(path)?.to_string())))
+        self.routes
+            .iter()
+            .find_map(|entry| Some((entry, entry.route.path_info(path)?.to_string())))
     }
 
     /// Handles one request; never fails: every failure becomes a JSON error response.
-    async fn handle(&self, mut request: Request<Incoming>, listen: SocketAddr, client: SocketAddr) -> Response<HyperOutgoingBody> {
+    async fn handle(
+        &self,
+        mut request: Request<Incoming>,
+        listen: SocketAddr,
+        client: SocketAddr,
+    ) -> Response<HyperOutgoingBody> {
         let started = Instant::now();
         let request_id = request_id(request.headers().get(&REQUEST_ID));
         let method = request.method().to_string();
@@ -91,7 +106,11 @@ impl Router {
                 match call(&entry.component, request).await {
                     Ok(response) => response,
                     Err(error) => {
-                        log_error(request_id.to_str().unwrap_or_default(), &entry.component.id, &error);
+                        log_error(
+                            request_id.to_str().unwrap_or_default(),
+                            &entry.component.id,
+                            &error,
+                        );
                         json_response(
                             StatusCode::INTERNAL_SERVER_ERROR,
                             &json!({"error": "internal", "message": "the request could not be completed"}),
@@ -100,24 +119,38 @@ impl Router {
                 }
             }
         };
-        response.headers_mut().insert(REQUEST_ID, request_id.clone());
+        response
+            .headers_mut()
+            .insert(REQUEST_ID, request_id.clone());
         log_request(&method, &path, response.status(), started, &request_id);
         response
     }
 }
 
 /// Runs `request` through a fresh instance of `component`.
-async fn call(component: &ServedComponent, request: Request<Incoming>) -> Result<Response<HyperOutgoingBody>> {
-    let mut store = Store::new(component.pre.engine(), RequestState::new(&component.services));
+async fn call(
+    component: &ServedComponent,
+    request: Request<Incoming>,
+) -> Result<Response<HyperOutgoingBody>> {
+    let mut store = Store::new(
+        component.pre.engine(),
+        RequestState::new(&component.services),
+    );
     let (sender, receiver) = oneshot::channel();
-    let request = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
+    let request = store
+        .data_mut()
+        .http()
+        .new_incoming_request(Scheme::Http, request)?;
     let response_out = store.data_mut().http().new_response_outparam(sender)?;
     let pre = component.pre.clone();
 
     // The guest runs in its own task: it may keep streaming the body after the response head is sent.
     let guest = tokio::spawn(async move {
         let proxy = pre.instantiate_async(&mut store).await?;
-        proxy.wasi_http_incoming_handler().call_handle(&mut store, request, response_out).await
+        proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut store, request, response_out)
+            .await
     });
 
     match receiver.await {
@@ -133,7 +166,11 @@ async fn call(component: &ServedComponent, request: Request<Incoming>) -> Result
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and gives open requests [`SHUTDOWN_GRACE`].
-pub async fn serve(listener: TcpListener, router: Arc<Router>, shutdown: impl Future<Output = ()>) -> Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    router: Arc<Router>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
     let listen = listener.local_addr()?;
     let connections = TaskTracker::new();
     let (stop, stopping) = watch::channel(());
@@ -173,8 +210,14 @@ pub async fn serve(listener: TcpListener, router: Arc<Router>, shutdown: impl Fu
     drop(listener);
     drop(stop);
     connections.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait()).await.is_err() {
-        eprintln!("sbert-host: {} connection(s) still open after {SHUTDOWN_GRACE:?}; exiting", connections.len());
+    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
+        .await
+        .is_err()
+    {
+        eprintln!(
+            "sbert-host: {} connection(s) still open after {SHUTDOWN_GRACE:?}; exiting",
+            connections.len()
+        );
     }
     Ok(())
 }
@@ -182,9 +225,14 @@ pub async fn serve(listener: TcpListener, router: Arc<Router>, shutdown: impl Fu
 /// The client's `X-Request-Id` if it is a short printable token, else a new UUID.
 fn request_id(from_client: Option<&HeaderValue>) -> HeaderValue {
     from_client
-        .filter(|id| (1..=128).contains(&id.len()) && id.as_bytes().iter().all(|b| b.is_ascii_graphic()))
+        .filter(|id| {
+            (1..=128).contains(&id.len()) && id.as_bytes().iter().all(|b| b.is_ascii_graphic())
+        })
         .cloned()
-        .unwrap_or_else(|| HeaderValue::try_from(uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid header"))
+        .unwrap_or_else(|| {
+            HeaderValue::try_from(uuid::Uuid::new_v4().to_string())
+                .expect("a UUID is a valid header")
+        })
 }
 
 /// Adds what `spin up` tells a component about the request (the spin-sdk router reads `spin-path-info`)
@@ -197,7 +245,11 @@ fn set_request_headers(
     listen: SocketAddr,
     client: SocketAddr,
 ) {
-    let host = request.headers().get(HOST).and_then(|h| h.to_str().ok()).map_or_else(|| listen.to_string(), str::to_string);
+    let host = request
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .map_or_else(|| listen.to_string(), str::to_string);
     let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let full_url = format!("http://{host}{path_and_query}");
     let component_route = entry.raw.strip_suffix("/...").unwrap_or(&entry.raw);
@@ -219,10 +271,14 @@ fn set_request_headers(
 }
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<HyperOutgoingBody> {
-    let body = Full::new(Bytes::from(body.to_string())).map_err(|never| match never {}).boxed_unsync();
+    let body = Full::new(Bytes::from(body.to_string()))
+        .map_err(|never| match never {})
+        .boxed_unsync();
     let mut response = Response::new(body);
     *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -231,7 +287,13 @@ fn now() -> String {
 }
 
 /// One JSON line per request on stderr.
-fn log_request(method: &str, path: &str, status: StatusCode, started: Instant, request_id: &HeaderValue) {
+fn log_request(
+    method: &str,
+    path: &str,
+    status: StatusCode,
+    started: Instant,
+    request_id: &HeaderValue,
+) {
     let line = json!({
         "time": now(),
         "method": method,
@@ -270,7 +332,11 @@ mod tests {
         let kept = request_id(Some(&HeaderValue::from_static("abc-123")));
         assert_eq!(kept, "abc-123");
         let long = "x".repeat(200);
-        for bad in [HeaderValue::from_static(""), HeaderValue::from_str(&long).unwrap(), HeaderValue::from_static("a b")] {
+        for bad in [
+            HeaderValue::from_static(""),
+            HeaderValue::from_str(&long).unwrap(),
+            HeaderValue::from_static("a b"),
+        ] {
             let generated = request_id(Some(&bad));
             assert_ne!(generated, bad);
             assert_eq!(generated.len(), 36);
@@ -300,14 +366,27 @@ mod tests {
     }
 
     /// Serves `routes` (route, handler body) on a free port; send on the returned channel to shut down.
-    async fn start(routes: &[(&str, &str)]) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<Result<()>>) {
+    async fn start(
+        routes: &[(&str, &str)],
+    ) -> (
+        SocketAddr,
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<()>>,
+    ) {
         let engine = Engine::default();
         let mut linker = Linker::new(&engine);
         crate::state::add_to_linker(&mut linker).unwrap();
         let services = ComponentServices {
             variables: Default::default(),
             stores: Default::default(),
-            nn: Nn::load(&BTreeMap::new(), SessionOptions { intra_threads: 1, sessions: 1 }).unwrap(),
+            nn: Nn::load(
+                &BTreeMap::new(),
+                SessionOptions {
+                    intra_threads: 1,
+                    sessions: 1,
+                },
+            )
+            .unwrap(),
         };
         let routes = routes
             .iter()
@@ -315,7 +394,14 @@ mod tests {
                 let component = Component::new(&engine, handler(body)).unwrap();
                 let pre = ProxyPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
                 let id = route.trim_matches(|c| c == '/' || c == '.').to_string();
-                (route.to_string(), Arc::new(ServedComponent { id, pre, services: services.clone() }))
+                (
+                    route.to_string(),
+                    Arc::new(ServedComponent {
+                        id,
+                        pre,
+                        services: services.clone(),
+                    }),
+                )
             })
             .collect();
         let router = Arc::new(Router::new(routes).unwrap());
@@ -331,7 +417,8 @@ mod tests {
     /// A GET over a plain TCP connection: (status, lower-cased head, body).
     async fn get(address: SocketAddr, path: &str, headers: &str) -> (u16, String, String) {
         let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{headers}\r\n");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{headers}\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).await.unwrap();
@@ -349,8 +436,14 @@ mod tests {
         assert_eq!(status, 500);
         assert!(head.contains("content-type: application/json"), "{head}");
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(body, json!({"error": "internal", "message": "the request could not be completed"}));
-        let id = head.lines().find_map(|l| l.strip_prefix("x-request-id: ")).expect("a generated request id");
+        assert_eq!(
+            body,
+            json!({"error": "internal", "message": "the request could not be completed"})
+        );
+        let id = head
+            .lines()
+            .find_map(|l| l.strip_prefix("x-request-id: "))
+            .expect("a generated request id");
         assert_eq!(id.len(), 36);
 
         // A handler that returns without answering, and a request id that is echoed.
@@ -367,6 +460,9 @@ mod tests {
 
         stop.send(()).unwrap();
         server.await.unwrap().unwrap();
-        assert!(tokio::net::TcpStream::connect(address).await.is_err(), "the listener is closed after shutdown");
+        assert!(
+            tokio::net::TcpStream::connect(address).await.is_err(),
+            "the listener is closed after shutdown"
+        );
     }
 }

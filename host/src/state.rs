@@ -52,24 +52,35 @@ impl RequestState {
 pub fn add_to_linker(linker: &mut Linker<RequestState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
-    wasmtime_wasi_nn::wit::add_to_linker(linker, |state| WasiNnView::new(&mut state.table, &mut state.nn))?;
+    wasmtime_wasi_nn::wit::add_to_linker(linker, |state| {
+        WasiNnView::new(&mut state.table, &mut state.nn)
+    })?;
     key_value::add_to_linker::<_, HasKeyValue>(linker, |state| KeyValueView {
         stores: &state.stores,
         table: &mut state.table,
     })?;
-    variables::add_to_linker::<_, HasSelf<ComponentVariables>>(linker, |state| &mut state.variables)?;
+    variables::add_to_linker::<_, HasSelf<ComponentVariables>>(linker, |state| {
+        &mut state.variables
+    })?;
     Ok(())
 }
 
 impl WasiView for RequestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for RequestState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.outbound }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
     }
 }
 

@@ -7,7 +7,8 @@ use serde::de::DeserializeOwned;
 
 /// Reads and deserializes `path`.
 pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     parse(&text, path)
 }
 
@@ -50,13 +51,18 @@ mod tests {
     fn errors_point_at_the_offending_line() {
         let error = parse::<Config>("name = \"a\"\nother = 1\n", Path::new("x.toml")).unwrap_err();
         let error = error.to_string();
-        assert!(error.starts_with("x.toml:2:1: unknown field `other`"), "{error}");
+        assert!(
+            error.starts_with("x.toml:2:1: unknown field `other`"),
+            "{error}"
+        );
         assert!(!error.contains('\n'));
     }
 
     #[test]
     fn syntax_errors_are_one_line_too() {
-        let error = parse::<Config>("name = \n", Path::new("x.toml")).unwrap_err().to_string();
+        let error = parse::<Config>("name = \n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(error.starts_with("x.toml:1:"), "{error}");
         assert!(!error.contains('\n'));
     }

@@ -10,7 +10,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use tokio::net::TcpListener;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::key_value::{self, ComponentStores};
@@ -28,7 +30,12 @@ use crate::variables::{self, ComponentVariables};
 #[derive(Debug, clap::Args)]
 pub struct UpCommand {
     /// The application: a spin.toml file, or a directory containing one.
-    #[arg(short = 'f', long = "from", value_name = "MANIFEST", default_value = "spin.toml")]
+    #[arg(
+        short = 'f',
+        long = "from",
+        value_name = "MANIFEST",
+        default_value = "spin.toml"
+    )]
     from: PathBuf,
 
     /// The address to listen on.
@@ -53,7 +60,8 @@ pub struct UpCommand {
     nn_threads: Option<NonZeroUsize>,
 
     /// ONNX Runtime sessions per graph: how many inferences of one graph may run at the same time.
-    #[arg(long, value_name = "N", default_value = "1")]
+    /// Two keep the CPU busy while one run finishes and the next one's tensors are prepared.
+    #[arg(long, value_name = "N", default_value = "2")]
     nn_sessions: NonZeroUsize,
 }
 
@@ -72,14 +80,19 @@ impl UpCommand {
         let app = App::load(&self.from)?;
         let runtime_config = RuntimeConfig::load(self.runtime_config_file.as_deref(), &app.dir)?;
         let components = self.check(&app, &runtime_config)?;
-        if components.iter().any(|component| !component.graphs.is_empty()) {
+        if components
+            .iter()
+            .any(|component| !component.graphs.is_empty())
+        {
             let Some(library) = &self.onnxruntime else {
                 bail!("the manifest declares wasi:nn graphs, but no ONNX Runtime library is set (set ORT_DYLIB_PATH or pass --onnxruntime; `make models` downloads it)");
             };
             nn::init_runtime(library)?;
         }
 
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
         let result = runtime.block_on(self.serve(&app, &runtime_config, components, started));
         // Inference and SQLite work still queued on the blocking pool is abandoned, not awaited.
         runtime.shutdown_background();
@@ -88,15 +101,31 @@ impl UpCommand {
 
     /// Validates what can be validated without loading anything heavy.
     fn check(&self, app: &App, runtime_config: &RuntimeConfig) -> Result<Vec<CheckedComponent>> {
-        let mut variables = variables::resolve(&app.manifest, &self.variables, |name| std::env::var(name).ok())?;
-        let served: BTreeSet<&str> = app.manifest.trigger.http.iter().map(|t| t.component.as_str()).collect();
+        let mut variables = variables::resolve(&app.manifest, &self.variables, |name| {
+            std::env::var(name).ok()
+        })?;
+        let served: BTreeSet<&str> = app
+            .manifest
+            .trigger
+            .http
+            .iter()
+            .map(|t| t.component.as_str())
+            .collect();
         let mut checked = Vec::new();
         for id in served {
             let component = &app.manifest.component[id];
             let source = app.resolve(&component.source);
             if !source.is_file() {
-                let fix = component.build.as_ref().map_or("build it first".to_string(), |b| format!("run `{}`", b.command));
-                bail!("component `{id}` source {} not found ({fix})", source.display());
+                let fix = component
+                    .build
+                    .as_ref()
+                    .map_or("build it first".to_string(), |b| {
+                        format!("run `{}`", b.command)
+                    });
+                bail!(
+                    "component `{id}` source {} not found ({fix})",
+                    source.display()
+                );
             }
             for label in &component.key_value_stores {
                 if !runtime_config.key_value_store.contains_key(label) {
@@ -132,7 +161,9 @@ impl UpCommand {
         started: Instant,
     ) -> Result<()> {
         let session_options = SessionOptions {
-            intra_threads: self.nn_threads.map_or_else(default_threads, NonZeroUsize::get),
+            intra_threads: self
+                .nn_threads
+                .map_or_else(default_threads, NonZeroUsize::get),
             sessions: self.nn_sessions.get(),
         };
         let engine = engine()?;
@@ -143,7 +174,10 @@ impl UpCommand {
         let mut stores = HashMap::new();
         for label in components.iter().flat_map(|c| &c.stores) {
             if !stores.contains_key(label) {
-                stores.insert(label.clone(), key_value::open(label, &runtime_config.key_value_store[label]).await?);
+                stores.insert(
+                    label.clone(),
+                    key_value::open(label, &runtime_config.key_value_store[label]).await?,
+                );
             }
         }
 
@@ -153,22 +187,44 @@ impl UpCommand {
             let graphs = component.graphs.clone();
             let nn = tokio::task::spawn_blocking(move || Nn::load(&graphs, session_options));
             let pre = prepare(&engine, &linker, &component.id, &component.source)?;
-            let nn = nn.await?.with_context(|| format!("component `{}`", component.id))?;
+            let nn = nn
+                .await?
+                .with_context(|| format!("component `{}`", component.id))?;
             let services = ComponentServices {
                 variables: component.variables,
                 stores: ComponentStores::new(
-                    component.stores.iter().map(|label| (label.clone(), stores[label].clone())).collect(),
+                    component
+                        .stores
+                        .iter()
+                        .map(|label| (label.clone(), stores[label].clone()))
+                        .collect(),
                 ),
                 nn,
             };
-            served.insert(component.id.clone(), Arc::new(ServedComponent { id: component.id, pre, services }));
+            served.insert(
+                component.id.clone(),
+                Arc::new(ServedComponent {
+                    id: component.id,
+                    pre,
+                    services,
+                }),
+            );
         }
-        let routes = app.manifest.trigger.http.iter().map(|t| (t.route.clone(), served[&t.component].clone())).collect();
+        let routes = app
+            .manifest
+            .trigger
+            .http
+            .iter()
+            .map(|t| (t.route.clone(), served[&t.component].clone()))
+            .collect();
         let router = Arc::new(Router::new(routes)?);
 
-        let listener = TcpListener::bind(self.listen)
-            .await
-            .with_context(|| format!("cannot listen on {} (is another server running there? pass --listen)", self.listen))?;
+        let listener = TcpListener::bind(self.listen).await.with_context(|| {
+            format!(
+                "cannot listen on {} (is another server running there? pass --listen)",
+                self.listen
+            )
+        })?;
         let address = listener.local_addr()?;
         print_routes(address, &router, app);
         eprintln!(
@@ -189,24 +245,40 @@ impl UpCommand {
 }
 
 /// Compiles a component and pre-instantiates it against the linker, so each request only instantiates.
-fn prepare(engine: &Engine, linker: &Linker<RequestState>, id: &str, source: &Path) -> Result<ProxyPre<RequestState>> {
+fn prepare(
+    engine: &Engine,
+    linker: &Linker<RequestState>,
+    id: &str,
+    source: &Path,
+) -> Result<ProxyPre<RequestState>> {
     let component = Component::from_file(engine, source)
         .map_err(anyhow::Error::from)
-        .with_context(|| format!("component `{id}`: {} is not a valid Wasm component", source.display()))?;
+        .with_context(|| {
+            format!(
+                "component `{id}`: {} is not a valid Wasm component",
+                source.display()
+            )
+        })?;
     let pre = linker
         .instantiate_pre(&component)
         .map_err(anyhow::Error::from)
-        .with_context(|| format!("component `{id}` imports something sbert-host does not provide"))?;
+        .with_context(|| {
+            format!("component `{id}` imports something sbert-host does not provide")
+        })?;
     ProxyPre::new(pre)
         .map_err(anyhow::Error::from)
-        .with_context(|| format!("component `{id}` does not export wasi:http/incoming-handler@0.2.x"))
+        .with_context(|| {
+            format!("component `{id}` does not export wasi:http/incoming-handler@0.2.x")
+        })
 }
 
 /// The engine every component runs on: pooled instance allocation (instantiation per request is the hot
 /// path) and wasmtime's compilation cache (restarts skip recompiling an unchanged component).
 fn engine() -> Result<Engine> {
     let mut config = Config::new();
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(PoolingAllocationConfig::default()));
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(
+        PoolingAllocationConfig::default(),
+    ));
     match Cache::new(CacheConfig::new()) {
         Ok(cache) => {
             config.cache(Some(cache));

@@ -117,7 +117,10 @@ pub fn resolve(
         }
     }
     if !missing.is_empty() {
-        let how: Vec<String> = missing.iter().map(|name| format!("{}=...", env_name(name))).collect();
+        let how: Vec<String> = missing
+            .iter()
+            .map(|name| format!("{}=...", env_name(name)))
+            .collect();
         bail!(
             "required variable{} not set: {} (set {} or pass --variable NAME=VALUE)",
             if missing.len() > 1 { "s" } else { "" },
@@ -132,7 +135,10 @@ pub fn resolve(
         for (name, text) in &component.variables {
             let template = Template::parse(text)?;
             let Some(value) = template.render(&values) else {
-                let unset: Vec<&str> = template.references().filter(|r| !values.contains_key(r)).collect();
+                let unset: Vec<&str> = template
+                    .references()
+                    .filter(|r| !values.contains_key(r))
+                    .collect();
                 bail!(
                     "component `{id}` variable `{name}` needs {}, which has no value (set {}=... or give it a default)",
                     unset.join(", "),
@@ -213,7 +219,10 @@ source = "web.wasm"
 
     #[test]
     fn precedence_is_flag_then_env_then_default() {
-        let manifest = manifest("greeting = { default = \"default\" }", "greeting = \"{{ greeting }}\"");
+        let manifest = manifest(
+            "greeting = { default = \"default\" }",
+            "greeting = \"{{ greeting }}\"",
+        );
         let env = |name: &str| (name == "SPIN_VARIABLE_GREETING").then(|| "env".to_string());
 
         let resolved = resolve(&manifest, &[], no_env).unwrap();
@@ -229,7 +238,10 @@ source = "web.wasm"
 
     #[test]
     fn templates_mix_text_and_values() {
-        let manifest = manifest("who = { default = \"world\" }", "message = \"hello, {{who}}!\"");
+        let manifest = manifest(
+            "who = { default = \"world\" }",
+            "message = \"hello, {{who}}!\"",
+        );
         let resolved = resolve(&manifest, &[], no_env).unwrap();
         assert_eq!(get(&resolved, "message").unwrap(), "hello, world!");
     }
@@ -241,7 +253,10 @@ source = "web.wasm"
             "api_keys = \"{{ api_keys }}\"",
         );
         let error = resolve(&manifest, &[], no_env).unwrap_err().to_string();
-        assert!(error.contains("required variables not set: api_keys, jwt_secret"), "{error}");
+        assert!(
+            error.contains("required variables not set: api_keys, jwt_secret"),
+            "{error}"
+        );
         assert!(error.contains("SPIN_VARIABLE_API_KEYS"), "{error}");
 
         let env = |name: &str| (name == "SPIN_VARIABLE_API_KEYS").then(|| "s3cret".to_string());
@@ -264,20 +279,32 @@ source = "web.wasm"
         assert!(resolve(&manifest, &[], no_env).is_ok());
         let manifest = self::manifest("optional = {}", "x = \"{{ optional }}\"");
         let error = resolve(&manifest, &[], no_env).unwrap_err().to_string();
-        assert!(error.contains("needs optional, which has no value"), "{error}");
+        assert!(
+            error.contains("needs optional, which has no value"),
+            "{error}"
+        );
     }
 
     #[test]
     fn get_distinguishes_invalid_and_undefined_names() {
-        let manifest = manifest("greeting = { default = \"hi\" }", "greeting = \"{{ greeting }}\"");
+        let manifest = manifest(
+            "greeting = { default = \"hi\" }",
+            "greeting = \"{{ greeting }}\"",
+        );
         let resolved = resolve(&manifest, &[], no_env).unwrap();
-        assert!(matches!(get(&resolved, "Greeting"), Err(Error::InvalidName(_))));
+        assert!(matches!(
+            get(&resolved, "Greeting"),
+            Err(Error::InvalidName(_))
+        ));
         assert!(matches!(get(&resolved, "other"), Err(Error::Undefined(_))));
     }
 
     #[test]
     fn overrides_parse_name_equals_value() {
-        assert_eq!(parse_override("a_b=x=y").unwrap(), ("a_b".to_string(), "x=y".to_string()));
+        assert_eq!(
+            parse_override("a_b=x=y").unwrap(),
+            ("a_b".to_string(), "x=y".to_string())
+        );
         assert!(parse_override("novalue").is_err());
         assert!(parse_override("UPPER=x").is_err());
     }

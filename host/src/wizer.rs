@@ -43,19 +43,33 @@ struct InitState {
 
 impl WasiView for InitState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for InitState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.outbound }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
     }
 }
 
 /// The interfaces the linker above implements for real: WASI p2 and wasi:http.
-const PROVIDED: [&str; 7] =
-    ["wasi:cli/", "wasi:clocks/", "wasi:filesystem/", "wasi:io/", "wasi:random/", "wasi:sockets/", "wasi:http/"];
+const PROVIDED: [&str; 7] = [
+    "wasi:cli/",
+    "wasi:clocks/",
+    "wasi:filesystem/",
+    "wasi:io/",
+    "wasi:random/",
+    "wasi:sockets/",
+    "wasi:http/",
+];
 
 /// Defines every other imported interface with functions that trap when called.
 ///
@@ -63,17 +77,27 @@ const PROVIDED: [&str; 7] =
 /// `use`s from another one (wasi:io's `error` in `wasi:io/streams`, say): stubbing those with fresh types
 /// would clash with the real WASI resources they alias. A resource is defined once, where it first appears;
 /// imports are ordered so that this is the interface that owns it.
-fn define_other_imports_as_traps(linker: &mut Linker<InitState>, engine: &Engine, component: &Component) -> wasmtime::Result<()> {
+fn define_other_imports_as_traps(
+    linker: &mut Linker<InitState>,
+    engine: &Engine,
+    component: &Component,
+) -> wasmtime::Result<()> {
     let mut seen_resources: Vec<ResourceType> = Vec::new();
     for (name, import) in component.component_type().imports(engine) {
-        let ComponentItem::ComponentInstance(instance) = import.ty else { continue };
+        let ComponentItem::ComponentInstance(instance) = import.ty else {
+            continue;
+        };
         let provided = PROVIDED.iter().any(|prefix| name.starts_with(prefix));
         for (item, export) in instance.exports(engine) {
             match export.ty {
                 ComponentItem::Resource(resource) if !seen_resources.contains(&resource) => {
                     seen_resources.push(resource);
                     if !provided {
-                        linker.instance(name)?.resource(item, ResourceType::host::<()>(), |_, _| Ok(()))?;
+                        linker.instance(name)?.resource(
+                            item,
+                            ResourceType::host::<()>(),
+                            |_, _| Ok(()),
+                        )?;
                     }
                 }
                 ComponentItem::ComponentFunc(_) if !provided => {
@@ -91,34 +115,43 @@ fn define_other_imports_as_traps(linker: &mut Linker<InitState>, engine: &Engine
 
 impl WizerCommand {
     pub fn run(self) -> Result<()> {
-        let wasm = std::fs::read(&self.input).with_context(|| format!("cannot read {}", self.input.display()))?;
+        let wasm = std::fs::read(&self.input)
+            .with_context(|| format!("cannot read {}", self.input.display()))?;
         let engine = Engine::default();
-        let mut store = Store::new(&engine, InitState {
-            table: ResourceTable::new(),
-            wasi: WasiCtx::builder().build(),
-            http: WasiHttpCtx::new(),
-            outbound: NoOutboundHttp,
-        });
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let mut store = Store::new(
+            &engine,
+            InitState {
+                table: ResourceTable::new(),
+                wasi: WasiCtx::builder().build(),
+                http: WasiHttpCtx::new(),
+                outbound: NoOutboundHttp,
+            },
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let (initialized, _) = runtime
-            .block_on(Wizer::new().init_func(&self.init_func).keep_init_func(true).run_component(
-                &mut store,
-                &wasm,
-                async |store, component| {
-                    let mut linker = Linker::new(store.engine());
-                    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-                    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-                    define_other_imports_as_traps(&mut linker, store.engine(), component)?;
-                    linker.instantiate_async(store, component).await
-                },
-            ))
+            .block_on(
+                Wizer::new()
+                    .init_func(&self.init_func)
+                    .keep_init_func(true)
+                    .run_component(&mut store, &wasm, async |store, component| {
+                        let mut linker = Linker::new(store.engine());
+                        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+                        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+                        define_other_imports_as_traps(&mut linker, store.engine(), component)?;
+                        linker.instantiate_async(store, component).await
+                    }),
+            )
             .map_err(anyhow::Error::from)
             .with_context(|| format!("cannot pre-initialize {}", self.input.display()))?;
 
         // Write beside the target, then rename: a failed run never leaves a truncated component behind.
         let partial = self.output.with_extension("wasm.partial");
-        std::fs::write(&partial, initialized).with_context(|| format!("cannot write {}", partial.display()))?;
-        std::fs::rename(&partial, &self.output).with_context(|| format!("cannot write {}", self.output.display()))?;
+        std::fs::write(&partial, initialized)
+            .with_context(|| format!("cannot write {}", partial.display()))?;
+        std::fs::rename(&partial, &self.output)
+            .with_context(|| format!("cannot write {}", self.output.display()))?;
         Ok(())
     }
 }

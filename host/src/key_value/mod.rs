@@ -76,11 +76,17 @@ impl KeyValueView<'_> {
 impl Host for KeyValueView<'_> {}
 
 impl HostStore for KeyValueView<'_> {
-    async fn open(&mut self, label: String) -> wasmtime::Result<Result<Resource<OpenStore>, Error>> {
+    async fn open(
+        &mut self,
+        label: String,
+    ) -> wasmtime::Result<Result<Resource<OpenStore>, Error>> {
         let Some(store) = self.stores.0.get(&label) else {
             return Ok(Err(Error::AccessDenied));
         };
-        Ok(self.table.push(OpenStore(store.clone())).map_err(|_| Error::StoreTableFull))
+        Ok(self
+            .table
+            .push(OpenStore(store.clone()))
+            .map_err(|_| Error::StoreTableFull))
     }
 
     async fn get(
@@ -100,15 +106,26 @@ impl HostStore for KeyValueView<'_> {
         Ok(self.store(&handle)?.set(key, value).await)
     }
 
-    async fn delete(&mut self, handle: Resource<OpenStore>, key: String) -> wasmtime::Result<Result<(), Error>> {
+    async fn delete(
+        &mut self,
+        handle: Resource<OpenStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), Error>> {
         Ok(self.store(&handle)?.delete(key).await)
     }
 
-    async fn exists(&mut self, handle: Resource<OpenStore>, key: String) -> wasmtime::Result<Result<bool, Error>> {
+    async fn exists(
+        &mut self,
+        handle: Resource<OpenStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, Error>> {
         Ok(self.store(&handle)?.exists(key).await)
     }
 
-    async fn get_keys(&mut self, handle: Resource<OpenStore>) -> wasmtime::Result<Result<Vec<String>, Error>> {
+    async fn get_keys(
+        &mut self,
+        handle: Resource<OpenStore>,
+    ) -> wasmtime::Result<Result<Vec<String>, Error>> {
         Ok(self.store(&handle)?.get_keys().await)
     }
 

@@ -24,7 +24,8 @@ pub struct RedisStore {
 impl RedisStore {
     /// Connects to `url`, failing if the server cannot be reached now.
     pub async fn connect(url: &str) -> Result<Self> {
-        let client = redis::Client::open(url).with_context(|| format!("invalid Redis URL {url}"))?;
+        let client =
+            redis::Client::open(url).with_context(|| format!("invalid Redis URL {url}"))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(TIMEOUT)
             .set_response_timeout(TIMEOUT)
@@ -40,19 +41,35 @@ impl RedisStore {
 #[async_trait]
 impl Store for RedisStore {
     async fn get(&self, key: String) -> Result<Option<Vec<u8>>, Error> {
-        self.connection.clone().get(key).await.map_err(backend_error)
+        self.connection
+            .clone()
+            .get(key)
+            .await
+            .map_err(backend_error)
     }
 
     async fn set(&self, key: String, value: Vec<u8>) -> Result<(), Error> {
-        self.connection.clone().set(key, value).await.map_err(backend_error)
+        self.connection
+            .clone()
+            .set(key, value)
+            .await
+            .map_err(backend_error)
     }
 
     async fn delete(&self, key: String) -> Result<(), Error> {
-        self.connection.clone().del(key).await.map_err(backend_error)
+        self.connection
+            .clone()
+            .del(key)
+            .await
+            .map_err(backend_error)
     }
 
     async fn exists(&self, key: String) -> Result<bool, Error> {
-        self.connection.clone().exists(key).await.map_err(backend_error)
+        self.connection
+            .clone()
+            .exists(key)
+            .await
+            .map_err(backend_error)
     }
 
     async fn get_keys(&self) -> Result<Vec<String>, Error> {
@@ -79,13 +96,29 @@ mod tests {
 
     impl TestServer {
         fn start() -> Option<Self> {
-            let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .ok()?
+                .local_addr()
+                .ok()?
+                .port();
             let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
                 .stdout(Stdio::null())
                 .spawn()
                 .ok()?;
-            Some(Self { child, url: format!("redis://127.0.0.1:{port}") })
+            Some(Self {
+                child,
+                url: format!("redis://127.0.0.1:{port}"),
+            })
         }
     }
 
@@ -127,8 +160,18 @@ mod tests {
 
     #[tokio::test]
     async fn unreachable_servers_fail_at_connect() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let error = RedisStore::connect(&format!("redis://127.0.0.1:{port}")).await.err().unwrap();
-        assert!(format!("{error:#}").contains("cannot connect to Redis"), "{error:#}");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let error = RedisStore::connect(&format!("redis://127.0.0.1:{port}"))
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            format!("{error:#}").contains("cannot connect to Redis"),
+            "{error:#}"
+        );
     }
 }

@@ -27,11 +27,15 @@ impl SqliteStore {
         let connection = match path {
             Some(path) => {
                 if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
                 }
-                Connection::open(path).with_context(|| format!("cannot open SQLite database {}", path.display()))?
+                Connection::open(path)
+                    .with_context(|| format!("cannot open SQLite database {}", path.display()))?
             }
-            None => Connection::open_in_memory().context("cannot open an in-memory SQLite database")?,
+            None => {
+                Connection::open_in_memory().context("cannot open an in-memory SQLite database")?
+            }
         };
         connection.busy_timeout(BUSY_TIMEOUT)?;
         connection
@@ -48,7 +52,10 @@ impl SqliteStore {
                 Some(path) => format!("cannot create the key-value table in {}", path.display()),
                 None => "cannot create the key-value table".to_string(),
             })?;
-        Ok(Self { connection: Arc::new(Mutex::new(connection)), name: name.into() })
+        Ok(Self {
+            connection: Arc::new(Mutex::new(connection)),
+            name: name.into(),
+        })
     }
 
     /// Runs `statement` on the blocking pool, so SQLite's file I/O never stalls the async executor.
@@ -59,7 +66,9 @@ impl SqliteStore {
         let connection = self.connection.clone();
         let name = self.name.clone();
         tokio::task::spawn_blocking(move || {
-            let connection = connection.lock().map_err(|_| Error::Other("sqlite connection poisoned".into()))?;
+            let connection = connection
+                .lock()
+                .map_err(|_| Error::Other("sqlite connection poisoned".into()))?;
             statement(&connection, &name).map_err(backend_error)
         })
         .await
@@ -101,8 +110,10 @@ impl Store for SqliteStore {
 
     async fn exists(&self, key: String) -> Result<bool, Error> {
         self.run(move |db, store| {
-            db.prepare_cached("SELECT EXISTS (SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2)")?
-                .query_row((store, &key), |row| row.get(0))
+            db.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2)",
+            )?
+            .query_row((store, &key), |row| row.get(0))
         })
         .await
     }
@@ -132,7 +143,10 @@ mod tests {
         store.set("k".into(), b"one".to_vec()).await.unwrap();
         store.set("k".into(), b"two".to_vec()).await.unwrap();
         store.set("a".into(), vec![0, 255]).await.unwrap();
-        assert_eq!(store.get("k".into()).await.unwrap().as_deref(), Some(&b"two"[..]));
+        assert_eq!(
+            store.get("k".into()).await.unwrap().as_deref(),
+            Some(&b"two"[..])
+        );
         assert!(store.exists("k".into()).await.unwrap());
         assert_eq!(store.get_keys().await.unwrap(), ["a", "k"]);
         store.delete("k".into()).await.unwrap();
@@ -154,7 +168,9 @@ mod tests {
         store.set("k".into(), b"v".to_vec()).await.unwrap();
         let db = Connection::open(&path).unwrap();
         let row: (String, String, Vec<u8>) = db
-            .query_row("SELECT store, key, value FROM spin_key_value", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_row("SELECT store, key, value FROM spin_key_value", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .unwrap();
         assert_eq!(row, ("default".to_string(), "k".to_string(), b"v".to_vec()));
     }

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use wasmtime::format_err;
 use wasmtime_wasi_nn::backend::{
-    BackendError, BackendExecutionContext, BackendFromDir, BackendGraph, BackendInner, Id, NamedTensor,
+    BackendError, BackendExecutionContext, BackendFromDir, BackendGraph, BackendInner, Id,
+    NamedTensor,
 };
 use wasmtime_wasi_nn::wit::{ExecutionTarget, GraphEncoding, WasiNnCtx};
 use wasmtime_wasi_nn::{Backend, ExecutionContext, Graph, GraphRegistry, Registry, Tensor};
@@ -32,14 +33,27 @@ impl Nn {
         let backend = OnnxBackend { options };
         let graphs = graphs
             .iter()
-            .map(|(name, path)| Ok((name.clone(), backend.load_file(path).with_context(|| format!("graph `{name}`"))?)))
+            .map(|(name, path)| {
+                Ok((
+                    name.clone(),
+                    backend
+                        .load_file(path)
+                        .with_context(|| format!("graph `{name}`"))?,
+                ))
+            })
             .collect::<Result<HashMap<_, _>>>()?;
-        Ok(Self { backend, graphs: Graphs(graphs) })
+        Ok(Self {
+            backend,
+            graphs: Graphs(graphs),
+        })
     }
 
     /// A fresh context for one request.
     pub fn ctx(&self) -> WasiNnCtx {
-        WasiNnCtx::new([Backend::from(self.backend.clone())], Registry::from(self.graphs.clone()))
+        WasiNnCtx::new(
+            [Backend::from(self.backend.clone())],
+            Registry::from(self.graphs.clone()),
+        )
     }
 }
 
@@ -47,7 +61,10 @@ impl Nn {
 pub fn check_model_files(graphs: &BTreeMap<String, PathBuf>) -> Result<()> {
     for path in graphs.values() {
         if !path.is_file() {
-            bail!("model file {} not found (run `make models`)", path.display());
+            bail!(
+                "model file {} not found (run `make models`)",
+                path.display()
+            );
         }
     }
     Ok(())
@@ -75,7 +92,8 @@ struct OnnxBackend {
 
 impl OnnxBackend {
     fn load_file(&self, path: &Path) -> Result<Graph> {
-        let model = std::fs::read(path).with_context(|| format!("cannot read model file {}", path.display()))?;
+        let model = std::fs::read(path)
+            .with_context(|| format!("cannot read model file {}", path.display()))?;
         let model = onnx::OnnxModel::load(&model, &self.options)
             .with_context(|| format!("cannot load model file {}", path.display()))?;
         Ok(OnnxGraph(Arc::new(model)).into())
@@ -92,9 +110,12 @@ impl BackendInner for OnnxBackend {
             return Err(BackendError::InvalidNumberOfBuilders(1, builders.len()));
         };
         if !matches!(target, ExecutionTarget::Cpu) {
-            return Err(BackendError::BackendAccess(format_err!("only the cpu execution target is available")));
+            return Err(BackendError::BackendAccess(format_err!(
+                "only the cpu execution target is available"
+            )));
         }
-        let model = onnx::OnnxModel::load(model, &self.options).map_err(|e| format_err!("{e:#}"))?;
+        let model =
+            onnx::OnnxModel::load(model, &self.options).map_err(|e| format_err!("{e:#}"))?;
         Ok(OnnxGraph(Arc::new(model)).into())
     }
 
@@ -114,8 +135,14 @@ impl From<OnnxGraph> for Graph {
 
 impl BackendGraph for OnnxGraph {
     fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
-        let context = OnnxExecutionContext { model: self.0.clone(), inputs: Vec::new(), outputs: Vec::new() };
-        Ok(ExecutionContext::from(Box::new(context) as Box<dyn BackendExecutionContext>))
+        let context = OnnxExecutionContext {
+            model: self.0.clone(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        };
+        Ok(ExecutionContext::from(
+            Box::new(context) as Box<dyn BackendExecutionContext>
+        ))
     }
 }
 
@@ -132,10 +159,9 @@ impl OnnxExecutionContext {
     fn name(id: Id, names: &[String]) -> Result<String, BackendError> {
         match id {
             Id::Name(name) => Ok(name),
-            Id::Index(index) => names
-                .get(index as usize)
-                .cloned()
-                .ok_or_else(|| BackendError::BackendAccess(format_err!("no tensor at index {index}"))),
+            Id::Index(index) => names.get(index as usize).cloned().ok_or_else(|| {
+                BackendError::BackendAccess(format_err!("no tensor at index {index}"))
+            }),
         }
     }
 }
@@ -144,7 +170,10 @@ impl BackendExecutionContext for OnnxExecutionContext {
     fn set_input(&mut self, id: Id, tensor: &Tensor) -> Result<(), BackendError> {
         let name = Self::name(id, self.model.input_names())?;
         self.inputs.retain(|input| input.name != name);
-        self.inputs.push(NamedTensor { name, tensor: tensor.clone() });
+        self.inputs.push(NamedTensor {
+            name,
+            tensor: tensor.clone(),
+        });
         Ok(())
     }
 
@@ -157,7 +186,10 @@ impl BackendExecutionContext for OnnxExecutionContext {
             .ok_or_else(|| BackendError::BackendAccess(format_err!("no output named {name}")))
     }
 
-    fn compute(&mut self, inputs: Option<Vec<NamedTensor>>) -> Result<Option<Vec<NamedTensor>>, BackendError> {
+    fn compute(
+        &mut self,
+        inputs: Option<Vec<NamedTensor>>,
+    ) -> Result<Option<Vec<NamedTensor>>, BackendError> {
         match inputs {
             Some(inputs) => self.model.infer(inputs).map(Some),
             None => {

@@ -43,10 +43,16 @@ pub fn init_runtime(library: &Path) -> Result<()> {
     // with the library's name instead of a panic message.
     let previous_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let loaded = catch_unwind(|| ort::init_from(library.display().to_string()).with_name("sbert-host").commit());
+    let loaded = catch_unwind(|| {
+        ort::init_from(library.display().to_string())
+            .with_name("sbert-host")
+            .commit()
+    });
     std::panic::set_hook(previous_hook);
     match loaded {
-        Ok(committed) => committed.map(drop).with_context(|| format!("cannot start ONNX Runtime from {}", library.display())),
+        Ok(committed) => committed
+            .map(drop)
+            .with_context(|| format!("cannot start ONNX Runtime from {}", library.display())),
         Err(panic) => Err(anyhow!(
             "cannot load ONNX Runtime library {}: {}",
             library.display(),
@@ -83,8 +89,16 @@ impl OnnxModel {
                     .commit_from_memory(model)
             })
             .collect::<ort::Result<Vec<_>>>()?;
-        let input_names = sessions[0].inputs.iter().map(|input| input.name.clone()).collect();
-        let output_names = sessions[0].outputs.iter().map(|output| output.name.clone()).collect();
+        let input_names = sessions[0]
+            .inputs
+            .iter()
+            .map(|input| input.name.clone())
+            .collect();
+        let output_names = sessions[0]
+            .outputs
+            .iter()
+            .map(|output| output.name.clone())
+            .collect();
 
         let (jobs, queue) = mpsc::channel();
         let queue = Arc::new(Mutex::new(queue));
@@ -95,7 +109,11 @@ impl OnnxModel {
                 .spawn(move || work(session, &queue))
                 .context("cannot start an inference thread")?;
         }
-        Ok(Self { jobs, input_names, output_names })
+        Ok(Self {
+            jobs,
+            input_names,
+            output_names,
+        })
     }
 
     pub fn input_names(&self) -> &[String] {
@@ -108,9 +126,12 @@ impl OnnxModel {
 
     /// Runs the model. Blocks the calling thread until a session has finished the job.
     pub fn infer(&self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
-        let stopped = || BackendError::BackendAccess(format_err!("the inference workers have stopped"));
+        let stopped =
+            || BackendError::BackendAccess(format_err!("the inference workers have stopped"));
         let (reply, result) = mpsc::sync_channel(1);
-        self.jobs.send(Job { inputs, reply }).map_err(|_| stopped())?;
+        self.jobs
+            .send(Job { inputs, reply })
+            .map_err(|_| stopped())?;
         wait_off_executor(|| result.recv()).map_err(|_| stopped())?
     }
 }
@@ -137,9 +158,13 @@ fn work(mut session: Session, queue: &Mutex<mpsc::Receiver<Job>>) {
         };
         let Ok(job) = job else { return };
         // A panic inside ONNX Runtime's bindings fails this job, not the worker.
-        let result = catch_unwind(AssertUnwindSafe(|| run(&mut session, &job.inputs))).unwrap_or_else(|panic| {
-            Err(BackendError::BackendAccess(format_err!("inference panicked: {}", panic_message(panic.as_ref()))))
-        });
+        let result = catch_unwind(AssertUnwindSafe(|| run(&mut session, &job.inputs)))
+            .unwrap_or_else(|panic| {
+                Err(BackendError::BackendAccess(format_err!(
+                    "inference panicked: {}",
+                    panic_message(panic.as_ref())
+                )))
+            });
         // The requester may have gone away (its request was cancelled); nothing is waiting for the result then.
         let _ = job.reply.send(result);
     }
@@ -154,7 +179,12 @@ fn run(session: &mut Session, inputs: &[NamedTensor]) -> Result<Vec<NamedTensor>
     let outputs = session.run(values).map_err(ort_error)?;
     outputs
         .iter()
-        .map(|(name, value)| Ok(NamedTensor { name: name.to_string(), tensor: to_tensor(&value)? }))
+        .map(|(name, value)| {
+            Ok(NamedTensor {
+                name: name.to_string(),
+                tensor: to_tensor(&value)?,
+            })
+        })
         .collect()
 }
 
@@ -193,12 +223,18 @@ fn to_value(tensor: &Tensor) -> Result<DynValue, BackendError> {
         TensorType::U8 => typed_value::<u8>(tensor),
         TensorType::I32 => typed_value::<i32>(tensor),
         TensorType::I64 => typed_value::<i64>(tensor),
-        TensorType::Fp16 | TensorType::Bf16 => Err(BackendError::UnsupportedTensorType(format!("{:?}", tensor.ty))),
+        TensorType::Fp16 | TensorType::Bf16 => Err(BackendError::UnsupportedTensorType(format!(
+            "{:?}",
+            tensor.ty
+        ))),
     }
 }
 
 fn typed_value<T: Element>(tensor: &Tensor) -> Result<DynValue, BackendError> {
-    let elements = tensor.dimensions.iter().try_fold(1usize, |n, &d| n.checked_mul(d as usize));
+    let elements = tensor
+        .dimensions
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d as usize));
     if elements.and_then(|n| n.checked_mul(T::SIZE)) != Some(tensor.data.len()) {
         return Err(BackendError::BackendAccess(format_err!(
             "tensor of {:?} with dimensions {:?} needs {} bytes of data, got {}",
@@ -210,7 +246,9 @@ fn typed_value<T: Element>(tensor: &Tensor) -> Result<DynValue, BackendError> {
     }
     let values: Vec<T> = tensor.data.chunks_exact(T::SIZE).map(T::from_le).collect();
     let shape: Vec<i64> = tensor.dimensions.iter().map(|&d| i64::from(d)).collect();
-    Ok(ort::value::Tensor::from_array((shape, values)).map_err(ort_error)?.into_dyn())
+    Ok(ort::value::Tensor::from_array((shape, values))
+        .map_err(ort_error)?
+        .into_dyn())
 }
 
 /// An ONNX Runtime output as a wasi-nn tensor.
@@ -233,7 +271,11 @@ fn typed_tensor<T: Element>(value: &DynValue, ty: TensorType) -> Result<Tensor, 
     let (shape, data) = value.try_extract_tensor::<T>().map_err(ort_error)?;
     let dimensions = shape
         .iter()
-        .map(|&d| u32::try_from(d).map_err(|_| BackendError::BackendAccess(format_err!("output dimension {d} out of range"))))
+        .map(|&d| {
+            u32::try_from(d).map_err(|_| {
+                BackendError::BackendAccess(format_err!("output dimension {d} out of range"))
+            })
+        })
         .collect::<Result<_, _>>()?;
     let mut bytes = Vec::with_capacity(data.len() * T::SIZE);
     for &element in data {
@@ -259,10 +301,14 @@ pub(crate) mod tests {
     pub fn runtime() {
         static INIT: std::sync::Once = std::sync::Once::new();
         INIT.call_once(|| {
-            let library = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).unwrap_or_else(|| {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/onnxruntime/libonnxruntime.so")
-            });
-            init_runtime(&library).expect("ONNX Runtime is needed by these tests: run `make models`");
+            let library = std::env::var_os("ORT_DYLIB_PATH")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("../.cache/onnxruntime/libonnxruntime.so")
+                });
+            init_runtime(&library)
+                .expect("ONNX Runtime is needed by these tests: run `make models`");
         });
     }
 
@@ -330,15 +376,26 @@ pub(crate) mod tests {
     }
 
     fn i64_tensor(dimensions: Vec<u32>, values: &[i64]) -> Tensor {
-        Tensor::new(dimensions, TensorType::I64, values.iter().flat_map(|v| v.to_le_bytes()).collect())
+        Tensor::new(
+            dimensions,
+            TensorType::I64,
+            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        )
     }
 
     fn options() -> SessionOptions {
-        SessionOptions { intra_threads: 1, sessions: 2 }
+        SessionOptions {
+            intra_threads: 1,
+            sessions: 2,
+        }
     }
 
     fn output<'a>(outputs: &'a [NamedTensor], name: &str) -> &'a Tensor {
-        &outputs.iter().find(|o| o.name == name).expect("output present").tensor
+        &outputs
+            .iter()
+            .find(|o| o.name == name)
+            .expect("output present")
+            .tensor
     }
 
     #[test]
@@ -349,7 +406,12 @@ pub(crate) mod tests {
         assert_eq!(model.output_names(), ["as_float", "same"]);
 
         let ids = [101, -2, 1 << 40, 102, 0, 7];
-        let outputs = model.infer(vec![NamedTensor { name: "ids".into(), tensor: i64_tensor(vec![2, 3], &ids) }]).unwrap();
+        let outputs = model
+            .infer(vec![NamedTensor {
+                name: "ids".into(),
+                tensor: i64_tensor(vec![2, 3], &ids),
+            }])
+            .unwrap();
 
         let same = output(&outputs, "same");
         assert_eq!(same, &i64_tensor(vec![2, 3], &ids));
@@ -365,16 +427,27 @@ pub(crate) mod tests {
     fn bad_inputs_are_errors_not_panics() {
         runtime();
         let model = OnnxModel::load(&cast_model(), &options()).unwrap();
-        let run = |name: &str, tensor: Tensor| model.infer(vec![NamedTensor { name: name.into(), tensor }]);
+        let run = |name: &str, tensor: Tensor| {
+            model.infer(vec![NamedTensor {
+                name: name.into(),
+                tensor,
+            }])
+        };
 
         // Data that does not fill the dimensions.
         let short = Tensor::new(vec![2, 3], TensorType::I64, vec![0; 8]);
-        assert!(matches!(run("ids", short), Err(BackendError::BackendAccess(_))));
+        assert!(matches!(
+            run("ids", short),
+            Err(BackendError::BackendAccess(_))
+        ));
         // A type the model does not take, an unknown input and an unsupported element type.
         assert!(run("ids", Tensor::new(vec![1, 1], TensorType::Fp32, vec![0; 4])).is_err());
         assert!(run("nope", i64_tensor(vec![1, 1], &[1])).is_err());
         let half = Tensor::new(vec![1, 1], TensorType::Fp16, vec![0; 2]);
-        assert!(matches!(run("ids", half), Err(BackendError::UnsupportedTensorType(_))));
+        assert!(matches!(
+            run("ids", half),
+            Err(BackendError::UnsupportedTensorType(_))
+        ));
         // The workers survive all of that.
         assert!(run("ids", i64_tensor(vec![1, 1], &[5])).is_ok());
     }
@@ -390,7 +463,10 @@ pub(crate) mod tests {
                     for _ in 0..20 {
                         let ids = [n, n + 1];
                         let outputs = model
-                            .infer(vec![NamedTensor { name: "ids".into(), tensor: i64_tensor(vec![1, 2], &ids) }])
+                            .infer(vec![NamedTensor {
+                                name: "ids".into(),
+                                tensor: i64_tensor(vec![1, 2], &ids),
+                            }])
                             .unwrap();
                         assert_eq!(output(&outputs, "same"), &i64_tensor(vec![1, 2], &ids));
                     }
@@ -404,27 +480,49 @@ pub(crate) mod tests {
 
     #[test]
     fn a_missing_library_is_named() {
-        let error = init_runtime(Path::new("/nonexistent/libonnxruntime.so")).unwrap_err().to_string();
-        assert!(error.contains("/nonexistent/libonnxruntime.so not found"), "{error}");
+        let error = init_runtime(Path::new("/nonexistent/libonnxruntime.so"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("/nonexistent/libonnxruntime.so not found"),
+            "{error}"
+        );
         assert!(error.contains("make models"), "{error}");
     }
 
     /// The real sentence-transformers model, when `make models` has produced it.
     #[test]
     fn real_model_takes_int64_token_ids() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/all-minilm-l6-v2/model.onnx");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/all-minilm-l6-v2/model.onnx");
         let Ok(bytes) = std::fs::read(&path) else {
             eprintln!("SKIPPED: {} is missing (run `make models`)", path.display());
             return;
         };
         runtime();
-        let model = OnnxModel::load(&bytes, &SessionOptions { intra_threads: 2, sessions: 1 }).unwrap();
+        let model = OnnxModel::load(
+            &bytes,
+            &SessionOptions {
+                intra_threads: 2,
+                sessions: 1,
+            },
+        )
+        .unwrap();
         // "[CLS] hello world [SEP]" in the model's vocabulary.
         let ids = [101, 7592, 2088, 102];
         let inputs = vec![
-            NamedTensor { name: "input_ids".into(), tensor: i64_tensor(vec![1, 4], &ids) },
-            NamedTensor { name: "attention_mask".into(), tensor: i64_tensor(vec![1, 4], &[1; 4]) },
-            NamedTensor { name: "token_type_ids".into(), tensor: i64_tensor(vec![1, 4], &[0; 4]) },
+            NamedTensor {
+                name: "input_ids".into(),
+                tensor: i64_tensor(vec![1, 4], &ids),
+            },
+            NamedTensor {
+                name: "attention_mask".into(),
+                tensor: i64_tensor(vec![1, 4], &[1; 4]),
+            },
+            NamedTensor {
+                name: "token_type_ids".into(),
+                tensor: i64_tensor(vec![1, 4], &[0; 4]),
+            },
         ];
         let outputs = model.infer(inputs).unwrap();
         let hidden = output(&outputs, "last_hidden_state");
