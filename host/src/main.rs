@@ -2,6 +2,7 @@
 
 mod bindings;
 mod key_value;
+mod log;
 mod manifest;
 mod nn;
 mod runtime_config;

@@ -25,6 +25,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
 
+use crate::log;
 use crate::manifest::Route;
 use crate::state::{ComponentServices, RequestState};
 
@@ -33,6 +34,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// The request-id header: taken from the client when usable, generated otherwise, and always returned.
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The component's cache verdict, copied into the request log.
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// A component ready to serve: pre-instantiated once, instantiated per request.
 pub struct ServedComponent {
@@ -119,10 +123,8 @@ impl Router {
                 }
             }
         };
-        response
-            .headers_mut()
-            .insert(REQUEST_ID, request_id.clone());
-        log_request(&method, &path, response.status(), started, &request_id);
+        response.headers_mut().insert(REQUEST_ID, request_id);
+        log_request(&method, &path, started, &response);
         response
     }
 }
@@ -214,10 +216,10 @@ pub async fn serve(
         .await
         .is_err()
     {
-        eprintln!(
-            "sbert-host: {} connection(s) still open after {SHUTDOWN_GRACE:?}; exiting",
-            connections.len()
-        );
+        log::write(json!({
+            "level": "warn",
+            "message": format!("{} connection(s) still open after {SHUTDOWN_GRACE:?}; exiting", connections.len()),
+        }));
     }
     Ok(())
 }
@@ -282,39 +284,34 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Hyper
     response
 }
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// One JSON line per request on stderr.
-fn log_request(
-    method: &str,
-    path: &str,
-    status: StatusCode,
-    started: Instant,
-    request_id: &HeaderValue,
-) {
-    let line = json!({
-        "time": now(),
+/// The one line per request.
+fn log_request(method: &str, path: &str, started: Instant, response: &Response<HyperOutgoingBody>) {
+    let header = |name: &HeaderName| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    log::write(json!({
         "method": method,
         "path": path,
-        "status": status.as_u16(),
+        "status": response.status().as_u16(),
         "duration_ms": (started.elapsed().as_secs_f64() * 1e4).round() / 10.0,
-        "request_id": request_id.to_str().unwrap_or_default(),
-    });
-    eprintln!("{line}");
+        "request_id": header(&REQUEST_ID),
+        // The component's cache verdict (HIT, MISS, PARTIAL), "-" for responses without one.
+        "cache": header(&X_CACHE).unwrap_or_else(|| "-".to_string()),
+    }));
 }
 
 /// Why a request failed, for operators: on stderr only, never in the response.
 fn log_error(request_id: &str, component: &str, error: &anyhow::Error) {
-    let line = json!({
-        "time": now(),
+    log::write(json!({
         "level": "error",
         "component": component,
         "request_id": request_id,
         "error": format!("{error:#}"),
-    });
-    eprintln!("{line}");
+    }));
 }
 
 #[cfg(test)]

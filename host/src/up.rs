@@ -16,6 +16,7 @@ use wasmtime::{
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::key_value::{self, ComponentStores};
+use crate::log;
 use crate::manifest::App;
 use crate::nn::{self, Nn, SessionOptions};
 use crate::runtime_config::RuntimeConfig;
@@ -174,10 +175,9 @@ impl UpCommand {
         let mut stores = HashMap::new();
         for label in components.iter().flat_map(|c| &c.stores) {
             if !stores.contains_key(label) {
-                stores.insert(
-                    label.clone(),
-                    key_value::open(label, &runtime_config.key_value_store[label]).await?,
-                );
+                let store = key_value::open(label, &runtime_config.key_value_store[label])
+                    .with_context(|| format!("key-value store `{label}`"))?;
+                stores.insert(label.clone(), store);
             }
         }
 
@@ -227,19 +227,15 @@ impl UpCommand {
         })?;
         let address = listener.local_addr()?;
         print_routes(address, &router, app);
-        eprintln!(
-            "{}",
-            serde_json::json!({
-                "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                "level": "info",
-                "message": "ready",
-                "application": app.manifest.application.name,
-                "version": app.manifest.application.version,
-                "startup_ms": started.elapsed().as_millis() as u64,
-                "nn_threads": session_options.intra_threads,
-                "nn_sessions": session_options.sessions,
-            })
-        );
+        log::write(serde_json::json!({
+            "level": "info",
+            "message": "ready",
+            "application": app.manifest.application.name,
+            "version": app.manifest.application.version,
+            "startup_ms": started.elapsed().as_millis() as u64,
+            "nn_threads": session_options.intra_threads,
+            "nn_sessions": session_options.sessions,
+        }));
         server::serve(listener, router, shutdown_signal()).await
     }
 }
@@ -283,7 +279,11 @@ fn engine() -> Result<Engine> {
         Ok(cache) => {
             config.cache(Some(cache));
         }
-        Err(error) => eprintln!("sbert-host: compilation cache disabled: {error:#}"),
+        Err(error) => log::write(serde_json::json!({
+            "level": "warn",
+            "message": "compilation cache disabled: the component is compiled at every start",
+            "error": format!("{error:#}"),
+        })),
     }
     Ok(Engine::new(&config)?)
 }

@@ -8,7 +8,7 @@ mod sqlite;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use async_trait::async_trait;
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
@@ -26,17 +26,12 @@ pub trait Store: Send + Sync {
 }
 
 /// Opens the store for `label` as configured.
-pub async fn open(label: &str, backend: &KeyValueBackend) -> Result<Arc<dyn Store>> {
+pub fn open(label: &str, backend: &KeyValueBackend) -> Result<Arc<dyn Store>> {
     let store: Arc<dyn Store> = match backend {
-        KeyValueBackend::Sqlite { path } => Arc::new(
-            sqlite::SqliteStore::open(path.as_deref(), label)
-                .with_context(|| format!("key-value store `{label}`"))?,
-        ),
-        KeyValueBackend::Redis { url } => Arc::new(
-            redis::RedisStore::connect(url)
-                .await
-                .with_context(|| format!("key-value store `{label}`"))?,
-        ),
+        KeyValueBackend::Sqlite { path } => {
+            Arc::new(sqlite::SqliteStore::open(path.as_deref(), label)?)
+        }
+        KeyValueBackend::Redis { url } => Arc::new(redis::RedisStore::new(label, url)?),
     };
     Ok(store)
 }

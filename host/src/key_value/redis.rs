@@ -1,85 +1,165 @@
 //! The `redis` key-value backend. Like Spin's, keys are stored as they are (not prefixed by label), so a
 //! label owns the whole database its URL points at.
+//!
+//! Redis is a cache here, so an outage must not take requests down with it: the host starts while Redis is
+//! unreachable, operations fail fast (the component then serves uncached) instead of waiting on reconnects,
+//! and one warning is logged per outage, with an info line when Redis is back.
 
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncCommands, AsyncConnectionConfig, RedisError};
+use serde_json::json;
+use tokio::sync::Mutex;
 
 use super::{backend_error, Error, Store};
+use crate::log;
 
-/// Bounds start-up and each command, so an unreachable server fails fast instead of hanging requests.
-const TIMEOUT: Duration = Duration::from_secs(5);
-const CONNECT_RETRIES: usize = 2;
-/// The longest pause between reconnection attempts, in milliseconds (the default backoff waits minutes).
-const MAX_RETRY_DELAY_MS: u64 = 500;
+/// Bounds connecting and each command, so a hung server cannot hold requests.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// After a failure, operations fail at once for this long before the next connection attempt.
+const RETRY_AFTER: Duration = Duration::from_millis(500);
 
 pub struct RedisStore {
-    /// Multiplexed and reconnecting; cloning shares the one connection.
-    connection: ConnectionManager,
+    label: String,
+    client: redis::Client,
+    link: Mutex<Link>,
+}
+
+/// The connection, or why there is none.
+#[derive(Default)]
+struct Link {
+    /// Multiplexed: clones share one socket.
+    connection: Option<MultiplexedConnection>,
+    /// No connection attempt before this instant.
+    retry_at: Option<Instant>,
+    /// Whether an outage has been reported and not yet resolved.
+    down: bool,
 }
 
 impl RedisStore {
-    /// Connects to `url`, failing if the server cannot be reached now.
-    pub async fn connect(url: &str) -> Result<Self> {
+    /// Checks `url`; the connection is made on first use, so the host starts even while Redis is down.
+    pub fn new(label: &str, url: &str) -> Result<Self> {
         let client =
             redis::Client::open(url).with_context(|| format!("invalid Redis URL {url}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(TIMEOUT)
-            .set_response_timeout(TIMEOUT)
-            .set_number_of_retries(CONNECT_RETRIES)
-            .set_max_delay(MAX_RETRY_DELAY_MS);
-        let connection = ConnectionManager::new_with_config(client, config)
-            .await
-            .with_context(|| format!("cannot connect to Redis at {url}"))?;
-        Ok(Self { connection })
+        Ok(Self {
+            label: label.to_string(),
+            client,
+            link: Mutex::default(),
+        })
     }
+
+    /// The current connection, connecting if there is none and the retry delay has passed.
+    async fn connection(&self) -> Result<MultiplexedConnection, Error> {
+        let mut link = self.link.lock().await;
+        if let Some(connection) = &link.connection {
+            return Ok(connection.clone());
+        }
+        if link.retry_at.is_some_and(|at| Instant::now() < at) {
+            return Err(unavailable());
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(CONNECT_TIMEOUT)
+            .set_response_timeout(RESPONSE_TIMEOUT);
+        match self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
+            Ok(connection) => {
+                if link.down {
+                    log::write(json!({
+                        "level": "info",
+                        "message": format!("key-value store `{}` (Redis) is available again", self.label),
+                    }));
+                }
+                *link = Link {
+                    connection: Some(connection.clone()),
+                    retry_at: None,
+                    down: false,
+                };
+                Ok(connection)
+            }
+            Err(error) => {
+                self.lost(&mut link, &error);
+                Err(unavailable())
+            }
+        }
+    }
+
+    /// Records a failed connection: wait before the next attempt, and warn once per outage.
+    fn lost(&self, link: &mut Link, error: &RedisError) {
+        link.connection = None;
+        link.retry_at = Some(Instant::now() + RETRY_AFTER);
+        if !link.down {
+            link.down = true;
+            log::write(json!({
+                "level": "warn",
+                "message": format!(
+                    "key-value store `{}` (Redis) is unavailable; requests go on without it until it is back",
+                    self.label
+                ),
+                "error": error.to_string(),
+            }));
+        }
+    }
+
+    /// Runs one command; a connection failure drops the connection so the next operation reconnects.
+    async fn run<T, F>(&self, command: impl FnOnce(MultiplexedConnection) -> F) -> Result<T, Error>
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        let connection = self.connection().await?;
+        match command(connection).await {
+            Ok(value) => Ok(value),
+            Err(error)
+                if error.is_unrecoverable_error() || error.is_timeout() || error.is_io_error() =>
+            {
+                self.lost(&mut *self.link.lock().await, &error);
+                Err(unavailable())
+            }
+            Err(error) => Err(backend_error(error)),
+        }
+    }
+}
+
+fn unavailable() -> Error {
+    Error::Other("the key-value store is unavailable".to_string())
 }
 
 #[async_trait]
 impl Store for RedisStore {
     async fn get(&self, key: String) -> Result<Option<Vec<u8>>, Error> {
-        self.connection
-            .clone()
-            .get(key)
-            .await
-            .map_err(backend_error)
+        self.run(|mut c| async move { c.get(key).await }).await
     }
 
     async fn set(&self, key: String, value: Vec<u8>) -> Result<(), Error> {
-        self.connection
-            .clone()
-            .set(key, value)
+        self.run(|mut c| async move { c.set(key, value).await })
             .await
-            .map_err(backend_error)
     }
 
     async fn delete(&self, key: String) -> Result<(), Error> {
-        self.connection
-            .clone()
-            .del(key)
-            .await
-            .map_err(backend_error)
+        self.run(|mut c| async move { c.del(key).await }).await
     }
 
     async fn exists(&self, key: String) -> Result<bool, Error> {
-        self.connection
-            .clone()
-            .exists(key)
-            .await
-            .map_err(backend_error)
+        self.run(|mut c| async move { c.exists(key).await }).await
     }
 
     async fn get_keys(&self) -> Result<Vec<String>, Error> {
-        let mut connection = self.connection.clone();
-        let mut keys = connection.scan::<String>().await.map_err(backend_error)?;
-        let mut all = Vec::new();
-        while let Some(key) = keys.next_item().await {
-            all.push(key.map_err(backend_error)?);
-        }
-        Ok(all)
+        self.run(|mut c| async move {
+            let mut keys = c.scan::<String>().await?;
+            let mut all = Vec::new();
+            while let Some(key) = keys.next_item().await {
+                all.push(key?);
+            }
+            Ok(all)
+        })
+        .await
     }
 }
 
@@ -88,19 +168,13 @@ mod tests {
     use super::*;
     use std::process::{Child, Command, Stdio};
 
-    /// A throwaway `redis-server` on a free loopback port, stopped on drop.
+    /// A throwaway `redis-server` on a fixed loopback port, stopped on drop.
     struct TestServer {
         child: Child,
-        url: String,
     }
 
     impl TestServer {
-        fn start() -> Option<Self> {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .ok()?
-                .local_addr()
-                .ok()?
-                .port();
+        fn start(port: u16) -> Option<Self> {
             let child = Command::new("redis-server")
                 .args([
                     "--port",
@@ -115,10 +189,7 @@ mod tests {
                 .stdout(Stdio::null())
                 .spawn()
                 .ok()?;
-            Some(Self {
-                child,
-                url: format!("redis://127.0.0.1:{port}"),
-            })
+            Some(Self { child })
         }
     }
 
@@ -129,23 +200,35 @@ mod tests {
         }
     }
 
-    async fn connect(url: &str) -> RedisStore {
-        for _ in 0..50 {
-            if let Ok(store) = RedisStore::connect(url).await {
-                return store;
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// Retries `get` until the store answers (the server is starting, or the retry delay is running).
+    async fn until_up(store: &RedisStore) {
+        for _ in 0..100 {
+            if store.get("probe".into()).await.is_ok() {
+                return;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("redis-server at {url} did not start");
+        panic!("Redis did not come up");
     }
 
     #[tokio::test]
-    async fn round_trips_through_a_real_server() {
-        let Some(server) = TestServer::start() else {
+    async fn round_trips_and_survives_an_outage() {
+        let port = free_port();
+        let Some(server) = TestServer::start(port) else {
             eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
             return;
         };
-        let store = connect(&server.url).await;
+        let store = RedisStore::new("default", &format!("redis://127.0.0.1:{port}")).unwrap();
+        until_up(&store).await;
+
         assert_eq!(store.get("k".into()).await.unwrap(), None);
         store.set("k".into(), vec![0, 1, 255]).await.unwrap();
         store.set("j".into(), b"x".to_vec()).await.unwrap();
@@ -156,21 +239,28 @@ mod tests {
         assert_eq!(keys, ["j", "k"]);
         store.delete("k".into()).await.unwrap();
         assert!(!store.exists("k".into()).await.unwrap());
+
+        // Down: operations fail instead of hanging.
+        drop(server);
+        for _ in 0..5 {
+            assert!(store.get("j".into()).await.is_err());
+        }
+
+        // Back: the store reconnects by itself (a fresh server, so the data is gone).
+        let _server = TestServer::start(port).unwrap();
+        until_up(&store).await;
+        store.set("j".into(), b"y".to_vec()).await.unwrap();
+        assert_eq!(store.get("j".into()).await.unwrap(), Some(b"y".to_vec()));
     }
 
     #[tokio::test]
-    async fn unreachable_servers_fail_at_connect() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let error = RedisStore::connect(&format!("redis://127.0.0.1:{port}"))
-            .await
-            .err()
-            .unwrap();
+    async fn starts_while_redis_is_down_but_rejects_bad_urls() {
+        let store =
+            RedisStore::new("default", &format!("redis://127.0.0.1:{}", free_port())).unwrap();
+        assert!(matches!(store.get("k".into()).await, Err(Error::Other(_))));
+        let error = RedisStore::new("default", "http://nope").err().unwrap();
         assert!(
-            format!("{error:#}").contains("cannot connect to Redis"),
+            format!("{error:#}").contains("invalid Redis URL"),
             "{error:#}"
         );
     }

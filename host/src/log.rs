@@ -1,0 +1,17 @@
+//! The host's own output on stderr: one JSON object per line (request lines, warnings, errors), each with
+//! the time it was written.
+
+use serde_json::{Map, Value};
+
+/// Writes `record` (a JSON object) as one line, with a `time` field added.
+pub fn write(record: Value) {
+    let mut line = Map::new();
+    line.insert(
+        "time".into(),
+        Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+    );
+    if let Value::Object(fields) = record {
+        line.extend(fields);
+    }
+    eprintln!("{}", Value::Object(line));
+}
