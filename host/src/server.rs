@@ -317,12 +317,9 @@ fn log_error(request_id: &str, component: &str, error: &anyhow::Error) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use wasmtime::component::{Component, Linker};
     use wasmtime::Engine;
-
-    use crate::nn::{Nn, SessionOptions};
 
     #[test]
     fn request_ids_are_kept_when_sane_and_generated_otherwise() {
@@ -373,18 +370,7 @@ mod tests {
         let engine = Engine::default();
         let mut linker = Linker::new(&engine);
         crate::state::add_to_linker(&mut linker).unwrap();
-        let services = ComponentServices {
-            variables: Default::default(),
-            stores: Default::default(),
-            nn: Nn::load(
-                &BTreeMap::new(),
-                SessionOptions {
-                    intra_threads: 1,
-                    sessions: 1,
-                },
-            )
-            .unwrap(),
-        };
+        let services = ComponentServices::default();
         let routes = routes
             .iter()
             .map(|(route, body)| {

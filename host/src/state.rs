@@ -12,8 +12,9 @@ use crate::key_value::{ComponentStores, HasKeyValue, KeyValueView};
 use crate::nn::Nn;
 use crate::variables::ComponentVariables;
 
-/// The shared, start-up-built pieces a component's requests use.
-#[derive(Clone)]
+/// The shared, start-up-built pieces a component's requests use. The default has no variables, stores
+/// or graphs.
+#[derive(Clone, Default)]
 pub struct ComponentServices {
     pub variables: ComponentVariables,
     pub stores: ComponentStores,
@@ -86,7 +87,7 @@ impl WasiHttpView for RequestState {
 
 /// Components get no outbound network access (the manifest's `allowed_outbound_hosts` must be empty), so
 /// every outgoing HTTP request is denied.
-pub struct NoOutboundHttp;
+struct NoOutboundHttp;
 
 impl WasiHttpHooks for NoOutboundHttp {
     fn send_request(

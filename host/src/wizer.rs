@@ -5,13 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, Linker, ResourceTable, ResourceType};
+use wasmtime::component::{Component, Linker, ResourceType};
 use wasmtime::{Engine, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use wasmtime_wizer::Wizer;
 
-use crate::state::NoOutboundHttp;
+use crate::state::{ComponentServices, RequestState};
 
 /// Pre-initialize a component: run its initialization export once and write the snapshot as a new
 /// component that keeps the export.
@@ -33,33 +31,6 @@ pub struct WizerCommand {
     init_func: String,
 }
 
-/// The store data while initializing: bare WASI and wasi:http.
-struct InitState {
-    table: ResourceTable,
-    wasi: WasiCtx,
-    http: WasiHttpCtx,
-    outbound: NoOutboundHttp,
-}
-
-impl WasiView for InitState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl WasiHttpView for InitState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.outbound,
-        }
-    }
-}
-
 /// The interfaces the linker above implements for real: WASI p2 and wasi:http.
 const PROVIDED: [&str; 7] = [
     "wasi:cli/",
@@ -78,7 +49,7 @@ const PROVIDED: [&str; 7] = [
 /// would clash with the real WASI resources they alias. A resource is defined once, where it first appears;
 /// imports are ordered so that this is the interface that owns it.
 fn define_other_imports_as_traps(
-    linker: &mut Linker<InitState>,
+    linker: &mut Linker<RequestState>,
     engine: &Engine,
     component: &Component,
 ) -> wasmtime::Result<()> {
@@ -118,15 +89,8 @@ impl WizerCommand {
         let wasm = std::fs::read(&self.input)
             .with_context(|| format!("cannot read {}", self.input.display()))?;
         let engine = Engine::default();
-        let mut store = Store::new(
-            &engine,
-            InitState {
-                table: ResourceTable::new(),
-                wasi: WasiCtx::builder().build(),
-                http: WasiHttpCtx::new(),
-                outbound: NoOutboundHttp,
-            },
-        );
+        // The serving state with nothing in it: the imports that would reach it trap anyway.
+        let mut store = Store::new(&engine, RequestState::new(&ComponentServices::default()));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

@@ -19,8 +19,8 @@ use wasmtime_wasi_nn::{Backend, ExecutionContext, Graph, GraphRegistry, Registry
 
 pub use onnx::{init_runtime, SessionOptions};
 
-/// The app's wasi:nn state: the backend settings and the preloaded graphs.
-#[derive(Clone)]
+/// The app's wasi:nn state: the backend settings and the preloaded graphs (none by default).
+#[derive(Clone, Default)]
 pub struct Nn {
     backend: OnnxBackend,
     graphs: Graphs,
@@ -85,7 +85,7 @@ impl GraphRegistry for Graphs {
 }
 
 /// The ONNX backend: also serves wasi:nn `load` of ONNX bytes sent by the guest.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 struct OnnxBackend {
     options: SessionOptions,
 }

@@ -31,6 +31,16 @@ pub struct SessionOptions {
     pub sessions: usize,
 }
 
+/// The smallest footprint: what a context without preloaded graphs uses for guest-loaded ones.
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self {
+            intra_threads: 1,
+            sessions: 1,
+        }
+    }
+}
+
 /// Loads the ONNX Runtime shared library. Call once, before loading any model.
 pub fn init_runtime(library: &Path) -> Result<()> {
     if !library.is_file() {
