@@ -134,3 +134,48 @@ impl HostStore for KeyValueView<'_> {
 fn backend_error(error: impl std::fmt::Display) -> Error {
     Error::Other(error.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime_config::KeyValueBackend;
+
+    fn stores() -> ComponentStores {
+        let store = open("default", &KeyValueBackend::Sqlite { path: None }).unwrap();
+        ComponentStores::new(HashMap::from([("default".to_string(), store)]))
+    }
+
+    #[tokio::test]
+    async fn the_guest_opens_only_listed_labels_and_round_trips() {
+        let stores = stores();
+        let mut table = ResourceTable::new();
+        let mut view = KeyValueView {
+            stores: &stores,
+            table: &mut table,
+        };
+
+        assert!(matches!(
+            view.open("other".into()).await.unwrap(),
+            Err(Error::AccessDenied)
+        ));
+
+        let store = view.open("default".into()).await.unwrap().unwrap();
+        let rep = store.rep();
+        let handle = || Resource::<OpenStore>::new_borrow(rep);
+        view.set(handle(), "k".into(), b"v".to_vec())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            view.get(handle(), "k".into()).await.unwrap().unwrap(),
+            Some(b"v".to_vec())
+        );
+        assert!(view.exists(handle(), "k".into()).await.unwrap().unwrap());
+        assert_eq!(view.get_keys(handle()).await.unwrap().unwrap(), ["k"]);
+        view.delete(handle(), "k".into()).await.unwrap().unwrap();
+        assert!(!view.exists(handle(), "k".into()).await.unwrap().unwrap());
+        HostStore::drop(&mut view, store).await.unwrap();
+        // A dropped handle is a guest bug: it traps rather than returning an error.
+        assert!(view.get(handle(), "k".into()).await.is_err());
+    }
+}

@@ -199,3 +199,88 @@ impl BackendExecutionContext for OnnxExecutionContext {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onnx::tests::{cast_model, i64_tensor, runtime};
+
+    fn graph() -> Graph {
+        runtime();
+        let mut backend = OnnxBackend::default();
+        backend
+            .load(&[&cast_model()], ExecutionTarget::Cpu)
+            .unwrap()
+    }
+
+    #[test]
+    fn wit_compute_takes_and_returns_named_tensors() {
+        let mut context = graph().init_execution_context().unwrap();
+        let inputs = vec![NamedTensor {
+            name: "ids".into(),
+            tensor: i64_tensor(vec![1, 2], &[3, 4]),
+        }];
+        let outputs = context.compute_with_io(inputs).unwrap();
+        let names: Vec<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["as_float", "same"]);
+        assert_eq!(outputs[1].tensor, i64_tensor(vec![1, 2], &[3, 4]));
+    }
+
+    #[test]
+    fn witx_style_inputs_and_outputs_by_index_or_name() {
+        let mut context = graph().init_execution_context().unwrap();
+        context
+            .set_input(Id::Index(0), &i64_tensor(vec![1, 1], &[1]))
+            .unwrap();
+        // Setting the same input again replaces it.
+        context
+            .set_input(Id::Name("ids".into()), &i64_tensor(vec![1, 1], &[9]))
+            .unwrap();
+        context.compute().unwrap();
+        assert_eq!(
+            context.get_output(Id::Index(1)).unwrap(),
+            i64_tensor(vec![1, 1], &[9])
+        );
+        assert_eq!(
+            context.get_output(Id::Name("same".into())).unwrap(),
+            i64_tensor(vec![1, 1], &[9])
+        );
+        assert!(context.get_output(Id::Index(7)).is_err());
+        assert!(context
+            .set_input(Id::Index(3), &i64_tensor(vec![1, 1], &[1]))
+            .is_err());
+    }
+
+    #[test]
+    fn guest_loads_need_one_builder_and_the_cpu() {
+        runtime();
+        let mut backend = OnnxBackend::default();
+        let model = cast_model();
+        assert!(matches!(
+            backend.load(&[], ExecutionTarget::Cpu),
+            Err(BackendError::InvalidNumberOfBuilders(1, 0))
+        ));
+        assert!(backend.load(&[&model], ExecutionTarget::Gpu).is_err());
+        assert!(backend.load(&[b"not onnx"], ExecutionTarget::Cpu).is_err());
+    }
+
+    #[test]
+    fn preloads_by_name_and_names_missing_files() {
+        runtime();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cast.onnx");
+        std::fs::write(&path, cast_model()).unwrap();
+        let graphs = BTreeMap::from([("cast".to_string(), path)]);
+        check_model_files(&graphs).unwrap();
+        let nn = Nn::load(&graphs, SessionOptions::default()).unwrap();
+        assert!(nn.graphs.get("cast").is_some());
+        assert!(nn.graphs.get("other").is_none());
+
+        let missing = BTreeMap::from([("x".to_string(), dir.path().join("nope.onnx"))]);
+        let error = check_model_files(&missing).unwrap_err().to_string();
+        assert!(
+            error.contains("nope.onnx not found (run `make models`)"),
+            "{error}"
+        );
+    }
+}

@@ -363,7 +363,7 @@ pub(crate) mod tests {
     }
 
     /// A model with int64 input `ids` and two outputs: `as_float` (Cast to f32) and `same` (Identity, int64).
-    fn cast_model() -> Vec<u8> {
+    pub fn cast_model() -> Vec<u8> {
         use proto::*;
         let cast = message(&[
             bytes(1, b"ids"),
@@ -385,7 +385,7 @@ pub(crate) mod tests {
         message(&[int(1, 8), bytes(7, &graph), bytes(8, &opset)])
     }
 
-    fn i64_tensor(dimensions: Vec<u32>, values: &[i64]) -> Tensor {
+    pub fn i64_tensor(dimensions: Vec<u32>, values: &[i64]) -> Tensor {
         Tensor::new(
             dimensions,
             TensorType::I64,
