@@ -17,7 +17,7 @@ ORT_DYLIB_PATH := $(CACHE_DIR)/onnxruntime/libonnxruntime.so
 export ORT_DYLIB_PATH
 export SBERT_HOST := $(HOST_BIN)
 
-.PHONY: help run test bench toolchain venv models wit docs-assets host component build unit-test integration-test clean
+.PHONY: help run test bench toolchain venv models wit docs-assets host component build unit-test integration-test test-services clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -58,12 +58,15 @@ $(WASM): $(RAW_WASM) $(HOST_BIN)
 
 build: host component
 
-unit-test: wit models docs-assets ## Native unit tests of the component logic and the host
+unit-test: wit models docs-assets test-services ## Native unit tests of the component logic and the host
 	cargo test --release --locked -p sbert-service
 	cargo test --release --locked -p sbert-host
 
-integration-test: build venv ## Boot sbert-host with the real model and test over HTTP
+integration-test: build venv test-services ## Boot sbert-host with the real model and test over HTTP
 	$(VENV)/bin/pytest -q tests
+
+test-services: ## Install the servers the tests start themselves (redis-server)
+	@scripts/apt_install.sh redis-server:redis-server
 
 bench: build venv ## Benchmark against the in-process ceiling; report in target/bench/report.md
 	@scripts/apt_install.sh wrk:wrk
