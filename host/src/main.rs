@@ -4,6 +4,7 @@ mod bindings;
 mod key_value;
 mod log;
 mod manifest;
+mod metrics;
 mod nn;
 mod runtime_config;
 mod server;
