@@ -6,12 +6,16 @@
 //! than the request or inference it describes, and a scrape sees every histogram's buckets, sum and count from
 //! the same moment.
 
+mod endpoint;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write};
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use http::Method;
+
+pub use endpoint::serve;
 
 /// Upper bounds, in seconds, for request and inference latencies: a millisecond to ten seconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -312,4 +316,225 @@ fn escape(value: &str) -> String {
 /// A poisoned lock only means a panic elsewhere mid-update of plain counters; keep counting.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(metrics: &Metrics, prefix: &str) -> Vec<String> {
+        metrics
+            .render()
+            .lines()
+            .filter(|line| line.starts_with(prefix))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn histogram_buckets_are_upper_bounds_and_cumulative() {
+        let mut histogram = Histogram::new(&[0.01, 0.1, 1.0]);
+        for value in [0.005, 0.01, 0.0100001, 0.5, 3.0] {
+            histogram.observe(value);
+        }
+        let mut out = String::new();
+        histogram.write(&mut out, "h", "route=\"/\"").unwrap();
+        let expected = [
+            "h_bucket{route=\"/\",le=\"0.01\"} 2",
+            "h_bucket{route=\"/\",le=\"0.1\"} 3",
+            "h_bucket{route=\"/\",le=\"1\"} 4",
+            "h_bucket{route=\"/\",le=\"+Inf\"} 5",
+        ];
+        let written: Vec<&str> = out.lines().collect();
+        assert_eq!(written[..4], expected);
+        let sum: f64 = written[4]
+            .strip_prefix("h_sum{route=\"/\"} ")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((sum - 3.5250001).abs() < 1e-9, "{sum}");
+        assert_eq!(written[5], "h_count{route=\"/\"} 5");
+
+        let mut out = String::new();
+        Histogram::new(&[1.0]).write(&mut out, "h", "").unwrap();
+        assert_eq!(
+            out,
+            "h_bucket{le=\"1\"} 0\nh_bucket{le=\"+Inf\"} 0\nh_sum 0\nh_count 0\n"
+        );
+    }
+
+    #[test]
+    fn latency_buckets_cover_milliseconds_to_seconds() {
+        assert!(LATENCY_BUCKETS.windows(2).all(|pair| pair[0] < pair[1]));
+        assert!(BATCH_BUCKETS.windows(2).all(|pair| pair[0] < pair[1]));
+        assert_eq!(LATENCY_BUCKETS.first(), Some(&0.001));
+        assert!(LATENCY_BUCKETS.iter().filter(|&&b| b < 0.1).count() >= 5);
+    }
+
+    #[test]
+    fn every_family_is_declared_and_unlabelled_ones_start_at_zero() {
+        let metrics = Metrics::default();
+        let text = metrics.render();
+        for (name, kind) in [
+            ("sbert_http_requests_total", "counter"),
+            ("sbert_http_request_duration_seconds", "histogram"),
+            ("sbert_inference_duration_seconds", "histogram"),
+            ("sbert_inference_batch_size", "histogram"),
+            ("sbert_tokens_processed_total", "counter"),
+            ("sbert_cache_responses_total", "counter"),
+            ("sbert_model_load_seconds", "gauge"),
+        ] {
+            let declared = format!("# TYPE {name} {kind}");
+            assert!(text.lines().any(|line| line == declared), "{name}");
+        }
+        assert!(text.contains("\nsbert_inference_batch_size_count 0\n"));
+        assert!(text.contains("\nsbert_tokens_processed_total 0\n"));
+        for status in CACHE_STATUSES {
+            assert!(text.contains(&format!(
+                "\nsbert_cache_responses_total{{status=\"{status}\"}} 0\n"
+            )));
+        }
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn requests_are_counted_by_route_method_and_status() {
+        let metrics = Metrics::default();
+        let ms = Duration::from_millis(3);
+        metrics.record_request(&Method::GET, "/v1/encode", 200, ms, Some("MISS"));
+        metrics.record_request(&Method::GET, "/v1/encode/", 200, ms, Some("HIT"));
+        metrics.record_request(&Method::GET, "/v1/encode", 401, ms, None);
+        metrics.record_request(
+            &Method::POST,
+            "/v1/encode/multiple_encode",
+            200,
+            ms,
+            Some("PARTIAL"),
+        );
+        metrics.record_request(&Method::GET, "/", 200, ms, None);
+        metrics.record_request(&Method::GET, "/v1/no-such-route", 404, ms, None);
+        metrics.record_request(&Method::GET, "/v1/encode", 200, ms, Some("STALE"));
+
+        assert_eq!(
+            lines(&metrics, "sbert_http_requests_total{"),
+            [
+                "sbert_http_requests_total{route=\"/\",method=\"GET\",status=\"200\"} 1",
+                "sbert_http_requests_total{route=\"/v1/encode\",method=\"GET\",status=\"200\"} 3",
+                "sbert_http_requests_total{route=\"/v1/encode\",method=\"GET\",status=\"401\"} 1",
+                "sbert_http_requests_total{route=\"/v1/encode\",method=\"POST\",status=\"200\"} 1",
+                "sbert_http_requests_total{route=\"other\",method=\"GET\",status=\"404\"} 1",
+            ]
+        );
+        assert_eq!(
+            lines(&metrics, "sbert_http_request_duration_seconds_count"),
+            [
+                "sbert_http_request_duration_seconds_count{route=\"/\"} 1",
+                "sbert_http_request_duration_seconds_count{route=\"/v1/encode\"} 5",
+                "sbert_http_request_duration_seconds_count{route=\"other\"} 1",
+            ]
+        );
+        assert!(metrics.render().contains(
+            "sbert_http_request_duration_seconds_bucket{route=\"/v1/encode\",le=\"0.0025\"} 0\n\
+             sbert_http_request_duration_seconds_bucket{route=\"/v1/encode\",le=\"0.005\"} 5\n"
+        ));
+        // An unknown X-Cache value is not counted.
+        assert_eq!(
+            lines(&metrics, "sbert_cache_responses_total{"),
+            [
+                "sbert_cache_responses_total{status=\"HIT\"} 1",
+                "sbert_cache_responses_total{status=\"MISS\"} 1",
+                "sbert_cache_responses_total{status=\"PARTIAL\"} 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn route_labels_are_learned_from_successes_and_capped() {
+        let mut routes = RouteLabels::default();
+        // Failures and preflights in an unknown family do not make it a label.
+        assert_eq!(routes.label(&Method::GET, "/v1/stray-1", 404), "other");
+        assert_eq!(routes.label(&Method::GET, "/docs", 401), "other");
+        assert_eq!(routes.label(&Method::OPTIONS, "/anything", 204), "other");
+        assert_eq!(routes.label(&Method::GET, "/anything", 404), "other");
+        // A success does; later failures in the family keep its label.
+        assert_eq!(routes.label(&Method::GET, "//docs/", 200), "/docs");
+        assert_eq!(
+            routes.label(&Method::GET, "/docs/swagger-ui.css", 304),
+            "/docs/swagger-ui.css"
+        );
+        assert_eq!(routes.label(&Method::POST, "/docs", 405), "/docs");
+        assert_eq!(
+            routes.label(
+                &Method::GET,
+                "/v1/models/sentence-transformers/all-MiniLM-L6-v2",
+                200
+            ),
+            "/v1/models"
+        );
+        assert_eq!(
+            routes.label(&Method::GET, "/v1/models/unknown", 404),
+            "/v1/models"
+        );
+
+        for n in routes.0.len()..MAX_ROUTES {
+            assert_eq!(
+                routes.label(&Method::GET, &format!("/f{n}"), 200),
+                format!("/f{n}")
+            );
+        }
+        assert_eq!(routes.label(&Method::GET, "/one-too-many", 200), "other");
+        assert_eq!(routes.label(&Method::GET, "/docs", 200), "/docs");
+        assert_eq!(routes.0.len(), MAX_ROUTES);
+    }
+
+    #[test]
+    fn extension_methods_share_one_label() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        assert_eq!(
+            method_label(&Method::from_bytes(b"PURGE").unwrap()),
+            "other"
+        );
+    }
+
+    #[test]
+    fn inference_and_model_loads_are_recorded() {
+        let metrics = Metrics::default();
+        metrics.record_inference(1, 9, Duration::from_millis(4));
+        metrics.record_inference(3, 30, Duration::from_millis(40));
+        metrics.record_model_load("all-minilm-l6-v2", Duration::from_millis(1500));
+        metrics.record_model_load("q\"uote\\d", Duration::from_millis(250));
+
+        assert_eq!(
+            lines(&metrics, "sbert_tokens_processed_total "),
+            ["sbert_tokens_processed_total 39"]
+        );
+        assert_eq!(
+            lines(&metrics, "sbert_inference_batch_size_"),
+            [
+                "sbert_inference_batch_size_bucket{le=\"1\"} 1",
+                "sbert_inference_batch_size_bucket{le=\"2\"} 1",
+                "sbert_inference_batch_size_bucket{le=\"4\"} 2",
+                "sbert_inference_batch_size_bucket{le=\"8\"} 2",
+                "sbert_inference_batch_size_bucket{le=\"16\"} 2",
+                "sbert_inference_batch_size_bucket{le=\"32\"} 2",
+                "sbert_inference_batch_size_bucket{le=\"64\"} 2",
+                "sbert_inference_batch_size_bucket{le=\"128\"} 2",
+                "sbert_inference_batch_size_bucket{le=\"256\"} 2",
+                "sbert_inference_batch_size_bucket{le=\"+Inf\"} 2",
+                "sbert_inference_batch_size_sum 4",
+                "sbert_inference_batch_size_count 2",
+            ]
+        );
+        assert_eq!(
+            lines(&metrics, "sbert_inference_duration_seconds_count"),
+            ["sbert_inference_duration_seconds_count 2"]
+        );
+        assert_eq!(
+            lines(&metrics, "sbert_model_load_seconds{"),
+            [
+                "sbert_model_load_seconds{graph=\"all-minilm-l6-v2\"} 1.5",
+                "sbert_model_load_seconds{graph=\"q\\\"uote\\\\d\"} 0.25",
+            ]
+        );
+    }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -27,6 +27,7 @@ use wasmtime_wasi_http::WasiHttpView;
 
 use crate::log;
 use crate::manifest::Route;
+use crate::metrics;
 use crate::state::{ComponentServices, RequestState};
 
 /// How long in-flight requests get to finish after SIGINT/SIGTERM.
@@ -97,7 +98,7 @@ impl Router {
     ) -> Response<HyperOutgoingBody> {
         let started = Instant::now();
         let request_id = request_id(request.headers().get(&REQUEST_ID));
-        let method = request.method().to_string();
+        let method = request.method().clone();
         let path = request.uri().path().to_string();
 
         let mut response = match self.find(&path) {
@@ -124,7 +125,7 @@ impl Router {
             }
         };
         response.headers_mut().insert(REQUEST_ID, request_id);
-        log_request(&method, &path, started, &response);
+        record_request(&method, &path, started.elapsed(), &response);
         response
     }
 }
@@ -284,24 +285,26 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Hyper
     response
 }
 
-/// The one line per request.
-fn log_request(method: &str, path: &str, started: Instant, response: &Response<HyperOutgoingBody>) {
-    let header = |name: &HeaderName| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
+/// Logs the one line per request and counts the request in the metrics.
+fn record_request(
+    method: &Method,
+    path: &str,
+    duration: Duration,
+    response: &Response<HyperOutgoingBody>,
+) {
+    let header = |name: &HeaderName| response.headers().get(name).and_then(|v| v.to_str().ok());
+    // The component's cache verdict (HIT, MISS, PARTIAL); absent on responses that used no cache.
+    let cache = header(&X_CACHE);
+    let status = response.status().as_u16();
     log::write(json!({
-        "method": method,
+        "method": method.as_str(),
         "path": path,
-        "status": response.status().as_u16(),
-        "duration_ms": (started.elapsed().as_secs_f64() * 1e4).round() / 10.0,
+        "status": status,
+        "duration_ms": (duration.as_secs_f64() * 1e4).round() / 10.0,
         "request_id": header(&REQUEST_ID),
-        // The component's cache verdict (HIT, MISS, PARTIAL), "-" for responses without one.
-        "cache": header(&X_CACHE).unwrap_or_else(|| "-".to_string()),
+        "cache": cache.unwrap_or("-"),
     }));
+    metrics::record_request(method, path, status, duration, cache);
 }
 
 /// Why a request failed, for operators: on stderr only, never in the response.

@@ -18,6 +18,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use crate::key_value::{self, ComponentStores};
 use crate::log;
 use crate::manifest::App;
+use crate::metrics;
 use crate::nn::{self, Nn, SessionOptions};
 use crate::runtime_config::RuntimeConfig;
 use crate::server::{self, Router, ServedComponent};
@@ -42,6 +43,10 @@ pub struct UpCommand {
     /// The address to listen on.
     #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
+
+    /// Also serve Prometheus metrics at `GET /metrics` on this address (a listener of its own; off by default).
+    #[arg(long, value_name = "ADDRESS")]
+    metrics_listen: Option<SocketAddr>,
 
     /// Spin runtime configuration file (key-value stores). Without one, the `default` store is the SQLite
     /// file .spin/sqlite_key_value.db beside the manifest.
@@ -102,6 +107,12 @@ impl UpCommand {
 
     /// Validates what can be validated without loading anything heavy.
     fn check(&self, app: &App, runtime_config: &RuntimeConfig) -> Result<Vec<CheckedComponent>> {
+        if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
+            bail!(
+                "--metrics-listen {} is also the application's --listen address; pick another port",
+                self.listen
+            );
+        }
         let mut variables = variables::resolve(&app.manifest, &self.variables, |name| {
             std::env::var(name).ok()
         })?;
@@ -225,8 +236,22 @@ impl UpCommand {
                 self.listen
             )
         })?;
+        let metrics_listener = match self.metrics_listen {
+            Some(address) => Some(TcpListener::bind(address).await.with_context(|| {
+                format!("cannot listen on {address} for metrics (pass another --metrics-listen)")
+            })?),
+            None => None,
+        };
         let address = listener.local_addr()?;
         print_routes(address, &router, app);
+        let metrics_address = match &metrics_listener {
+            Some(listener) => {
+                let address = listener.local_addr()?;
+                println!("Serving metrics http://{address}/metrics");
+                Some(address.to_string())
+            }
+            None => None,
+        };
         log::write(serde_json::json!({
             "level": "info",
             "message": "ready",
@@ -235,8 +260,15 @@ impl UpCommand {
             "startup_ms": started.elapsed().as_millis() as u64,
             "nn_threads": session_options.intra_threads,
             "nn_sessions": session_options.sessions,
+            "metrics": metrics_address,
         }));
-        server::serve(listener, router, shutdown_signal()).await
+        let metrics_server =
+            metrics_listener.map(|listener| tokio::spawn(metrics::serve(listener)));
+        let result = server::serve(listener, router, shutdown_signal()).await;
+        if let Some(metrics_server) = metrics_server {
+            metrics_server.abort();
+        }
+        result
     }
 }
 

@@ -7,6 +7,7 @@ mod onnx;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use wasmtime::format_err;
@@ -16,6 +17,8 @@ use wasmtime_wasi_nn::backend::{
 };
 use wasmtime_wasi_nn::wit::{ExecutionTarget, GraphEncoding, WasiNnCtx};
 use wasmtime_wasi_nn::{Backend, ExecutionContext, Graph, GraphRegistry, Registry, Tensor};
+
+use crate::metrics;
 
 pub use onnx::{init_runtime, SessionOptions};
 
@@ -34,12 +37,12 @@ impl Nn {
         let graphs = graphs
             .iter()
             .map(|(name, path)| {
-                Ok((
-                    name.clone(),
-                    backend
-                        .load_file(path)
-                        .with_context(|| format!("graph `{name}`"))?,
-                ))
+                let started = Instant::now();
+                let graph = backend
+                    .load_file(path)
+                    .with_context(|| format!("graph `{name}`"))?;
+                metrics::record_model_load(name, started.elapsed());
+                Ok((name.clone(), graph))
             })
             .collect::<Result<HashMap<_, _>>>()?;
         Ok(Self {

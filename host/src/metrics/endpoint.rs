@@ -1,0 +1,112 @@
+//! The `--metrics-listen` endpoint: `GET /metrics` and nothing else, on a listener of its own so that
+//! scrapes never queue behind (or count as) application requests.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use serde_json::json;
+use tokio::net::TcpListener;
+use wasmtime_wasi_http::io::TokioIo;
+
+use crate::log;
+
+/// The Prometheus text exposition format.
+const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Serves scrapes until the task is dropped.
+pub async fn serve(listener: TcpListener) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            // Out of file descriptors and the like: the application keeps serving; scrapes retry.
+            Err(error) => {
+                log::write(json!({
+                    "level": "warn",
+                    "message": "metrics listener: accept failed",
+                    "error": error.to_string(),
+                }));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(|request| async move {
+                Ok::<_, Infallible>(respond(&request))
+            });
+            // A client that goes away mid-scrape is not worth a log line.
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn respond<B>(request: &Request<B>) -> Response<Full<Bytes>> {
+    if request.uri().path() != "/metrics" {
+        return text(
+            StatusCode::NOT_FOUND,
+            "not found: metrics are at /metrics\n".into(),
+        );
+    }
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n".into());
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    let mut response = text(StatusCode::OK, super::render());
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_FORMAT));
+    response
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(method: Method, uri: &str) -> Response<Full<Bytes>> {
+        respond(&Request::builder().method(method).uri(uri).body(()).unwrap())
+    }
+
+    #[test]
+    fn only_metrics_is_served() {
+        let response = get(Method::GET, "/metrics");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[CONTENT_TYPE], TEXT_FORMAT);
+        assert_eq!(get(Method::GET, "/metrics?x=1").status(), StatusCode::OK);
+        assert_eq!(get(Method::HEAD, "/metrics").status(), StatusCode::OK);
+        for path in [
+            "/",
+            "/metrics/",
+            "/metrics/extra",
+            "/metricsx",
+            "/v1/encode",
+        ] {
+            assert_eq!(
+                get(Method::GET, path).status(),
+                StatusCode::NOT_FOUND,
+                "{path}"
+            );
+        }
+        let post = get(Method::POST, "/metrics");
+        assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(post.headers()[ALLOW], "GET, HEAD");
+    }
+}
