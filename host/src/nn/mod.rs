@@ -2,7 +2,9 @@
 //! this module plugs our backend into its traits. Graphs named in the manifest are loaded once at start-up
 //! and shared by every request; each request gets a cheap [`WasiNnCtx`] pointing at them.
 
+mod batch;
 mod onnx;
+mod queue;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

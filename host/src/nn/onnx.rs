@@ -1,16 +1,16 @@
 //! ONNX Runtime sessions behind a job queue.
 //!
 //! A model is loaded into one or more `Session`s, each owned by its own worker thread. Requests submit jobs
-//! to the model's queue and wait for the reply; no lock is held while a session runs, so sessions of the same
-//! model (and of different models) run in parallel. The queue is also where cross-request batching slots in:
-//! a worker may drain several queued jobs and run them as one batch.
+//! to the model's [`JobQueue`] and wait for the reply; no lock is held while a session runs, so sessions of
+//! the same model (and of different models) run in parallel. A worker that frees up takes every queued job
+//! that can share its run ([`Batching`]) and runs them as one batch.
 //!
 //! Tensors cross the wasi:nn boundary as little-endian bytes; they are converted to and from typed ONNX
 //! Runtime values on the worker thread.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use ort::session::builder::GraphOptimizationLevel;
@@ -21,6 +21,9 @@ use wasmtime::format_err;
 use wasmtime_wasi_nn::backend::{BackendError, NamedTensor};
 use wasmtime_wasi_nn::wit::TensorType;
 use wasmtime_wasi_nn::Tensor;
+
+use super::batch::Batching;
+use super::queue::{Job, JobQueue};
 
 /// How models are run.
 #[derive(Debug, Clone, Copy)]
@@ -73,54 +76,34 @@ pub fn init_runtime(library: &Path) -> Result<()> {
 
 /// A model served by worker threads that each own a session.
 pub struct OnnxModel {
-    jobs: mpsc::Sender<Job>,
+    queue: Arc<JobQueue>,
     /// Input names in the model's order, for wasi-nn's by-index tensor ids.
     input_names: Vec<String>,
     /// Output names in the model's order.
     output_names: Vec<String>,
 }
 
-/// One inference: named inputs in, named outputs (or the failure) back to the waiting request.
-struct Job {
-    inputs: Vec<NamedTensor>,
-    reply: mpsc::SyncSender<Result<Vec<NamedTensor>, BackendError>>,
-}
-
 impl OnnxModel {
     /// Builds `options.sessions` sessions from the ONNX file's bytes and starts their workers.
     pub fn load(model: &[u8], options: &SessionOptions) -> Result<Self> {
         let sessions = (0..options.sessions.max(1))
-            .map(|_| {
-                Session::builder()?
-                    .with_optimization_level(GraphOptimizationLevel::Level3)?
-                    .with_intra_threads(options.intra_threads)?
-                    // Spinning idle intra-op threads would take CPU from the Wasm executor on small machines.
-                    .with_intra_op_spinning(false)?
-                    .commit_from_memory(model)
-            })
+            .map(|_| new_session(model, options))
             .collect::<ort::Result<Vec<_>>>()?;
-        let input_names = sessions[0]
-            .inputs
-            .iter()
-            .map(|input| input.name.clone())
-            .collect();
-        let output_names = sessions[0]
-            .outputs
-            .iter()
-            .map(|output| output.name.clone())
-            .collect();
+        let (inputs, outputs) = (&sessions[0].inputs, &sessions[0].outputs);
+        let batching = Batching::of(inputs, outputs);
+        let input_names = inputs.iter().map(|input| input.name.clone()).collect();
+        let output_names = outputs.iter().map(|output| output.name.clone()).collect();
 
-        let (jobs, queue) = mpsc::channel();
-        let queue = Arc::new(Mutex::new(queue));
+        let queue = Arc::new(JobQueue::new(batching.clone()));
         for (index, session) in sessions.into_iter().enumerate() {
-            let queue = queue.clone();
+            let (queue, batching) = (queue.clone(), batching.clone());
             std::thread::Builder::new()
                 .name(format!("onnx-session-{index}"))
-                .spawn(move || work(session, &queue))
+                .spawn(move || work(session, &queue, batching.as_ref()))
                 .context("cannot start an inference thread")?;
         }
         Ok(Self {
-            jobs,
+            queue,
             input_names,
             output_names,
         })
@@ -136,14 +119,26 @@ impl OnnxModel {
 
     /// Runs the model. Blocks the calling thread until a session has finished the job.
     pub fn infer(&self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
-        let stopped =
-            || BackendError::BackendAccess(format_err!("the inference workers have stopped"));
-        let (reply, result) = mpsc::sync_channel(1);
-        self.jobs
-            .send(Job { inputs, reply })
-            .map_err(|_| stopped())?;
-        wait_off_executor(|| result.recv()).map_err(|_| stopped())?
+        let outputs = self.queue.submit(inputs)?;
+        wait_off_executor(|| outputs.recv()).map_err(|_| {
+            BackendError::BackendAccess(format_err!("the inference workers have stopped"))
+        })?
     }
+}
+
+impl Drop for OnnxModel {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
+fn new_session(model: &[u8], options: &SessionOptions) -> ort::Result<Session> {
+    Session::builder()?
+        .with_optimization_level(GraphOptimizationLevel::Level3)?
+        .with_intra_threads(options.intra_threads)?
+        // Spinning idle intra-op threads would take CPU from the Wasm executor on small machines.
+        .with_intra_op_spinning(false)?
+        .commit_from_memory(model)
 }
 
 /// Blocks on `wait`. wasi-nn's host functions are synchronous, so `compute` runs on whichever tokio worker
@@ -158,29 +153,67 @@ fn wait_off_executor<T>(wait: impl FnOnce() -> T) -> T {
     }
 }
 
-/// A worker: takes jobs off the shared queue until the model is dropped.
-fn work(mut session: Session, queue: &Mutex<mpsc::Receiver<Job>>) {
-    loop {
-        // The lock is held only while waiting for the next job, never while a session runs.
-        let job = match queue.lock() {
-            Ok(queue) => queue.recv(),
-            Err(_) => return,
+/// A worker: runs batches off the shared queue until the model is dropped.
+fn work(mut session: Session, queue: &JobQueue, batching: Option<&Batching>) {
+    while let Some(jobs) = queue.next_batch() {
+        let joined = match (batching, &jobs[..]) {
+            (Some(batching), [_, _, ..]) => run_joined(&mut session, batching, &jobs),
+            _ => None,
         };
-        let Ok(job) = job else { return };
-        // A panic inside ONNX Runtime's bindings fails this job, not the worker.
-        let result = catch_unwind(AssertUnwindSafe(|| run(&mut session, &job.inputs)))
-            .unwrap_or_else(|panic| {
-                Err(BackendError::BackendAccess(format_err!(
-                    "inference panicked: {}",
-                    panic_message(panic.as_ref())
-                )))
-            });
-        // The requester may have gone away (its request was cancelled); nothing is waiting for the result then.
-        let _ = job.reply.send(result);
+        match joined {
+            Some(outputs) => {
+                for (job, outputs) in jobs.iter().zip(outputs) {
+                    reply(job, Ok(outputs));
+                }
+            }
+            // Alone, or after a joined run failed: each job then gets its own outputs or error.
+            None => {
+                for job in &jobs {
+                    reply(job, run_guarded(&mut session, &job.inputs));
+                }
+            }
+        }
     }
 }
 
-/// Runs one job on `session`: converts the inputs, runs, and converts every output back.
+/// Runs `jobs` as one batch; `None` if they cannot be (a job's inputs made the run fail).
+fn run_joined(
+    session: &mut Session,
+    batching: &Batching,
+    jobs: &[Job],
+) -> Option<Vec<Vec<NamedTensor>>> {
+    let parts = jobs
+        .iter()
+        .map(|job| Some((job.inputs.as_slice(), job.rows?)))
+        .collect::<Option<Vec<_>>>()?;
+    let rows: Vec<_> = parts.iter().map(|(_, rows)| *rows).collect();
+    catch_unwind(AssertUnwindSafe(|| {
+        let outputs = run(session, &batching.join(&parts)).ok()?;
+        batching.split(&outputs, &rows).ok()
+    }))
+    .ok()
+    .flatten()
+}
+
+/// The requester may have gone away (its request was cancelled); nothing is waiting for the result then.
+fn reply(job: &Job, result: Result<Vec<NamedTensor>, BackendError>) {
+    let _ = job.reply.send(result);
+}
+
+/// [`run`], with a panic inside ONNX Runtime's bindings failing the job, not the worker.
+fn run_guarded(
+    session: &mut Session,
+    inputs: &[NamedTensor],
+) -> Result<Vec<NamedTensor>, BackendError> {
+    catch_unwind(AssertUnwindSafe(|| run(session, inputs))).unwrap_or_else(|panic| {
+        Err(BackendError::BackendAccess(format_err!(
+            "inference panicked: {}",
+            panic_message(panic.as_ref())
+        )))
+    })
+}
+
+/// Runs `inputs` on `session`: converts the inputs, runs, and converts every output back.
 fn run(session: &mut Session, inputs: &[NamedTensor]) -> Result<Vec<NamedTensor>, BackendError> {
     let values = inputs
         .iter()
@@ -501,15 +534,134 @@ pub(crate) mod tests {
     }
 
     /// The real sentence-transformers model, when `make models` has produced it.
-    #[test]
-    fn real_model_takes_int64_token_ids() {
+    fn real_model() -> Option<Vec<u8>> {
         let path =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/all-minilm-l6-v2/model.onnx");
-        let Ok(bytes) = std::fs::read(&path) else {
+        let bytes = std::fs::read(&path);
+        if bytes.is_err() {
             eprintln!("SKIPPED: {} is missing (run `make models`)", path.display());
-            return;
-        };
+        }
         runtime();
+        bytes.ok()
+    }
+
+    /// The three BERT inputs for `rows` token sequences of equal length.
+    fn bert_inputs(rows: &[Vec<i64>]) -> Vec<NamedTensor> {
+        let dimensions = vec![rows.len() as u32, rows[0].len() as u32];
+        let ids: Vec<i64> = rows.concat();
+        let tensor = |name: &str, values: &[i64]| NamedTensor {
+            name: name.into(),
+            tensor: i64_tensor(dimensions.clone(), values),
+        };
+        vec![
+            tensor("input_ids", &ids),
+            tensor("attention_mask", &vec![1; ids.len()]),
+            tensor("token_type_ids", &vec![0; ids.len()]),
+        ]
+    }
+
+    /// `[CLS]`, `len - 2` word pieces picked by `seed`, `[SEP]`.
+    fn sentence(len: usize, seed: i64) -> Vec<i64> {
+        let words = (0..len as i64 - 2).map(|i| 1000 + (seed * 7919 + i * 104_729) % 28_000);
+        std::iter::once(101).chain(words).chain([102]).collect()
+    }
+
+    fn floats(tensor: &Tensor) -> Vec<f32> {
+        tensor.data.chunks_exact(4).map(f32::from_le).collect()
+    }
+
+    fn job(batching: &Batching, mut inputs: Vec<NamedTensor>) -> Job {
+        let rows = batching.prepare(&mut inputs);
+        Job {
+            inputs,
+            rows,
+            reply: std::sync::mpsc::sync_channel(1).0,
+        }
+    }
+
+    #[test]
+    fn joined_runs_of_the_real_model_match_single_runs() {
+        let Some(bytes) = real_model() else { return };
+        let options = SessionOptions {
+            intra_threads: 2,
+            sessions: 1,
+        };
+        let mut session = new_session(&bytes, &options).unwrap();
+        let batching = Batching::of(&session.inputs, &session.outputs).expect("BERT batches");
+        // Different lengths, and one job of two rows.
+        let jobs: Vec<Job> = [
+            vec![sentence(9, 1)],
+            vec![sentence(5, 2)],
+            vec![sentence(12, 3), sentence(12, 4)],
+            vec![sentence(17, 5)],
+        ]
+        .into_iter()
+        .map(|rows| job(&batching, bert_inputs(&rows)))
+        .collect();
+
+        let joined = run_joined(&mut session, &batching, &jobs).expect("the jobs join");
+        for (job, joined) in jobs.iter().zip(joined) {
+            let alone = run(&mut session, &job.inputs).unwrap();
+            let [alone, joined] = [&alone, &joined].map(|o| output(o, "last_hidden_state"));
+            assert_eq!(joined.dimensions, alone.dimensions);
+            let difference = floats(alone)
+                .iter()
+                .zip(floats(joined))
+                .map(|(a, j)| (a - j).abs())
+                .fold(0f32, f32::max);
+            assert!(difference <= 1e-5, "joined run differs by {difference}");
+        }
+
+        // A token id outside the vocabulary fails the joined run, so each job runs alone and only the bad one
+        // fails.
+        let bad = job(&batching, bert_inputs(&[vec![101, 999_999, 102]]));
+        let good = job(&batching, bert_inputs(&[sentence(3, 6)]));
+        let jobs = [good, bad];
+        assert!(run_joined(&mut session, &batching, &jobs).is_none());
+        assert!(run(&mut session, &jobs[0].inputs).is_ok());
+        assert!(run(&mut session, &jobs[1].inputs).is_err());
+    }
+
+    #[test]
+    fn concurrent_requests_get_their_own_rows_of_the_real_model() {
+        let Some(bytes) = real_model() else { return };
+        let options = SessionOptions {
+            intra_threads: 1,
+            sessions: 1,
+        };
+        let model = Arc::new(OnnxModel::load(&bytes, &options).unwrap());
+        let infer = |model: &OnnxModel, len: usize, seed: i64| {
+            let outputs = model.infer(bert_inputs(&[sentence(len, seed)])).unwrap();
+            floats(output(&outputs, "last_hidden_state"))
+        };
+        let requests: Vec<(usize, i64)> = (0..24).map(|i| (4 + (i as usize * 5) % 40, i)).collect();
+        let expected: Vec<Vec<f32>> = requests
+            .iter()
+            .map(|&(len, seed)| infer(model.as_ref(), len, seed))
+            .collect();
+        // 24 requests at once on one session: most of them queue and run joined.
+        let threads: Vec<_> = requests
+            .into_iter()
+            .map(|(len, seed)| {
+                let model = model.clone();
+                std::thread::spawn(move || infer(model.as_ref(), len, seed))
+            })
+            .collect();
+        for (thread, expected) in threads.into_iter().zip(expected) {
+            let got = thread.join().unwrap();
+            assert_eq!(got.len(), expected.len());
+            let difference = got
+                .iter()
+                .zip(&expected)
+                .map(|(g, e)| (g - e).abs())
+                .fold(0f32, f32::max);
+            assert!(difference <= 1e-5, "differs by {difference}");
+        }
+    }
+
+    #[test]
+    fn real_model_takes_int64_token_ids() {
+        let Some(bytes) = real_model() else { return };
         let model = OnnxModel::load(
             &bytes,
             &SessionOptions {
