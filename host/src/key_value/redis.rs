@@ -18,9 +18,10 @@ use tokio::sync::Mutex;
 use super::{backend_error, Error, Store};
 use crate::log;
 
-/// Bounds connecting and each command, so a hung server cannot hold requests.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bound connecting and each command, so an unreachable or hung server delays a request by at most this
+/// much before the component falls back to serving uncached. A cache that answers slower is no help anyway.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(100);
 /// After a failure, operations fail at once for this long before the next connection attempt.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 
@@ -39,6 +40,27 @@ struct Link {
     retry_at: Option<Instant>,
     /// Whether an outage has been reported and not yet resolved.
     down: bool,
+}
+
+impl Link {
+    /// Keeps a new connection; true if it ends a reported outage.
+    fn connected(&mut self, connection: MultiplexedConnection) -> bool {
+        let recovered = self.down;
+        *self = Link {
+            connection: Some(connection),
+            retry_at: None,
+            down: false,
+        };
+        recovered
+    }
+
+    /// Drops the connection after a failure and delays the next attempt; true if this starts an outage
+    /// (later failures before a reconnect belong to the same one).
+    fn failed(&mut self, now: Instant) -> bool {
+        self.connection = None;
+        self.retry_at = Some(now + RETRY_AFTER);
+        !std::mem::replace(&mut self.down, true)
+    }
 }
 
 impl RedisStore {
@@ -71,17 +93,12 @@ impl RedisStore {
             .await
         {
             Ok(connection) => {
-                if link.down {
+                if link.connected(connection.clone()) {
                     log::write(json!({
                         "level": "info",
                         "message": format!("key-value store `{}` (Redis) is available again", self.label),
                     }));
                 }
-                *link = Link {
-                    connection: Some(connection.clone()),
-                    retry_at: None,
-                    down: false,
-                };
                 Ok(connection)
             }
             Err(error) => {
@@ -93,10 +110,7 @@ impl RedisStore {
 
     /// Records a failed connection: wait before the next attempt, and warn once per outage.
     fn lost(&self, link: &mut Link, error: &RedisError) {
-        link.connection = None;
-        link.retry_at = Some(Instant::now() + RETRY_AFTER);
-        if !link.down {
-            link.down = true;
+        if link.failed(Instant::now()) {
             log::write(json!({
                 "level": "warn",
                 "message": format!(
@@ -245,12 +259,28 @@ mod tests {
         for _ in 0..5 {
             assert!(store.get("j".into()).await.is_err());
         }
+        assert!(store.link.lock().await.down, "the outage is noticed");
 
         // Back: the store reconnects by itself (a fresh server, so the data is gone).
         let _server = TestServer::start(port).unwrap();
         until_up(&store).await;
         store.set("j".into(), b"y".to_vec()).await.unwrap();
         assert_eq!(store.get("j".into()).await.unwrap(), Some(b"y".to_vec()));
+        assert!(!store.link.lock().await.down, "the outage is over");
+    }
+
+    #[test]
+    fn an_outage_is_reported_once_however_often_it_fails() {
+        let mut link = Link::default();
+        let now = Instant::now();
+        assert!(link.failed(now), "the first failure starts an outage");
+        let later = now + RETRY_AFTER;
+        assert!(
+            !link.failed(later),
+            "retries that fail belong to the same outage"
+        );
+        assert_eq!(link.retry_at, Some(later + RETRY_AFTER));
+        assert!(link.connection.is_none());
     }
 
     #[tokio::test]
