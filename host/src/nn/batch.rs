@@ -29,7 +29,7 @@ const MAX_TOKENS: usize = 8192;
 const LENGTH_SLACK: usize = 16;
 
 /// The name of the input that marks padding, by the Hugging Face convention.
-const ATTENTION_MASK: &str = "attention_mask";
+pub const ATTENTION_MASK: &str = "attention_mask";
 
 const I64_BYTES: usize = size_of::<i64>();
 

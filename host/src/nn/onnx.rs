@@ -11,6 +11,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use ort::session::builder::GraphOptimizationLevel;
@@ -22,8 +23,9 @@ use wasmtime_wasi_nn::backend::{BackendError, NamedTensor};
 use wasmtime_wasi_nn::wit::TensorType;
 use wasmtime_wasi_nn::Tensor;
 
-use super::batch::Batching;
+use super::batch::{Batching, ATTENTION_MASK};
 use super::queue::{Job, JobQueue};
+use crate::metrics;
 
 /// How models are run.
 #[derive(Debug, Clone, Copy)]
@@ -219,7 +221,9 @@ fn run(session: &mut Session, inputs: &[NamedTensor]) -> Result<Vec<NamedTensor>
         .iter()
         .map(|input| Ok((input.name.as_str(), to_value(&input.tensor)?)))
         .collect::<Result<Vec<_>, BackendError>>()?;
+    let started = Instant::now();
     let outputs = session.run(values).map_err(ort_error)?;
+    record_run(inputs, started.elapsed());
     outputs
         .iter()
         .map(|(name, value)| {
@@ -229,6 +233,25 @@ fn run(session: &mut Session, inputs: &[NamedTensor]) -> Result<Vec<NamedTensor>
             })
         })
         .collect()
+}
+
+/// Counts a run in the metrics: its rows, and its real tokens by the attention mask (none without one).
+fn record_run(inputs: &[NamedTensor], duration: Duration) {
+    let rows = inputs
+        .first()
+        .and_then(|input| input.tensor.dimensions.first())
+        .map_or(1, |&rows| rows as usize);
+    let tokens = inputs
+        .iter()
+        .find(|input| input.name == ATTENTION_MASK && input.tensor.ty == TensorType::I64)
+        .map_or(0, |mask| {
+            mask.tensor
+                .data
+                .chunks_exact(<i64 as Element>::SIZE)
+                .map(|bytes| <i64 as Element>::from_le(bytes).max(0) as u64)
+                .sum()
+        });
+    metrics::record_inference(rows, tokens, duration);
 }
 
 fn ort_error(error: ort::Error) -> BackendError {
