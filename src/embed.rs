@@ -1,10 +1,20 @@
-//! Texts → normalized sentence embeddings: tokenize, run the model through [`Infer`], pool.
+//! Inputs → normalized sentence embeddings: deduplicate, tokenize, batch, run the model through
+//! [`Infer`], pool, and put the results back in input order.
 //!
-//! The model is behind a trait so this path runs in native unit tests with a fake; in the
-//! component it is `wasm::nn`, the wasi:nn adapter.
+//! Batching follows what makes a CPU model fast: inputs are sorted by token length and cut into
+//! chunks of at most [`BATCH_ROWS`], each padded only to its own longest member, so short
+//! texts never pay for a long one's padding. The model is behind a trait so this path runs in
+//! native unit tests with a fake; in the component it is `wasm::nn`, the wasi:nn adapter.
 
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::inputs::Input;
 use crate::pooling::{l2_normalize, mean_pool};
-use crate::tokenize::{TextTokenizer, TokenBatch, TokenizeError};
+use crate::tokenize::{self, TextTokenizer, TokenBatch, TokenizeError, TooManyTokens};
+
+/// Rows per model run.
+pub const BATCH_ROWS: usize = 32;
 
 /// The model's last hidden state for a batch: row-major `[batch, seq, hidden]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +35,9 @@ pub struct InferError(pub String);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
+    /// Input `index` is longer than the model takes and truncation was not allowed.
+    #[error("input {index} has {tokens} tokens")]
+    TooManyTokens { index: usize, tokens: usize },
     #[error("tokenizer: {0}")]
     Tokenize(#[from] TokenizeError),
     #[error("inference: {0}")]
@@ -38,6 +51,23 @@ pub enum EmbedError {
     },
 }
 
+/// Where the time of one embedding call went, for the `Server-Timing` header.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timings {
+    pub tokenize: Duration,
+    pub inference: Duration,
+}
+
+/// The result of embedding a request's inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    /// One unit-length vector per input, in input order.
+    pub vectors: Vec<Vec<f32>>,
+    /// Per input: the tokens the model saw, `[CLS]` and `[SEP]` included, after truncation.
+    pub token_counts: Vec<usize>,
+    pub timings: Timings,
+}
+
 pub struct Embedder<'a> {
     tokenizer: &'a TextTokenizer,
     infer: &'a dyn Infer,
@@ -48,12 +78,64 @@ impl<'a> Embedder<'a> {
         Self { tokenizer, infer }
     }
 
-    /// One unit-length embedding per text, in input order.
+    /// One unit-length embedding per text, in input order, truncating like sentence-transformers.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
+        let inputs: Vec<_> = texts.iter().map(|&text| Input::Text(text)).collect();
+        Ok(self.embed_inputs(&inputs, true)?.vectors)
+    }
+
+    /// Embeds `inputs`; identical inputs are embedded once. Without `truncate`, an input over
+    /// the model's token limit fails the whole call, naming the first such input.
+    pub fn embed_inputs(&self, inputs: &[Input], truncate: bool) -> Result<Embeddings, EmbedError> {
+        let distinct = Distinct::of(inputs);
+        let mut timings = Timings::default();
+
+        let started = Instant::now();
+        let sequences = distinct
+            .inputs
+            .iter()
+            .zip(&distinct.first_index)
+            .map(|(&input, &index)| self.sequence(input, truncate, index))
+            .collect::<Result<Vec<_>, _>>()?;
+        timings.tokenize = started.elapsed();
+
+        let started = Instant::now();
+        let vectors = self.run_model(&sequences)?;
+        timings.inference = started.elapsed();
+
+        Ok(Embeddings {
+            vectors: distinct.scatter(&vectors),
+            token_counts: distinct.scatter(&sequences.iter().map(Vec::len).collect::<Vec<_>>()),
+            timings,
+        })
+    }
+
+    /// The framed token sequence of `input` as the model will see it.
+    fn sequence(&self, input: Input, truncate: bool, index: usize) -> Result<Vec<u32>, EmbedError> {
+        let sequence = match input {
+            Input::Text(text) => self.tokenizer.encode(text)?,
+            Input::Tokens(ids) => tokenize::framed(ids),
+        };
+        tokenize::fit(sequence, truncate)
+            .map_err(|TooManyTokens(tokens)| EmbedError::TooManyTokens { index, tokens })
+    }
+
+    /// One vector per sequence, in order: length-sorted chunks of at most [`BATCH_ROWS`].
+    fn run_model(&self, sequences: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut by_length: Vec<usize> = (0..sequences.len()).collect();
+        by_length.sort_by_key(|&i| sequences[i].len());
+        let mut vectors = vec![Vec::new(); sequences.len()];
+        for chunk in by_length.chunks(BATCH_ROWS) {
+            let rows: Vec<&[u32]> = chunk.iter().map(|&i| sequences[i].as_slice()).collect();
+            for (&i, vector) in chunk.iter().zip(self.run_batch(&rows)?) {
+                vectors[i] = vector;
+            }
         }
-        let batch = self.tokenizer.tokenize(texts)?;
+        Ok(vectors)
+    }
+
+    fn run_batch(&self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let batch = TokenBatch::from_sequences(rows);
         let states = self.infer.infer(&batch)?;
         if states.hidden == 0 || states.values.len() != batch.batch * batch.seq * states.hidden {
             return Err(EmbedError::OutputShape {
@@ -76,23 +158,62 @@ impl<'a> Embedder<'a> {
     }
 }
 
+/// A request's distinct inputs, and for every input which distinct one it is.
+struct Distinct<'i> {
+    inputs: Vec<Input<'i>>,
+    /// Per distinct input: the position of its first occurrence in the request.
+    first_index: Vec<usize>,
+    /// Per request input: its distinct input.
+    slot: Vec<usize>,
+}
+
+impl<'i> Distinct<'i> {
+    fn of(inputs: &[Input<'i>]) -> Self {
+        let mut slots = HashMap::new();
+        let mut distinct = Self {
+            inputs: Vec::new(),
+            first_index: Vec::new(),
+            slot: Vec::with_capacity(inputs.len()),
+        };
+        for (index, &input) in inputs.iter().enumerate() {
+            let slot = *slots.entry(input).or_insert_with(|| {
+                distinct.inputs.push(input);
+                distinct.first_index.push(index);
+                distinct.inputs.len() - 1
+            });
+            distinct.slot.push(slot);
+        }
+        distinct
+    }
+
+    /// Per-distinct values → per-input values, in request order.
+    fn scatter<T: Clone>(&self, values: &[T]) -> Vec<T> {
+        self.slot.iter().map(|&slot| values[slot].clone()).collect()
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::cell::Cell;
+    use std::cell::RefCell;
 
     use super::*;
-    use crate::tokenize;
 
     /// A stand-in model whose token vector is `[id % 10, position + 1, 1]`, so pooled results are
-    /// predictable and padding that leaked into the mean would show.
+    /// predictable and padding that leaked into the mean would show. It records every batch.
     #[derive(Default)]
     pub(crate) struct FakeModel {
-        pub calls: Cell<usize>,
+        pub batches: RefCell<Vec<TokenBatch>>,
+    }
+
+    impl FakeModel {
+        pub(crate) fn calls(&self) -> usize {
+            self.batches.borrow().len()
+        }
     }
 
     impl Infer for FakeModel {
         fn infer(&self, batch: &TokenBatch) -> Result<HiddenStates, InferError> {
-            self.calls.set(self.calls.get() + 1);
+            self.batches.borrow_mut().push(batch.clone());
             let values = batch
                 .input_ids
                 .iter()
@@ -111,14 +232,18 @@ pub(crate) mod tests {
         }
     }
 
-    fn embed(model: &dyn Infer, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        Embedder::new(tokenize::shared().unwrap(), model).embed(texts)
+    fn embedder(model: &dyn Infer) -> Embedder<'_> {
+        Embedder::new(tokenize::shared().unwrap(), model)
+    }
+
+    fn texts(texts: &[&'static str]) -> Vec<Input<'static>> {
+        texts.iter().map(|&text| Input::Text(text)).collect()
     }
 
     #[test]
     fn pools_over_real_tokens_and_normalizes() {
         // "hi" → [CLS]=101, "hi"=7632, [SEP]=102 at positions 1..=3.
-        let embedding = &embed(&FakeModel::default(), &["hi"]).unwrap()[0];
+        let embedding = &embedder(&FakeModel::default()).embed(&["hi"]).unwrap()[0];
         let mean = [(1.0 + 2.0 + 2.0) / 3.0, 2.0, 1.0];
         let norm = mean.iter().map(|v: &f32| v * v).sum::<f32>().sqrt();
         for (got, want) in embedding.iter().zip(mean.map(|v| v / norm)) {
@@ -127,22 +252,109 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn batching_with_padding_does_not_change_an_embedding() {
+    fn batching_restores_input_order_and_equals_one_at_a_time() {
         let model = FakeModel::default();
-        let together = embed(&model, &["hello world", "hi"]).unwrap();
-        let alone = [
-            embed(&model, &["hello world"]).unwrap(),
-            embed(&model, &["hi"]).unwrap(),
-        ]
-        .concat();
+        let sentences = [
+            "a much longer sentence with many more words in it",
+            "hi",
+            "hello world",
+            "",
+            "medium length text",
+        ];
+        let together = embedder(&model).embed(&sentences).unwrap();
+        let alone: Vec<_> = sentences
+            .iter()
+            .map(|&text| embedder(&model).embed(&[text]).unwrap().remove(0))
+            .collect();
         assert_eq!(together, alone);
     }
 
     #[test]
-    fn no_texts_means_no_model_call() {
+    fn chunks_are_length_sorted_at_most_32_rows_and_padded_to_their_own_longest() {
         let model = FakeModel::default();
-        assert!(embed(&model, &[]).unwrap().is_empty());
-        assert_eq!(model.calls.get(), 0);
+        let words: Vec<String> = (1..=70).rev().map(|n| "word ".repeat(n % 35 + 1)).collect();
+        let inputs: Vec<_> = words.iter().map(|w| Input::Text(w)).collect();
+        let embedded = embedder(&model).embed_inputs(&inputs, true).unwrap();
+        let batches = model.batches.borrow();
+        assert_eq!(
+            batches.iter().map(|b| b.batch).collect::<Vec<_>>(),
+            vec![32, 3],
+            "70 inputs, 35 distinct"
+        );
+        assert_eq!(batches[0].seq, 34, "the first chunk holds the 32 shortest");
+        assert_eq!(batches[1].seq, 37);
+        for (word, count) in words.iter().zip(&embedded.token_counts) {
+            assert_eq!(*count, word.split_whitespace().count() + 2);
+        }
+    }
+
+    #[test]
+    fn identical_inputs_are_embedded_once_and_repeated_in_place() {
+        let model = FakeModel::default();
+        let embedded = embedder(&model)
+            .embed_inputs(
+                &texts(&["hello world", "hi", "hello world", "hello world"]),
+                true,
+            )
+            .unwrap();
+        assert_eq!(model.batches.borrow()[0].batch, 2);
+        let v = &embedded.vectors;
+        assert!(v[0] == v[2] && v[2] == v[3] && v[0] != v[1]);
+        assert_eq!(embedded.token_counts, vec![4, 3, 4, 4]);
+    }
+
+    #[test]
+    fn token_ids_embed_like_their_text() {
+        let model = FakeModel::default();
+        let ids = [7592, 2088];
+        let by_ids = embedder(&model)
+            .embed_inputs(&[Input::Tokens(&ids)], true)
+            .unwrap();
+        let by_text = embedder(&model)
+            .embed_inputs(&texts(&["hello world"]), true)
+            .unwrap();
+        assert_eq!(by_ids.vectors, by_text.vectors);
+        assert_eq!(by_ids.token_counts, vec![4]);
+    }
+
+    #[test]
+    fn without_truncate_the_first_over_long_input_is_named() {
+        let model = FakeModel::default();
+        let long = "word ".repeat(300);
+        let inputs = [Input::Text("short"), Input::Text(&long), Input::Text(&long)];
+        let error = embedder(&model).embed_inputs(&inputs, false).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                EmbedError::TooManyTokens {
+                    index: 1,
+                    tokens: 302
+                }
+            ),
+            "{error}"
+        );
+        assert_eq!(model.calls(), 0, "refused before any model work");
+        let ids = vec![7592; 255];
+        let error = embedder(&model)
+            .embed_inputs(&[Input::Tokens(&ids)], false)
+            .unwrap_err();
+        assert!(matches!(
+            error,
+            EmbedError::TooManyTokens {
+                index: 0,
+                tokens: 257
+            }
+        ));
+        let truncated = embedder(&model).embed_inputs(&inputs, true).unwrap();
+        assert_eq!(truncated.token_counts, vec![3, 256, 256]);
+    }
+
+    #[test]
+    fn no_inputs_means_no_model_call() {
+        let model = FakeModel::default();
+        let embedded = embedder(&model).embed_inputs(&[], true).unwrap();
+        assert!(embedded.vectors.is_empty());
+        assert_eq!(model.calls(), 0);
     }
 
     #[test]
@@ -152,7 +364,7 @@ pub(crate) mod tests {
             hidden: 384,
         });
         assert!(matches!(
-            embed(&model, &["hi"]),
+            embedder(&model).embed(&["hi"]),
             Err(EmbedError::OutputShape { values: 5, .. })
         ));
         let model = BrokenModel(HiddenStates {
@@ -160,7 +372,7 @@ pub(crate) mod tests {
             hidden: 0,
         });
         assert!(matches!(
-            embed(&model, &["hi"]),
+            embedder(&model).embed(&["hi"]),
             Err(EmbedError::OutputShape { .. })
         ));
     }

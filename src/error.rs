@@ -1,43 +1,95 @@
-//! Every way a request can fail, and the status and JSON body each one answers with.
+//! Every way a request can fail, and the status and JSON body each one answers with, in the
+//! shape of the API family the route belongs to.
 //!
-//! Client errors are `{"code", "name", "description"}` like the original service's; a missing
-//! field also keeps the original validator's `"<field>": ["required field"]` entry, which its
-//! clients read. Unexpected failures are `{"error", "message"}` with a fixed, safe message.
+//! Original routes answer `{"code", "name", "description"}` like the service they replace; a
+//! missing field also keeps the original validator's `"<field>": ["required field"]` entry,
+//! which its clients read. OpenAI routes answer `{"error": {"message", "type", "param", "code"}}`.
+//! Unexpected failures carry a fixed, safe message: their detail goes to the log only.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::Serialize;
 
 use crate::auth::AuthError;
-use crate::embed::EmbedError;
 use crate::http::{Method, Response};
 use crate::settings::VariableError;
 
 /// The original validator's message for a missing field.
 const REQUIRED_FIELD: &str = "required field";
 
+/// The API family a route belongs to, which decides the shape of its errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// The routes of the service we replace, and everything that is not OpenAI's.
+    Original,
+    /// `/v1/embeddings` and `/v1/models`.
+    OpenAi,
+}
+
+/// The request field an error is about: a whole field, or one item of a list field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldRef {
+    pub field: &'static str,
+    pub item: Option<usize>,
+}
+
+impl FieldRef {
+    pub fn whole(field: &'static str) -> Self {
+        Self { field, item: None }
+    }
+
+    pub fn item(field: &'static str, index: usize) -> Self {
+        Self {
+            field,
+            item: Some(index),
+        }
+    }
+}
+
+impl fmt::Display for FieldRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.item {
+            None => write!(f, "`{}`", self.field),
+            Some(index) => write!(f, "`{}` item {index}", self.field),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// Required fields that are absent, `null` or (for `query`) empty.
+    /// Required fields that are absent (or, for `query`, empty).
     #[error("missing fields: {0:?}")]
     MissingFields(Vec<&'static str>),
-    #[error("bad request: {0}")]
-    BadRequest(String),
+    /// The request cannot be read: malformed JSON, invalid UTF-8. `field` is the top-level
+    /// field whose value could not be read, when the parser got that far.
+    #[error("malformed request: {problem}")]
+    Malformed {
+        field: Option<String>,
+        problem: String,
+    },
     #[error("unauthorized: {0}")]
-    Unauthorized(String),
+    Unauthorized(#[from] AuthError),
     #[error("not found: {0}")]
     NotFound(String),
+    /// An OpenAI request named a model this service does not serve.
+    #[error("unknown model {0:?}")]
+    ModelNotFound(String),
     #[error("method {method} not allowed")]
     MethodNotAllowed { method: String, allow: Vec<Method> },
-    #[error("gone: {0}")]
-    Gone(String),
+    /// The body, the number of inputs or one input is over its configured limit.
+    #[error("too large: {problem}")]
+    TooLarge {
+        at: Option<FieldRef>,
+        problem: String,
+    },
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(String),
-    /// A field is present but has the wrong type or value.
-    #[error("invalid field `{field}`: {message}")]
-    InvalidField {
-        field: &'static str,
-        message: String,
+    /// The JSON is well-formed but a value has the wrong type or is out of range.
+    #[error("unprocessable: {problem}")]
+    Unprocessable {
+        at: Option<FieldRef>,
+        problem: String,
     },
     /// A failure that is not the client's fault. `detail` goes to the log, never to the client.
     #[error("{kind}: {detail}")]
@@ -70,71 +122,122 @@ impl InternalKind {
     }
 }
 
-impl std::fmt::Display for InternalKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for InternalKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
 }
 
 impl ApiError {
-    pub fn internal(kind: InternalKind, detail: impl std::fmt::Display) -> Self {
+    pub fn internal(kind: InternalKind, detail: impl fmt::Display) -> Self {
         Self::Internal {
             kind,
             detail: detail.to_string(),
         }
     }
 
+    /// A 422 about `at`, e.g. `invalid(FieldRef::whole("top_k"), "must be an integer ≥ 1")`.
+    pub fn invalid(at: FieldRef, problem: impl Into<String>) -> Self {
+        Self::Unprocessable {
+            at: Some(at),
+            problem: problem.into(),
+        }
+    }
+
     pub fn status(&self) -> u16 {
         match self {
-            Self::MissingFields(_) | Self::BadRequest(_) => 400,
+            Self::MissingFields(_) | Self::Malformed { .. } => 400,
             Self::Unauthorized(_) => 401,
-            Self::NotFound(_) => 404,
+            Self::NotFound(_) | Self::ModelNotFound(_) => 404,
             Self::MethodNotAllowed { .. } => 405,
-            Self::Gone(_) => 410,
+            Self::TooLarge { .. } => 413,
             Self::UnsupportedMediaType(_) => 415,
-            Self::InvalidField { .. } => 422,
+            Self::Unprocessable { .. } => 422,
             Self::Internal { .. } => 500,
         }
     }
 
-    pub fn into_response(self) -> Response {
-        let status = self.status();
-        let description = match &self {
-            Self::Internal { kind, .. } => {
-                let body = InternalErrorBody {
-                    error: kind.name(),
-                    message: kind.public_message(),
-                };
-                return Response::json(status, &body);
-            }
+    /// What went wrong, for the client; never the detail of an internal failure.
+    fn description(&self) -> String {
+        match self {
+            Self::Internal { kind, .. } => kind.public_message().to_owned(),
             Self::MissingFields(fields) => match fields.as_slice() {
                 [field] => format!("`{field}` is a required field."),
                 fields => format!("These fields are required: {}.", quoted_list(fields)),
             },
+            Self::Unauthorized(reason) => reason.to_string(),
+            Self::ModelNotFound(model) => format!(
+                "The model `{}` does not exist; this service serves `{}` (alias `{}`).",
+                model.chars().take(100).collect::<String>(),
+                crate::api::openai::MODEL_ID,
+                crate::api::openai::MODEL_ALIAS,
+            ),
             Self::MethodNotAllowed { method, allow } => format!(
                 "The method {method} is not allowed for this URL; allowed: {}.",
                 method_list(allow)
             ),
-            Self::InvalidField { field, message } => format!("`{field}` {message}."),
-            Self::BadRequest(description)
-            | Self::Unauthorized(description)
-            | Self::NotFound(description)
-            | Self::Gone(description)
-            | Self::UnsupportedMediaType(description) => description.clone(),
-        };
-        let mut body = HttpErrorBody {
-            code: status,
-            name: reason_phrase(status),
-            description,
-            fields: BTreeMap::new(),
-        };
-        if let Self::MissingFields(fields) = &self {
-            body.fields = fields
-                .iter()
-                .map(|&field| (field, [REQUIRED_FIELD]))
-                .collect();
+            Self::TooLarge { at, problem } | Self::Unprocessable { at, problem } => match at {
+                Some(at) => format!("{at} {problem}"),
+                None => problem.clone(),
+            },
+            Self::Malformed { field, problem } => match field {
+                Some(field) => format!("{problem} (in `{field}`)"),
+                None => problem.clone(),
+            },
+            Self::NotFound(description) | Self::UnsupportedMediaType(description) => {
+                description.clone()
+            }
         }
-        let response = Response::json(status, &body);
+    }
+
+    /// The OpenAI `param`: the field the error is about.
+    fn param(&self) -> Option<&str> {
+        match self {
+            Self::MissingFields(fields) => fields.first().copied(),
+            Self::Malformed { field, .. } => field.as_deref(),
+            Self::ModelNotFound(_) => Some("model"),
+            Self::TooLarge { at, .. } | Self::Unprocessable { at, .. } => at.map(|at| at.field),
+            _ => None,
+        }
+    }
+
+    /// The OpenAI `code`, where OpenAI's API has one for the situation.
+    fn openai_code(&self) -> Option<&'static str> {
+        match self {
+            Self::Unauthorized(_) => Some("invalid_api_key"),
+            Self::ModelNotFound(_) => Some("model_not_found"),
+            Self::Internal { kind, .. } => Some(kind.name()),
+            _ => None,
+        }
+    }
+
+    pub fn into_response(self, family: Family) -> Response {
+        let status = self.status();
+        let response = match (family, &self) {
+            (Family::Original, Self::Internal { kind, .. }) => Response::json(
+                status,
+                &InternalErrorBody {
+                    error: kind.name(),
+                    message: kind.public_message(),
+                },
+            ),
+            (Family::Original, _) => Response::json(status, &self.original_body()),
+            (Family::OpenAi, _) => Response::json(
+                status,
+                &OpenAiErrorBody {
+                    error: OpenAiError {
+                        message: self.description(),
+                        kind: if status >= 500 {
+                            "server_error"
+                        } else {
+                            "invalid_request_error"
+                        },
+                        param: self.param(),
+                        code: self.openai_code(),
+                    },
+                },
+            ),
+        };
         match self {
             Self::Unauthorized(_) => response.with_header("www-authenticate", "Bearer"),
             Self::MethodNotAllowed { allow, .. } => {
@@ -143,9 +246,26 @@ impl ApiError {
             _ => response,
         }
     }
+
+    fn original_body(&self) -> HttpErrorBody {
+        let status = self.status();
+        let fields = match self {
+            Self::MissingFields(fields) => fields
+                .iter()
+                .map(|&field| (field, [REQUIRED_FIELD]))
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        HttpErrorBody {
+            code: status,
+            name: reason_phrase(status),
+            description: self.description(),
+            fields,
+        }
+    }
 }
 
-fn method_list(methods: &[Method]) -> String {
+pub fn method_list(methods: &[Method]) -> String {
     methods
         .iter()
         .map(Method::as_str)
@@ -159,22 +279,6 @@ fn quoted_list(fields: &[&str]) -> String {
         .map(|field| format!("`{field}`"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-impl From<AuthError> for ApiError {
-    fn from(error: AuthError) -> Self {
-        Self::Unauthorized(error.to_string())
-    }
-}
-
-impl From<EmbedError> for ApiError {
-    fn from(error: EmbedError) -> Self {
-        let kind = match error {
-            EmbedError::Tokenize(_) => InternalKind::Tokenizer,
-            EmbedError::Infer(_) | EmbedError::OutputShape { .. } => InternalKind::Inference,
-        };
-        Self::internal(kind, error)
-    }
 }
 
 impl From<VariableError> for ApiError {
@@ -199,71 +303,119 @@ struct InternalErrorBody {
     message: &'static str,
 }
 
+#[derive(Serialize)]
+struct OpenAiErrorBody<'e> {
+    error: OpenAiError<'e>,
+}
+
+#[derive(Serialize)]
+struct OpenAiError<'e> {
+    message: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    param: Option<&'e str>,
+    code: Option<&'static str>,
+}
+
 fn reason_phrase(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
-        410 => "Gone",
+        413 => "Content Too Large",
         415 => "Unsupported Media Type",
-        422 => "Unprocessable Entity",
+        422 => "Unprocessable Content",
         _ => "Error",
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{json, Value};
+
     use super::*;
 
-    fn body(response: &Response) -> serde_json::Value {
+    fn body(response: &Response) -> Value {
         serde_json::from_slice(&response.body).unwrap()
     }
 
     #[test]
     fn missing_fields_keep_the_original_entry_inside_the_standard_shape() {
-        let response = ApiError::MissingFields(vec!["query"]).into_response();
+        let response = ApiError::MissingFields(vec!["query"]).into_response(Family::Original);
         assert_eq!(response.status, 400);
         assert_eq!(
             body(&response),
-            serde_json::json!({
+            json!({
                 "code": 400,
                 "name": "Bad Request",
                 "description": "`query` is a required field.",
                 "query": ["required field"],
             })
         );
-        let both = body(&ApiError::MissingFields(vec!["a", "b"]).into_response());
+        let both = body(&ApiError::MissingFields(vec!["a", "b"]).into_response(Family::Original));
         assert_eq!(
             (&both["a"], &both["b"]),
-            (
-                &serde_json::json!(["required field"]),
-                &serde_json::json!(["required field"])
-            )
+            (&json!(["required field"]), &json!(["required field"]))
         );
     }
 
     #[test]
-    fn invalid_fields_are_422() {
-        let error = ApiError::InvalidField {
-            field: "query",
-            message: "must be a string".into(),
-        };
-        let response = error.into_response();
+    fn field_errors_name_the_field_and_item() {
+        let error = ApiError::invalid(FieldRef::item("sentences", 3), "must be a string");
+        let response = error.into_response(Family::Original);
         assert_eq!(response.status, 422);
-        assert_eq!(body(&response)["description"], "`query` must be a string.");
-        assert_eq!(body(&response)["name"], "Unprocessable Entity");
+        assert_eq!(
+            body(&response)["description"],
+            "`sentences` item 3 must be a string"
+        );
+        assert_eq!(body(&response)["name"], "Unprocessable Content");
+        let too_large = ApiError::TooLarge {
+            at: Some(FieldRef::whole("query")),
+            problem: "has 9 characters; the limit is 8".into(),
+        };
+        assert_eq!(
+            body(&too_large.into_response(Family::Original))["description"],
+            "`query` has 9 characters; the limit is 8"
+        );
     }
 
     #[test]
-    fn unauthorized_names_the_bearer_scheme() {
-        let response = ApiError::Unauthorized("no token".into()).into_response();
-        assert_eq!(response.status, 401);
-        assert_eq!(response.header("WWW-Authenticate"), Some("Bearer"));
+    fn openai_errors_carry_type_param_and_code() {
+        let error = ApiError::invalid(FieldRef::whole("dimensions"), "must be 1..=384");
         assert_eq!(
-            body(&response),
-            serde_json::json!({"code": 401, "name": "Unauthorized", "description": "no token"})
+            body(&error.into_response(Family::OpenAi)),
+            json!({"error": {
+                "message": "`dimensions` must be 1..=384",
+                "type": "invalid_request_error",
+                "param": "dimensions",
+                "code": null,
+            }})
         );
+        let unknown = ApiError::ModelNotFound("gpt-4".into()).into_response(Family::OpenAi);
+        assert_eq!(unknown.status, 404);
+        let error = &body(&unknown)["error"];
+        assert_eq!(
+            (&error["param"], &error["code"]),
+            (&json!("model"), &json!("model_not_found"))
+        );
+        assert!(error["message"].as_str().unwrap().contains("gpt-4"));
+        let missing =
+            body(&ApiError::MissingFields(vec!["input", "model"]).into_response(Family::OpenAi));
+        assert_eq!(missing["error"]["param"], "input");
+    }
+
+    #[test]
+    fn unauthorized_names_the_bearer_scheme_in_both_shapes() {
+        for family in [Family::Original, Family::OpenAi] {
+            let response = ApiError::Unauthorized(AuthError::MissingHeader).into_response(family);
+            assert_eq!(response.status, 401);
+            assert_eq!(response.header("WWW-Authenticate"), Some("Bearer"));
+        }
+        let openai =
+            body(&ApiError::Unauthorized(AuthError::InvalidToken).into_response(Family::OpenAi));
+        assert_eq!(openai["error"]["code"], "invalid_api_key");
+        assert_eq!(openai["error"]["type"], "invalid_request_error");
     }
 
     #[test]
@@ -272,25 +424,30 @@ mod tests {
             method: "PUT".into(),
             allow: vec![Method::Get, Method::Post],
         };
-        let response = error.into_response();
+        let response = error.into_response(Family::Original);
         assert_eq!(response.status, 405);
         assert_eq!(response.header("allow"), Some("GET, POST"));
         assert_eq!(body(&response)["name"], "Method Not Allowed");
     }
 
     #[test]
-    fn internal_errors_hide_their_detail() {
-        let response = ApiError::internal(
-            InternalKind::Inference,
-            "onnx session exploded at /secret/path",
-        )
-        .into_response();
+    fn internal_errors_hide_their_detail_in_both_shapes() {
+        let error = || {
+            ApiError::internal(
+                InternalKind::Inference,
+                "onnx session exploded at /secret/path",
+            )
+        };
+        let response = error().into_response(Family::Original);
         assert_eq!(response.status, 500);
-        let text = String::from_utf8(response.body).unwrap();
-        assert!(!text.contains("secret"));
         assert_eq!(
-            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
-            serde_json::json!({"error": "inference_error", "message": "The model could not encode the text."})
+            body(&response),
+            json!({"error": "inference_error", "message": "The model could not encode the text."})
         );
+        let openai = error().into_response(Family::OpenAi);
+        assert!(!String::from_utf8(openai.body.clone())
+            .unwrap()
+            .contains("secret"));
+        assert_eq!(body(&openai)["error"]["type"], "server_error");
     }
 }

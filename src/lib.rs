@@ -5,10 +5,13 @@
 
 pub mod api;
 pub mod auth;
+pub mod docs;
 pub mod embed;
 pub mod error;
 pub mod handlers;
 pub mod http;
+pub mod inputs;
+pub mod limits;
 pub mod pooling;
 pub mod routes;
 pub mod settings;
@@ -21,6 +24,6 @@ mod wasm;
 /// The component's HTTP entry point.
 #[cfg(target_arch = "wasm32")]
 #[spin_sdk::http_component]
-fn handle_request(request: spin_sdk::http::Request) -> spin_sdk::http::Response {
-    wasm::http::handle(request)
+async fn handle_request(request: spin_sdk::http::IncomingRequest) -> spin_sdk::http::Response {
+    wasm::http::handle(request).await
 }

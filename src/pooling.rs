@@ -36,6 +36,14 @@ pub fn l2_normalize(vector: &mut [f32]) {
     vector.iter_mut().for_each(|v| *v /= norm);
 }
 
+/// Keeps the first `dimensions` components of a unit vector and scales them back to unit length
+/// (what OpenAI's `dimensions` asks for; `dimensions` is at most the vector's length).
+pub fn shorten(mut vector: Vec<f32>, dimensions: usize) -> Vec<f32> {
+    vector.truncate(dimensions);
+    l2_normalize(&mut vector);
+    vector
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +81,17 @@ mod tests {
         let mut vector = vec![0.0; 4];
         l2_normalize(&mut vector);
         assert_eq!(vector, vec![0.0; 4]);
+    }
+
+    #[test]
+    fn shortening_keeps_the_head_at_unit_length() {
+        assert_eq!(shorten(vec![0.6, 0.0, 0.8], 2), vec![1.0, 0.0]);
+        let short = shorten(vec![0.48, 0.64, 0.6], 2);
+        assert!(
+            (short[0] - 0.6).abs() < 1e-6 && (short[1] - 0.8).abs() < 1e-6,
+            "{short:?}"
+        );
+        let full = vec![0.5; 4];
+        assert_eq!(shorten(full.clone(), 4), full);
     }
 }

@@ -1,8 +1,9 @@
-//! Method + path → handler: trailing slashes, CORS, authorization, 404 and 405.
+//! Method + path → handler: trailing slashes, CORS, authorization, limits, 404 and 405.
 
 use crate::auth;
-use crate::error::ApiError;
-use crate::handlers::{self, Handler, Services};
+use crate::docs;
+use crate::error::{ApiError, Family};
+use crate::handlers::{self, Handler, Services, MODELS_PREFIX};
 use crate::http::{Method, Request, Response};
 use crate::settings;
 
@@ -13,45 +14,127 @@ enum Access {
     Protected,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pattern {
+    Exact(&'static str),
+    /// Any path that continues after this prefix.
+    Under(&'static str),
+}
+
+impl Pattern {
+    fn matches(self, path: &str) -> bool {
+        match self {
+            Self::Exact(exact) => path == exact,
+            Self::Under(prefix) => path.len() > prefix.len() && path.starts_with(prefix),
+        }
+    }
+}
+
 struct Route {
-    path: &'static str,
+    pattern: Pattern,
     methods: &'static [Method],
     access: Access,
     handler: Handler,
 }
 
+const GET: &[Method] = &[Method::Get];
+const POST: &[Method] = &[Method::Post];
+const GET_POST: &[Method] = &[Method::Get, Method::Post];
+
+/// Matched in order: the first route whose pattern matches the path answers.
 const ROUTES: &[Route] = &[
     Route {
-        path: "/",
-        methods: &[Method::Get],
+        pattern: Pattern::Exact("/"),
+        methods: GET,
         access: Access::Public,
         handler: handlers::root,
     },
     Route {
-        path: "/v1/ping",
-        methods: &[Method::Get],
+        pattern: Pattern::Exact("/v1/ping"),
+        methods: GET,
         access: Access::Public,
         handler: handlers::ping,
     },
     Route {
-        path: "/v1/encode",
-        methods: &[Method::Get, Method::Post],
+        pattern: Pattern::Exact("/openapi.json"),
+        methods: GET,
+        access: Access::Public,
+        handler: |_, _| Ok(docs::openapi()),
+    },
+    Route {
+        pattern: Pattern::Exact("/docs"),
+        methods: GET,
+        access: Access::Public,
+        handler: |_, _| Ok(docs::page()),
+    },
+    Route {
+        pattern: Pattern::Exact("/docs/swagger-ui-bundle.js"),
+        methods: GET,
+        access: Access::Public,
+        handler: |_, _| Ok(docs::swagger_ui_bundle()),
+    },
+    Route {
+        pattern: Pattern::Exact("/docs/swagger-ui.css"),
+        methods: GET,
+        access: Access::Public,
+        handler: |_, _| Ok(docs::swagger_ui_css()),
+    },
+    Route {
+        pattern: Pattern::Exact("/v1/encode"),
+        methods: GET_POST,
         access: Access::Protected,
         handler: handlers::encode,
     },
     Route {
-        path: "/v1/encode/cos_sim_weight",
-        methods: &[Method::Post],
+        pattern: Pattern::Exact("/v1/encode/multiple_encode"),
+        methods: GET_POST,
+        access: Access::Protected,
+        handler: handlers::multiple_encode,
+    },
+    Route {
+        pattern: Pattern::Exact("/v1/encode/cos_sim_weight"),
+        methods: POST,
         access: Access::Protected,
         handler: handlers::cos_sim_weight,
     },
+    Route {
+        pattern: Pattern::Exact("/v1/paraphrase"),
+        methods: POST,
+        access: Access::Protected,
+        handler: handlers::paraphrase,
+    },
+    Route {
+        pattern: Pattern::Exact("/v1/embeddings"),
+        methods: POST,
+        access: Access::Protected,
+        handler: handlers::embeddings,
+    },
+    Route {
+        pattern: Pattern::Exact("/v1/models"),
+        methods: GET,
+        access: Access::Protected,
+        handler: handlers::models,
+    },
+    Route {
+        pattern: Pattern::Under(MODELS_PREFIX),
+        methods: GET,
+        access: Access::Protected,
+        handler: handlers::model,
+    },
 ];
 
-/// The original service's word2vec routes, deliberately not carried over.
-const WORD2VEC_PREFIX: &str = "/v1/w2v";
+/// The original service's word-vector routes, deliberately not carried over.
+const WORD_VECTORS: Pattern = Pattern::Under("/v1/w2v/");
+const WORD_VECTORS_ROOT: &str = "/v1/w2v";
+const WORD_VECTORS_GONE: &str =
+    "word vectors (/v1/w2v) are not served by this service: use /v1/encode or /v1/embeddings";
 
-/// Headers a browser may send cross-origin.
-const CORS_ALLOW_HEADERS: &str = "Authorization, Content-Type";
+/// Headers a browser may send cross-origin: credentials, JSON bodies, conditional requests
+/// (`If-None-Match`) and its own request id.
+const CORS_ALLOW_HEADERS: &str = "Authorization, Content-Type, If-None-Match, X-Request-Id";
+const CORS_ALLOW_METHODS: &str = "GET, POST, OPTIONS";
+/// Response headers a browser script may read.
+const CORS_EXPOSE_HEADERS: &str = "X-Cache, X-Request-Id, Server-Timing, ETag";
 
 impl Route {
     fn allows(&self, method: &Method) -> bool {
@@ -64,7 +147,7 @@ impl Route {
         self.methods.contains(method)
     }
 
-    /// The methods for `Allow` and CORS preflights: the route's own, HEAD with GET, OPTIONS.
+    /// The methods for `Allow`: the route's own, HEAD with GET, OPTIONS.
     fn allowed_methods(&self) -> Vec<Method> {
         let mut methods = self.methods.to_vec();
         if methods.contains(&Method::Get) {
@@ -75,38 +158,46 @@ impl Route {
     }
 }
 
+/// OpenAI's routes answer errors in OpenAI's shape; every other path in the original one.
+fn family(path: &str) -> Family {
+    let under = |root: &str| {
+        path.strip_prefix(root)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    if under("/v1/embeddings") || under("/v1/models") {
+        Family::OpenAi
+    } else {
+        Family::Original
+    }
+}
+
 /// Answers one request. Never fails: every error becomes its JSON response.
 pub fn handle(request: &Request, services: &Services) -> Response {
     let response = dispatch(request, services).unwrap_or_else(|error| {
         if let ApiError::Internal { .. } = error {
             eprintln!("{} {}: {error}", request.method.as_str(), request.path);
         }
-        error.into_response()
+        error.into_response(family(request.route_path()))
     });
-    response.with_header("access-control-allow-origin", "*")
+    response
+        .with_header("access-control-allow-origin", "*")
+        .with_header("access-control-expose-headers", CORS_EXPOSE_HEADERS)
 }
 
 fn dispatch(request: &Request, services: &Services) -> Result<Response, ApiError> {
-    // Every route answers with or without one trailing slash.
-    let path = match request.path.strip_suffix('/') {
-        Some(trimmed) if !trimmed.is_empty() => trimmed,
-        _ => request.path.as_str(),
-    };
-    if path == WORD2VEC_PREFIX || path.starts_with("/v1/w2v/") {
-        return Err(ApiError::Gone(
-            "The word2vec routes (/v1/w2v) were retired; use /v1/encode for sentence embeddings."
-                .into(),
-        ));
+    let path = request.route_path();
+    if request.method == Method::Options {
+        return Ok(preflight());
+    }
+    if path == WORD_VECTORS_ROOT || WORD_VECTORS.matches(path) {
+        return Err(ApiError::NotFound(WORD_VECTORS_GONE.into()));
     }
     let route = ROUTES
         .iter()
-        .find(|route| route.path == path)
+        .find(|route| route.pattern.matches(path))
         .ok_or_else(|| {
             ApiError::NotFound("The requested URL was not found on the server.".into())
         })?;
-    if request.method == Method::Options {
-        return Ok(preflight(route));
-    }
     if !route.allows(&request.method) {
         return Err(ApiError::MethodNotAllowed {
             method: request.method.as_str().to_owned(),
@@ -117,6 +208,7 @@ fn dispatch(request: &Request, services: &Services) -> Result<Response, ApiError
         let credentials = settings::credentials(services.variables)?;
         auth::authorize(request.header("authorization"), &credentials)?;
     }
+    services.limits.check_body(&request.body)?;
     let mut response = (route.handler)(request, services)?;
     if request.method == Method::Head {
         response.body.clear();
@@ -124,19 +216,13 @@ fn dispatch(request: &Request, services: &Services) -> Result<Response, ApiError
     Ok(response)
 }
 
-/// A CORS preflight: any origin may call with `Authorization` and `Content-Type`.
-fn preflight(route: &Route) -> Response {
-    let methods = route
-        .allowed_methods()
-        .iter()
-        .map(Method::as_str)
-        .collect::<Vec<_>>()
-        .join(", ");
+/// A CORS preflight, for any path: any origin may call with credentials and JSON bodies. It
+/// carries no `Allow`: that header would have to list the path's own methods.
+fn preflight() -> Response {
     Response::empty(204)
-        .with_header("access-control-allow-methods", methods.clone())
+        .with_header("access-control-allow-methods", CORS_ALLOW_METHODS)
         .with_header("access-control-allow-headers", CORS_ALLOW_HEADERS)
         .with_header("access-control-max-age", "86400")
-        .with_header("allow", methods)
 }
 
 #[cfg(test)]
@@ -146,6 +232,7 @@ mod tests {
     use super::*;
     use crate::embed::tests::FakeModel;
     use crate::embed::{HiddenStates, Infer, InferError};
+    use crate::limits::Limits;
     use crate::settings::tests::FakeVariables;
     use crate::tokenize::TokenBatch;
 
@@ -177,7 +264,12 @@ mod tests {
     }
 
     fn send_with(request: Request, variables: &FakeVariables, infer: &dyn Infer) -> Response {
-        handle(&request, &Services { variables, infer })
+        let services = Services {
+            variables,
+            infer,
+            limits: Limits::default(),
+        };
+        handle(&request, &services)
     }
 
     fn send(request: Request) -> Response {
@@ -230,7 +322,7 @@ mod tests {
             request(
                 "POST",
                 "/v1/encode/",
-                r#"{"query": "hello world", "unknown": 1}"#,
+                r#"{"query": "  hello world ", "unknown": 1}"#,
             ),
         ];
         let expected = json_body(&send(request("GET", "/v1/encode?query=hello+world", "")));
@@ -249,25 +341,12 @@ mod tests {
     }
 
     #[test]
-    fn encode_strips_surrounding_whitespace() {
-        let padded = json_body(&send(request(
-            "POST",
-            "/v1/encode",
-            r#"{"query": "  hi \n"}"#,
-        )));
-        let plain = json_body(&send(request("POST", "/v1/encode", r#"{"query": "hi"}"#)));
-        assert_eq!(padded, plain);
-        assert_eq!(plain["query"], "hi");
-    }
-
-    #[test]
     fn encode_requires_a_non_empty_query() {
         for request in [
             request("GET", "/v1/encode", ""),
             request("GET", "/v1/encode?query=", ""),
             request("GET", "/v1/encode?query=%20%20", ""),
             request("POST", "/v1/encode", "{}"),
-            request("POST", "/v1/encode", r#"{"query": null}"#),
             request("POST", "/v1/encode", r#"{"query": " \t "}"#),
         ] {
             let response = send(request.clone());
@@ -279,12 +358,12 @@ mod tests {
     }
 
     #[test]
-    fn encode_rejects_malformed_bodies_with_json_errors() {
-        let wrong_type = send(request("POST", "/v1/encode", r#"{"query": 5}"#));
+    fn malformed_bodies_are_json_errors_naming_the_problem() {
+        let wrong_type = send(request("POST", "/v1/encode", r#"{"query": null}"#));
         assert_eq!(wrong_type.status, 422);
         assert_eq!(
             json_body(&wrong_type)["description"],
-            "`query` must be a string."
+            "`query` must be a string, not null"
         );
         let mut form = request("POST", "/v1/encode", "query=hi");
         form.headers.push((
@@ -292,15 +371,12 @@ mod tests {
             "application/x-www-form-urlencoded".into(),
         ));
         assert_eq!(send(form).status, 415);
-        for body in ["{not json", "[\"hello\"]", "\"hello\""] {
-            let response = send(request("POST", "/v1/encode", body));
-            assert_eq!(response.status, 400, "{body}");
-            let body = json_body(&response);
-            assert_eq!(
-                (body["code"].as_u64(), body["name"].as_str()),
-                (Some(400), Some("Bad Request"))
-            );
-        }
+        assert_eq!(send(request("POST", "/v1/encode", "{not json")).status, 400);
+        assert_eq!(
+            send(request("POST", "/v1/encode", "[\"hello\"]")).status,
+            422
+        );
+        assert_eq!(send(request("GET", "/v1/encode?query=%FF", "")).status, 400);
     }
 
     #[test]
@@ -335,21 +411,55 @@ mod tests {
     }
 
     #[test]
-    fn cos_sim_weight_scores_two_texts() {
-        let same = send(request(
+    fn multiple_encode_answers_in_input_order() {
+        let body = r#"{"sentences": ["hello world", "hi", "hello world", ""]}"#;
+        for method in ["GET", "POST"] {
+            let response = send(request(method, "/v1/encode/multiple_encode", body));
+            assert_eq!(response.status, 200);
+            let data = json_body(&response)["data"].clone();
+            let originals: Vec<_> = data
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|row| row["original"].clone())
+                .collect();
+            assert_eq!(originals, vec!["hello world", "hi", "hello world", ""]);
+            assert_eq!(data[0]["encoded"], data[2]["encoded"]);
+        }
+        let empty = send(request(
             "POST",
-            "/v1/encode/cos_sim_weight",
-            r#"{"a": "hi", "b": "hi"}"#,
+            "/v1/encode/multiple_encode",
+            r#"{"sentences": []}"#,
         ));
-        assert_eq!(same.status, 200);
-        let score = json_body(&same)["cos_sim_weight"].as_f64().unwrap();
-        assert!((score - 1.0).abs() < 1e-6, "{score}");
-        let differ = send(request(
-            "POST",
-            "/v1/encode/cos_sim_weight/",
-            r#"{"a": "hi", "b": "hello world"}"#,
-        ));
-        assert!(json_body(&differ)["cos_sim_weight"].as_f64().unwrap() < 1.0);
+        assert_eq!(json_body(&empty), json!({"data": []}));
+    }
+
+    #[test]
+    fn cos_sim_weight_is_a_float_for_two_texts_and_a_matrix_otherwise() {
+        let score = |body: &str| {
+            json_body(&send(request("POST", "/v1/encode/cos_sim_weight", body)))["cos_sim_weight"]
+                .clone()
+        };
+        let same = score(r#"{"a": "hi", "b": "hi"}"#).as_f64().unwrap();
+        assert!((same - 1.0).abs() < 1e-6, "{same}");
+        assert!(
+            score(r#"{"a": "hi", "b": "hello world"}"#)
+                .as_f64()
+                .unwrap()
+                < 1.0
+        );
+        let matrix = score(r#"{"a": ["hi", "x", "y"], "b": "hi"}"#);
+        assert_eq!(matrix.as_array().unwrap().len(), 3);
+        assert_eq!(matrix[0].as_array().unwrap().len(), 1);
+        let row = score(r#"{"a": "hi", "b": ["hi", "x"]}"#);
+        assert_eq!(row.as_array().unwrap().len(), 1);
+        assert_eq!(
+            score(r#"{"a": [""], "b": ["hi"]}"#)
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -374,34 +484,169 @@ mod tests {
     }
 
     #[test]
-    fn cos_sim_weight_accepts_empty_texts() {
+    fn paraphrase_mines_pairs() {
         let response = send(request(
             "POST",
-            "/v1/encode/cos_sim_weight",
-            r#"{"a": "", "b": "hi"}"#,
+            "/v1/paraphrase",
+            r#"{"sentences": ["a cat", "b", "a cat"], "top_k": 1}"#,
         ));
         assert_eq!(response.status, 200);
+        let pairs = json_body(&response)["pairs"].clone();
+        assert_eq!((&pairs[0][1], &pairs[0][2]), (&json!(0), &json!(2)));
+        let none = send(request(
+            "POST",
+            "/v1/paraphrase",
+            r#"{"sentences": ["only"]}"#,
+        ));
+        assert_eq!(json_body(&none), json!({"pairs": []}));
+    }
+
+    #[test]
+    fn over_long_inputs_without_truncate_are_422_naming_the_input() {
+        let long = "word ".repeat(300);
+        let body = json!({"sentences": ["short", long], "truncate": false}).to_string();
+        let response = send(request("POST", "/v1/encode/multiple_encode", &body));
+        assert_eq!(response.status, 422);
+        assert_eq!(
+            json_body(&response)["description"],
+            "`sentences` item 1 has 302 tokens; the model's limit is 256 (send `truncate: true` to truncate)"
+        );
+        let body =
+            json!({"model": "all-minilm-l6-v2", "input": long, "truncate": false}).to_string();
+        let response = send(request("POST", "/v1/embeddings", &body));
+        assert_eq!(response.status, 422);
+        assert_eq!(json_body(&response)["error"]["param"], "input");
+    }
+
+    #[test]
+    fn limits_are_checked_before_any_model_work() {
+        let model = FakeModel::default();
+        let services = Services {
+            variables: &variables(),
+            infer: &model,
+            limits: Limits {
+                max_body_bytes: 40,
+                max_inputs: 2,
+                max_input_chars: 5,
+            },
+        };
+        let status = |body: &str| {
+            handle(
+                &request("POST", "/v1/encode/multiple_encode", body),
+                &services,
+            )
+            .status
+        };
+        assert_eq!(status(r#"{"sentences": ["a", "b"]}"#), 200);
+        assert_eq!(status(r#"{"sentences": ["a", "b", "c"]}"#), 413);
+        assert_eq!(status(r#"{"sentences": ["abcdef"]}"#), 413);
+        assert_eq!(
+            status(r#"{"sentences": ["a"]}                       "#),
+            413
+        );
+        assert_eq!(model.calls(), 1);
+        let openai = handle(
+            &request(
+                "POST",
+                "/v1/embeddings",
+                r#"{"model": "all-minilm-l6-v2", "input": ["a","b","c"]}"#,
+            ),
+            &services,
+        );
+        assert_eq!(
+            (openai.status, json_body(&openai)["error"]["type"].clone()),
+            (413, json!("invalid_request_error"))
+        );
+    }
+
+    #[test]
+    fn embeddings_in_openai_shape() {
+        let body =
+            r#"{"model": "all-minilm-l6-v2", "input": ["hello world", "hi"], "dimensions": 2}"#;
+        let response = send(request("POST", "/v1/embeddings", body));
+        assert_eq!(response.status, 200);
+        let body = json_body(&response);
+        assert_eq!(body["model"], "sentence-transformers/all-MiniLM-L6-v2");
+        assert_eq!(
+            body["usage"],
+            json!({"prompt_tokens": 7, "total_tokens": 7})
+        );
+        assert_eq!(body["data"][1]["index"], 1);
+        let vector: Vec<f64> =
+            serde_json::from_value(body["data"][0]["embedding"].clone()).unwrap();
+        assert_eq!(vector.len(), 2);
+        assert!((vector.iter().map(|v| v * v).sum::<f64>() - 1.0).abs() < 1e-6);
+        let base64 = send(request(
+            "POST",
+            "/v1/embeddings",
+            r#"{"model": "all-minilm-l6-v2", "input": [7592, 2088], "encoding_format": "base64"}"#,
+        ));
+        assert!(json_body(&base64)["data"][0]["embedding"].is_string());
+    }
+
+    #[test]
+    fn openai_routes_answer_errors_in_openai_shape() {
+        let unknown = send(request(
+            "POST",
+            "/v1/embeddings",
+            r#"{"model": "gpt-4", "input": "x"}"#,
+        ));
+        assert_eq!(unknown.status, 404);
+        assert_eq!(json_body(&unknown)["error"]["code"], "model_not_found");
+        let unauthorized = send(without_auth(request("GET", "/v1/models", "")));
+        assert_eq!(unauthorized.status, 401);
+        assert_eq!(json_body(&unauthorized)["error"]["code"], "invalid_api_key");
+        let wrong_method = send(request("GET", "/v1/embeddings", ""));
+        assert_eq!(wrong_method.status, 405);
+        assert_eq!(wrong_method.header("allow"), Some("POST, OPTIONS"));
+        assert!(json_body(&wrong_method)["error"].is_object());
+        let missing = send(request("GET", "/v1/models/nope", ""));
+        assert_eq!(json_body(&missing)["error"]["param"], "model");
+    }
+
+    #[test]
+    fn models_list_and_retrieve_with_slashes_in_the_id() {
+        let list = json_body(&send(request("GET", "/v1/models/", "")));
+        assert_eq!(list["object"], "list");
+        assert_eq!(
+            list["data"][0]["id"],
+            "sentence-transformers/all-MiniLM-L6-v2"
+        );
+        for path in [
+            "/v1/models/sentence-transformers/all-MiniLM-L6-v2",
+            "/v1/models/sentence-transformers/all-MiniLM-L6-v2/",
+            "/v1/models/sentence-transformers%2Fall-MiniLM-L6-v2",
+            "/v1/models/all-minilm-l6-v2",
+        ] {
+            let response = send(request("GET", path, ""));
+            assert_eq!(response.status, 200, "{path}");
+            assert_eq!(json_body(&response), list["data"][0], "{path}");
+        }
     }
 
     #[test]
     fn unknown_routes_are_json_404s_even_without_auth() {
-        for path in ["/v2/encode", "/v1/encode//", "/v1/pingx"] {
+        for path in ["/v2/encode", "/v1/encode//", "/v1/pingx", "//v1/encode"] {
             let response = send(without_auth(request("GET", path, "")));
             assert_eq!(response.status, 404, "{path}");
-            assert_eq!(json_body(&response)["name"], "Not Found");
         }
     }
 
     #[test]
-    fn word2vec_routes_say_they_are_gone() {
-        for path in ["/v1/w2v", "/v1/w2v/most_similar"] {
-            let response = send(request("GET", path, ""));
-            assert_eq!(response.status, 410, "{path}");
-            assert!(json_body(&response)["description"]
-                .as_str()
-                .unwrap()
-                .contains("word2vec"));
+    fn word_vector_routes_are_404s_that_say_so() {
+        for (method, path) in [
+            ("GET", "/v1/w2v"),
+            ("GET", "/v1/w2v/"),
+            ("DELETE", "/v1/w2v/most_similar/x"),
+        ] {
+            let response = send(request(method, path, ""));
+            assert_eq!(response.status, 404, "{path}");
+            assert_eq!(
+                json_body(&response)["description"],
+                "word vectors (/v1/w2v) are not served by this service: use /v1/encode or /v1/embeddings"
+            );
         }
+        assert_eq!(send(request("GET", "/v1/w2vx", "")).status, 404);
     }
 
     #[test]
@@ -412,6 +657,8 @@ mod tests {
         assert_eq!(json_body(&response)["code"], 405);
         let response = send(request("DELETE", "/v1/encode/", ""));
         assert_eq!(response.header("allow"), Some("GET, POST, HEAD, OPTIONS"));
+        let response = send(request("POST", "/docs", ""));
+        assert_eq!(response.header("allow"), Some("GET, HEAD, OPTIONS"));
     }
 
     #[test]
@@ -422,23 +669,56 @@ mod tests {
     }
 
     #[test]
-    fn cors_preflights_and_headers() {
-        let response = send(without_auth(request("OPTIONS", "/v1/encode", "")));
-        assert_eq!(response.status, 204);
-        assert_eq!(response.header("access-control-allow-origin"), Some("*"));
-        assert_eq!(
-            response.header("access-control-allow-headers"),
-            Some("Authorization, Content-Type")
-        );
-        assert_eq!(
-            response.header("access-control-allow-methods"),
-            Some("GET, POST, HEAD, OPTIONS")
-        );
-        let unauthorized = send(without_auth(request("GET", "/v1/encode?query=x", "")));
-        assert_eq!(
-            unauthorized.header("access-control-allow-origin"),
-            Some("*")
-        );
+    fn documents_are_public() {
+        for (path, content_type) in [
+            ("/openapi.json", "application/json"),
+            ("/openapi.json/", "application/json"),
+            ("/docs", "text/html; charset=utf-8"),
+            ("/docs/", "text/html; charset=utf-8"),
+            (
+                "/docs/swagger-ui-bundle.js",
+                "text/javascript; charset=utf-8",
+            ),
+            ("/docs/swagger-ui.css", "text/css; charset=utf-8"),
+        ] {
+            let response = send(without_auth(request("GET", path, "")));
+            assert_eq!(response.status, 200, "{path}");
+            assert_eq!(
+                response.header("content-type"),
+                Some(content_type),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn cors_preflights_for_any_path_and_headers_on_every_answer() {
+        for path in ["/v1/encode", "/v1/no/such/route", "/v1/w2v"] {
+            let response = send(without_auth(request("OPTIONS", path, "")));
+            assert_eq!(response.status, 204, "{path}");
+            assert_eq!(response.header("access-control-allow-origin"), Some("*"));
+            assert_eq!(
+                response.header("access-control-allow-headers"),
+                Some("Authorization, Content-Type, If-None-Match, X-Request-Id")
+            );
+            assert_eq!(
+                response.header("access-control-allow-methods"),
+                Some("GET, POST, OPTIONS")
+            );
+            assert_eq!(response.header("access-control-max-age"), Some("86400"));
+            assert_eq!(response.header("allow"), None);
+        }
+        for response in [
+            send(without_auth(request("GET", "/v1/encode?query=x", ""))),
+            send(request("GET", "/v1/nope", "")),
+            send(request("GET", "/v1/ping", "")),
+        ] {
+            assert_eq!(response.header("access-control-allow-origin"), Some("*"));
+            assert_eq!(
+                response.header("access-control-expose-headers"),
+                Some("X-Cache, X-Request-Id, Server-Timing, ETag")
+            );
+        }
     }
 
     #[test]
@@ -453,6 +733,18 @@ mod tests {
             json_body(&response),
             json!({"error": "inference_error", "message": "The model could not encode the text."})
         );
+        let openai = send_with(
+            request(
+                "POST",
+                "/v1/embeddings",
+                r#"{"model": "all-minilm-l6-v2", "input": "hi"}"#,
+            ),
+            &variables(),
+            &FailingModel,
+        );
+        assert_eq!(openai.status, 500);
+        assert_eq!(json_body(&openai)["error"]["type"], "server_error");
+        assert!(!String::from_utf8_lossy(&openai.body).contains("secret"));
         let broken = FakeVariables::default().failing(settings::API_KEYS);
         let response = send_with(
             request("GET", "/v1/encode?query=hi", ""),

@@ -1,12 +1,18 @@
 //! The component's settings, read from Spin variables through the [`Variables`] seam
-//! (`wasm::variables` in the component, a map in unit tests).
+//! (`wasm::variables` in the component, a map in unit tests), once per request.
+
+use std::str::FromStr;
 
 use crate::auth::{ApiKeys, Credentials};
+use crate::limits::Limits;
 
 /// Comma-separated API keys accepted as bearer tokens.
 pub const API_KEYS: &str = "api_keys";
 /// What `/v1/ping` reports as `container_id`.
 pub const CONTAINER_ID: &str = "container_id";
+pub const MAX_BODY_BYTES: &str = "max_body_bytes";
+pub const MAX_INPUTS: &str = "max_inputs";
+pub const MAX_INPUT_CHARS: &str = "max_input_chars";
 
 /// What `/v1/ping` reports when `container_id` is not set: the Spin application's name.
 /// A wasm component has no host name of its own, so a deployment that wants to tell its
@@ -28,6 +34,8 @@ pub struct VariableError {
 }
 
 /// The credentials bearer tokens are checked against. An undefined `api_keys` accepts no key.
+/// Failing to read it is an error: a request must not be let in, or kept out, because a
+/// provider hiccuped.
 pub fn credentials(variables: &dyn Variables) -> Result<Credentials, VariableError> {
     let api_keys = variables
         .get(API_KEYS)?
@@ -45,6 +53,41 @@ pub fn container_id(variables: &dyn Variables) -> String {
         Err(error) => {
             eprintln!("settings: {error}; using the default container id");
             DEFAULT_CONTAINER_ID.to_owned()
+        }
+    }
+}
+
+/// The request limits; each unset or invalid variable falls back to its default.
+pub fn limits(variables: &dyn Variables) -> Limits {
+    let defaults = Limits::default();
+    Limits {
+        max_body_bytes: number_or(variables, MAX_BODY_BYTES, defaults.max_body_bytes),
+        max_inputs: number_or(variables, MAX_INPUTS, defaults.max_inputs),
+        max_input_chars: number_or(variables, MAX_INPUT_CHARS, defaults.max_input_chars),
+    }
+}
+
+/// Just `max_body_bytes`, which the host adapter needs before it reads the body.
+pub fn max_body_bytes(variables: &dyn Variables) -> usize {
+    number_or(variables, MAX_BODY_BYTES, Limits::default().max_body_bytes)
+}
+
+/// A numeric variable, or `default` when it is unset, unreadable or not a number (logged: an
+/// operator's typo must not take the service down, but should not go unnoticed either).
+fn number_or<T: FromStr + std::fmt::Display + Copy>(
+    variables: &dyn Variables,
+    name: &str,
+    default: T,
+) -> T {
+    match variables.get(name) {
+        Ok(None) => default,
+        Ok(Some(text)) => text.trim().parse().unwrap_or_else(|_| {
+            eprintln!("settings: variable `{name}` is not a valid number; using {default}");
+            default
+        }),
+        Err(error) => {
+            eprintln!("settings: {error}; using {default} for `{name}`");
+            default
         }
     }
 }
@@ -114,5 +157,22 @@ pub(crate) mod tests {
                 .contains("k2")
         );
         assert!(credentials(&FakeVariables::default().failing(API_KEYS)).is_err());
+    }
+
+    #[test]
+    fn limits_fall_back_to_their_defaults() {
+        assert_eq!(limits(&FakeVariables::default()), Limits::default());
+        let custom = FakeVariables::default()
+            .with(MAX_BODY_BYTES, " 100 ")
+            .with(MAX_INPUTS, "three")
+            .failing(MAX_INPUT_CHARS);
+        assert_eq!(
+            limits(&custom),
+            Limits {
+                max_body_bytes: 100,
+                ..Limits::default()
+            }
+        );
+        assert_eq!(max_body_bytes(&custom), 100);
     }
 }

@@ -1,32 +1,54 @@
-//! The routes and shapes of the Python service we replace, kept as its clients know them.
+//! The routes and shapes of the Python service we replace, kept as its clients know them, with
+//! the natural extensions (`truncate`, lists in `cos_sim_weight`, `top_k`/`max_pairs`).
 
 use serde::Serialize;
+use serde_json::{Map, Value};
 
-use super::{json_object, string_field, FieldProblem};
-use crate::error::ApiError;
+use super::{
+    json_object, optional_count, required, string, strings, text_or_texts, truncate, TextOrTexts,
+};
+use crate::error::{ApiError, FieldRef};
 use crate::http::Request;
+use crate::inputs::{Input, InputField, Inputs};
+use crate::similarity::ScoredPair;
 
 /// `GET|POST /v1/encode`: the text comes from `?query=`, or else from a JSON body `{"query"}`.
 #[derive(Debug, PartialEq)]
 pub struct EncodeRequest {
     /// The text without surrounding whitespace: what is encoded and echoed back.
     pub query: String,
+    pub truncate: bool,
 }
 
 impl EncodeRequest {
     pub fn from_request(request: &Request) -> Result<Self, ApiError> {
-        let query = match request.query_param("query") {
-            Some(query) => query,
-            None => string_field(&json_object(request)?, "query")
-                .map_err(|problem| problem.into_error("query"))?,
+        let from_url = request
+            .query_param("query")
+            .map_err(|error| ApiError::Malformed {
+                field: None,
+                problem: format!("The {error}."),
+            })?;
+        let (query, truncate) = match from_url {
+            Some(query) => (query, true),
+            None => {
+                let body = json_object(request)?;
+                let [query] = required(&body, ["query"])?;
+                let query = string(query, FieldRef::whole("query"))?.to_owned();
+                (query, super::truncate(&body)?)
+            }
         };
         let query = query.trim();
         if query.is_empty() {
-            return Err(FieldProblem::Missing.into_error("query"));
+            return Err(ApiError::MissingFields(vec!["query"]));
         }
         Ok(Self {
             query: query.to_owned(),
+            truncate,
         })
+    }
+
+    pub fn inputs(&self) -> Inputs<'_> {
+        Inputs::new(vec![InputField::single("query", Input::Text(&self.query))])
     }
 }
 
@@ -36,36 +58,108 @@ pub struct EncodeResponse {
     pub encoding: Vec<f32>,
 }
 
-/// `POST /v1/encode/cos_sim_weight`: `{"a": "<text>", "b": "<text>"}`, encoded as sent.
+/// `{"sentences": [...], "truncate"?}`: the body of `GET|POST /v1/encode/multiple_encode`,
+/// and the core of `/v1/paraphrase`'s. Sentences are encoded as sent (not trimmed).
+#[derive(Debug, PartialEq)]
+pub struct SentencesRequest {
+    pub sentences: Vec<String>,
+    pub truncate: bool,
+}
+
+impl SentencesRequest {
+    pub fn from_request(request: &Request) -> Result<Self, ApiError> {
+        Self::from_body(&json_object(request)?)
+    }
+
+    fn from_body(body: &Map<String, Value>) -> Result<Self, ApiError> {
+        let [sentences] = required(body, ["sentences"])?;
+        Ok(Self {
+            sentences: strings(sentences, "sentences")?,
+            truncate: truncate(body)?,
+        })
+    }
+
+    pub fn inputs(&self) -> Inputs<'_> {
+        Inputs::new(vec![InputField::texts("sentences", &self.sentences)])
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct MultipleEncodeResponse {
+    pub data: Vec<Encoded>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Encoded {
+    pub original: String,
+    pub encoded: Vec<f32>,
+}
+
+/// `POST /v1/encode/cos_sim_weight`: `{"a", "b"}`, each a text or a list of texts.
 #[derive(Debug, PartialEq)]
 pub struct CosSimWeightRequest {
-    pub a: String,
-    pub b: String,
+    pub a: TextOrTexts,
+    pub b: TextOrTexts,
+    pub truncate: bool,
 }
 
 impl CosSimWeightRequest {
     pub fn from_request(request: &Request) -> Result<Self, ApiError> {
         let body = json_object(request)?;
-        let (a, b) = (string_field(&body, "a"), string_field(&body, "b"));
-        // One response names every missing field, as the original validator's did.
-        let missing: Vec<_> = [("a", &a), ("b", &b)]
-            .into_iter()
-            .filter(|(_, field)| field.as_ref().err() == Some(&FieldProblem::Missing))
-            .map(|(name, _)| name)
-            .collect();
-        if !missing.is_empty() {
-            return Err(ApiError::MissingFields(missing));
-        }
+        let [a, b] = required(&body, ["a", "b"])?;
         Ok(Self {
-            a: a.map_err(|problem| problem.into_error("a"))?,
-            b: b.map_err(|problem| problem.into_error("b"))?,
+            a: text_or_texts(a, "a")?,
+            b: text_or_texts(b, "b")?,
+            truncate: truncate(&body)?,
         })
+    }
+
+    /// `a`'s texts, then `b`'s.
+    pub fn inputs(&self) -> Inputs<'_> {
+        Inputs::new(vec![self.a.field("a"), self.b.field("b")])
     }
 }
 
 #[derive(Debug, Serialize)]
 pub struct CosSimWeightResponse {
-    pub cos_sim_weight: f32,
+    pub cos_sim_weight: CosSimWeight,
+}
+
+/// A float for two texts, as the original answered; a matrix when either side is a list.
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum CosSimWeight {
+    Score(f32),
+    Matrix(Vec<Vec<f32>>),
+}
+
+/// `POST /v1/paraphrase`: paraphrase mining over `sentences`.
+#[derive(Debug, PartialEq)]
+pub struct ParaphraseRequest {
+    pub sentences: SentencesRequest,
+    pub top_k: u64,
+    pub max_pairs: u64,
+}
+
+impl ParaphraseRequest {
+    /// sentence-transformers' `paraphrase_mining` defaults.
+    pub const DEFAULT_TOP_K: u64 = 100;
+    pub const DEFAULT_MAX_PAIRS: u64 = 500_000;
+
+    pub fn from_request(request: &Request) -> Result<Self, ApiError> {
+        let body = json_object(request)?;
+        Ok(Self {
+            sentences: SentencesRequest::from_body(&body)?,
+            top_k: optional_count(&body, "top_k", Self::DEFAULT_TOP_K)?,
+            max_pairs: optional_count(&body, "max_pairs", Self::DEFAULT_MAX_PAIRS)?,
+        })
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ParaphraseResponse {
+    /// `[score, i, j]` with `i < j`, highest score first.
+    pub pairs: Vec<ScoredPair>,
 }
 
 #[derive(Debug, Serialize)]
@@ -82,5 +176,116 @@ impl PingResponse {
             message: "pong!",
             container_id,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Method;
+
+    fn request(method: Method, query: &str, body: &str) -> Request {
+        Request {
+            method,
+            path: "/".into(),
+            query: query.into(),
+            headers: Vec::new(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn post(body: &str) -> Request {
+        request(Method::Post, "", body)
+    }
+
+    #[test]
+    fn encode_takes_the_url_query_first_then_the_body() {
+        let from_url =
+            EncodeRequest::from_request(&request(Method::Get, "query=+hi+", r#"{"query": "x"}"#));
+        assert_eq!(
+            from_url.unwrap(),
+            EncodeRequest {
+                query: "hi".into(),
+                truncate: true
+            }
+        );
+        let from_body =
+            EncodeRequest::from_request(&post(r#"{"query": " hi\n", "truncate": false}"#));
+        assert_eq!(
+            from_body.unwrap(),
+            EncodeRequest {
+                query: "hi".into(),
+                truncate: false
+            }
+        );
+    }
+
+    #[test]
+    fn encode_errors() {
+        let status = |request: Request| EncodeRequest::from_request(&request).unwrap_err().status();
+        assert_eq!(status(request(Method::Get, "", "")), 400);
+        assert_eq!(status(request(Method::Get, "query=%20", "")), 400);
+        assert_eq!(status(request(Method::Get, "query=%FF", "")), 400);
+        assert_eq!(status(post(r#"{"query": ""}"#)), 400);
+        assert_eq!(status(post(r#"{"query": null}"#)), 422);
+        assert_eq!(status(post(r#"{"query": ["hi"]}"#)), 422);
+        assert_eq!(status(post(r#"{"query": "hi", "truncate": "no"}"#)), 422);
+    }
+
+    #[test]
+    fn sentences_are_read_as_sent() {
+        let parsed =
+            SentencesRequest::from_request(&post(r#"{"sentences": ["  a ", ""]}"#)).unwrap();
+        assert_eq!(parsed.sentences, vec!["  a ", ""]);
+        assert_eq!(parsed.inputs().len(), 2);
+        for (body, status) in [
+            ("{}", 400),
+            (r#"{"sentences": null}"#, 422),
+            (r#"{"sentences": "a"}"#, 422),
+            (r#"{"sentences": [["a"]]}"#, 422),
+        ] {
+            assert_eq!(
+                SentencesRequest::from_request(&post(body))
+                    .unwrap_err()
+                    .status(),
+                status,
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn cos_sim_weight_names_every_missing_side() {
+        match CosSimWeightRequest::from_request(&post("{}")) {
+            Err(ApiError::MissingFields(fields)) => assert_eq!(fields, vec!["a", "b"]),
+            other => panic!("{other:?}"),
+        }
+        let parsed =
+            CosSimWeightRequest::from_request(&post(r#"{"a": "x", "b": ["y", "z"]}"#)).unwrap();
+        let inputs = parsed.inputs();
+        assert_eq!(inputs.locate(0), Some(FieldRef::whole("a")));
+        assert_eq!(inputs.locate(2), Some(FieldRef::item("b", 1)));
+    }
+
+    #[test]
+    fn paraphrase_options_default_like_sentence_transformers() {
+        let parsed =
+            ParaphraseRequest::from_request(&post(r#"{"sentences": ["a"], "top_k": null}"#))
+                .unwrap();
+        assert_eq!((parsed.top_k, parsed.max_pairs), (100, 500_000));
+        let status = |body| {
+            ParaphraseRequest::from_request(&post(body))
+                .unwrap_err()
+                .status()
+        };
+        assert_eq!(status(r#"{"sentences": ["a"], "top_k": 0}"#), 422);
+        assert_eq!(status(r#"{"sentences": ["a"], "max_pairs": 1.5}"#), 422);
+    }
+
+    #[test]
+    fn a_string_pair_scores_as_a_float_and_lists_as_a_matrix() {
+        let json = |value| serde_json::to_string(&value).unwrap();
+        assert_eq!(json(CosSimWeight::Score(1.0)), "1.0");
+        assert_eq!(json(CosSimWeight::Matrix(vec![vec![0.5]])), "[[0.5]]");
     }
 }

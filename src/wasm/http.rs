@@ -1,46 +1,77 @@
-//! Spin's request and response ↔ our [`crate::http`] types.
+//! The host's HTTP request and response ↔ our [`crate::http`] types.
 
-use spin_sdk::http::{Method as SpinMethod, Request as SpinRequest, Response as SpinResponse};
+use futures::StreamExt;
+use spin_sdk::http::{IncomingRequest, Method as SpinMethod, Response as SpinResponse};
 
 use super::nn::WasiNn;
 use super::variables::SpinVariables;
 use crate::handlers::Services;
 use crate::http::{Method, Request, Response};
 use crate::routes;
+use crate::settings;
 
-pub fn handle(request: SpinRequest) -> SpinResponse {
+/// Past this many bytes the rest of an over-long body is no longer read: the client gets its
+/// 413 with the connection closed under it, rather than the component draining it forever.
+const MAX_DRAIN_BYTES: usize = 64 * 1024 * 1024;
+
+pub async fn handle(incoming: IncomingRequest) -> SpinResponse {
+    let limits = settings::limits(&SpinVariables);
+    let (path, query) = split_target(&incoming.path_with_query().unwrap_or_default());
+    let method = method(&incoming.method());
+    let headers = incoming
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
+        .collect();
+    let body = read_body(incoming, limits.max_body_bytes).await;
     let request = Request {
-        method: method(request.method()),
-        path: request.path().to_owned(),
-        query: request.query().to_owned(),
-        headers: request
-            .headers()
-            .map(|(name, value)| {
-                (
-                    name.to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body: request.into_body(),
+        method,
+        path,
+        query,
+        headers,
+        body,
     };
-    let response = routes::handle(
-        &request,
-        &Services {
-            variables: &SpinVariables,
-            infer: &WasiNn,
-        },
-    );
     let Response {
         status,
         headers,
         body,
-    } = response;
+    } = routes::handle(
+        &request,
+        &Services {
+            variables: &SpinVariables,
+            infer: &WasiNn,
+            limits,
+        },
+    );
     SpinResponse::builder()
         .status(status)
         .headers(headers)
         .body(body)
         .build()
+}
+
+fn split_target(target: &str) -> (String, String) {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    (path.to_owned(), query.to_owned())
+}
+
+/// Keeps at most `limit + 1` bytes, enough for the router to see that the body is too large,
+/// while still reading (and dropping) the rest so that the client can finish sending and
+/// read its 413. A broken body stream ends the body where it broke.
+async fn read_body(request: IncomingRequest, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut received = 0usize;
+    let mut stream = request.into_body_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        received = received.saturating_add(chunk.len());
+        let room = (limit + 1).saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if received > MAX_DRAIN_BYTES.max(limit) {
+            break;
+        }
+    }
+    body
 }
 
 fn method(method: &SpinMethod) -> Method {
