@@ -22,11 +22,12 @@ from conftest import (
 
 DEFAULT_TTL_SECONDS = 86400
 SERVER_TIMING_METRICS = ("tokenize", "cache", "inference")
-# The contract leaves the eviction scheme open (buckets, sampling, ...), so the bound may be overshot by a
-# scheme-specific amount. One `cache_max_entries` of slack still proves the essential property: the store
-# stays bounded by the setting instead of growing with the number of distinct texts.
+# The contract leaves the eviction scheme open. The documented one (src/cache.rs, a ring of buckets) keeps
+# at most `cache_max_entries` entries and overshoots only by entries lost to concurrent writers' races; this
+# test writes one request at a time, so its slack is zero.
 MAX_ENTRIES = 20
-MAX_ENTRIES_BOUND = 2 * MAX_ENTRIES
+MAX_ENTRIES_SLACK = 0
+MAX_ENTRIES_BOUND = MAX_ENTRIES + MAX_ENTRIES_SLACK
 
 
 def cache_rows(db: Path) -> int:
