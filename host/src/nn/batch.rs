@@ -1,13 +1,16 @@
-//! Cross-request batching: which queued jobs may share one model run, and how their tensors are joined
-//! before the run and split after it.
+//! Cross-request batching, row by row: which queued rows may share one model run, how they are joined before
+//! the run, and how each job's outputs are put back together after it.
 //!
-//! On a CPU, one run of a small transformer over many rows costs far less than one run per row, so the
-//! sessions take concurrent requests' jobs together, as text-embeddings-inference does. Joining must not change
-//! anyone's result, so it is allowed only for graphs whose every input is an int64 `[batch, seq]` tensor and
-//! whose every output is `[batch, seq, fixed...]`, judged by the graph's symbolic dimension names. Rows of
-//! different lengths are padded with zeros to the longest, which the model ignores only when its
-//! `attention_mask` says so: without that input only equal lengths are joined. Padding is compute spent on
-//! nothing, so only similar lengths share a run.
+//! On a CPU, one run of a small transformer over many rows costs far less than one run per row, but every
+//! padding token costs as much as a real one. So, as text-embeddings-inference does, the sessions schedule
+//! rows, not requests: a job's rows are trimmed to their real length (the end of their attention mask), rows
+//! of similar length from any queued jobs share a run, each padded with zeros to the longest in that run.
+//!
+//! Joining must not change anyone's result, so it is allowed only for graphs whose every input is an int64
+//! `[batch, seq]` tensor and whose every output is `[batch, seq, fixed...]`, judged by the graph's symbolic
+//! dimension names. Rows are trimmed and padded only when the graph has an `attention_mask` input, which makes
+//! masked positions inert; without one, only rows of equal length are joined. A job's outputs at positions its
+//! attention mask excludes are zeros: the model's values there mean nothing (they change with the padding).
 
 use ort::session::{Input, Output};
 use ort::tensor::TensorElementType;
@@ -24,8 +27,8 @@ const MAX_ROWS: usize = 64;
 /// holds up each of its jobs for the whole run.
 const MAX_TOKENS: usize = 8192;
 
-/// Lengths that differ by at most this many tokens share a run even when one is more than twice the other:
-/// for short rows the fixed cost of a run outweighs the padding.
+/// Rows whose lengths differ by at most this many tokens share a run even when one is more than twice as long
+/// as the other: for short rows the fixed cost of a run outweighs the padding.
 const LENGTH_SLACK: usize = 16;
 
 /// The name of the input that marks padding, by the Hugging Face convention.
@@ -33,20 +36,22 @@ pub const ATTENTION_MASK: &str = "attention_mask";
 
 const I64_BYTES: usize = size_of::<i64>();
 
-/// How a graph's jobs are joined: built by [`Batching::of`] for graphs whose jobs may be.
+/// How a graph's jobs are split into rows and joined: built by [`Batching::of`] for graphs that allow it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batching {
-    /// Every input's name, in the graph's order; joined runs pass them in this order.
+    /// Every input's name, in the graph's order.
     inputs: Vec<String>,
-    /// Rows of different lengths may be padded (the graph masks attention).
-    pad: bool,
+    /// The position of the attention mask among the inputs, if the graph has one: rows are then trimmed and
+    /// padded.
+    mask: Option<usize>,
 }
 
-/// A job's shape in a joined run: `count` rows of `seq` tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rows {
-    pub count: usize,
-    pub seq: usize,
+/// Row `row` of a job whose inputs are `inputs` (prepared by [`Batching::prepare`]), trimmed to `len` tokens.
+#[derive(Clone, Copy)]
+pub struct RowSource<'a> {
+    pub inputs: &'a [NamedTensor],
+    pub row: usize,
+    pub len: usize,
 }
 
 impl Batching {
@@ -91,13 +96,13 @@ impl Batching {
         }
         Some(Self {
             inputs: inputs.iter().map(|input| input.name.clone()).collect(),
-            pad: inputs.iter().any(|input| input.name == ATTENTION_MASK),
+            mask: inputs.iter().position(|input| input.name == ATTENTION_MASK),
         })
     }
 
-    /// Puts a job's inputs in the graph's order and returns its rows, if it may be joined with others: it
-    /// passes every input once, each int64 of the same `[rows, seq]`, with the data to fill it.
-    pub fn prepare(&self, inputs: &mut [NamedTensor]) -> Option<Rows> {
+    /// Puts a job's inputs in the graph's order and returns its rows' lengths, if its rows may be joined with
+    /// others: it passes every input once, each int64 of the same `[rows, seq]`, with the data to fill it.
+    pub fn prepare(&self, inputs: &mut [NamedTensor]) -> Option<Vec<usize>> {
         if inputs.len() != self.inputs.len() {
             return None;
         }
@@ -108,125 +113,199 @@ impl Batching {
             inputs.swap(position, position + found);
         }
         let dimensions = &inputs.first()?.tensor.dimensions;
-        let [count, seq] = dimensions[..] else {
+        let [rows, seq] = dimensions[..] else {
             return None;
         };
-        let (count, seq) = (count as usize, seq as usize);
-        let fits = count > 0 && seq > 0 && count * seq <= MAX_TOKENS;
+        let (rows, seq) = (rows as usize, seq as usize);
         let consistent = inputs.iter().all(|input| {
             input.tensor.ty == TensorType::I64
                 && input.tensor.dimensions == *dimensions
-                && input.tensor.data.len() == count * seq * I64_BYTES
+                && input.tensor.data.len() == rows * seq * I64_BYTES
         });
-        (fits && consistent).then_some(Rows { count, seq })
+        if rows == 0 || seq == 0 || seq > MAX_TOKENS || !consistent {
+            return None;
+        }
+        let lengths = match self.mask {
+            Some(mask) => inputs[mask]
+                .tensor
+                .data
+                .chunks_exact(seq * I64_BYTES)
+                .map(unmasked_length)
+                .collect(),
+            None => vec![seq; rows],
+        };
+        Some(lengths)
     }
 
-    /// Which of the `queued` jobs (by position; `None` runs alone) join a run that starts with `first`:
-    /// the closest lengths first, while the run stays within [`MAX_ROWS`] and [`MAX_TOKENS`] and its longest row
-    /// is at most twice its shortest or [`LENGTH_SLACK`] tokens longer. Positions come back in ascending order.
-    pub fn select(&self, first: Rows, queued: impl Iterator<Item = Option<Rows>>) -> Vec<usize> {
-        let mut candidates: Vec<(usize, Rows)> = queued
+    /// Which `queued` rows (by position, with their lengths; `None` runs alone) join a run that starts with a
+    /// row of `first` tokens: the closest lengths first, while the run stays within [`MAX_ROWS`] and
+    /// [`MAX_TOKENS`] and its longest row is at most twice its shortest or [`LENGTH_SLACK`] tokens longer.
+    /// Without an attention mask, only rows of the same length. Positions come back in ascending order.
+    pub fn select(&self, first: usize, queued: impl Iterator<Item = Option<usize>>) -> Vec<usize> {
+        let mut candidates: Vec<(usize, usize)> = queued
             .enumerate()
-            .filter_map(|(position, rows)| Some((position, rows?)))
-            .filter(|(_, rows)| self.pad || rows.seq == first.seq)
+            .filter_map(|(position, len)| Some((position, len?)))
+            .filter(|&(_, len)| self.mask.is_some() || len == first)
             .collect();
-        // Stable: among equally close lengths, the oldest job goes first.
-        candidates.sort_by_key(|(_, rows)| rows.seq.abs_diff(first.seq));
-        let (mut count, mut shortest, mut longest) = (first.count, first.seq, first.seq);
+        // Stable: among equally close lengths, the oldest row goes first.
+        candidates.sort_by_key(|&(_, len)| len.abs_diff(first));
+        let (mut rows, mut shortest, mut longest) = (1, first, first);
         let mut joined = Vec::new();
-        for (position, rows) in candidates {
-            let total = count + rows.count;
-            let (low, high) = (shortest.min(rows.seq), longest.max(rows.seq));
+        for (position, len) in candidates {
+            if rows == MAX_ROWS {
+                break;
+            }
+            let (low, high) = (shortest.min(len), longest.max(len));
             let similar = high <= 2 * low || high - low <= LENGTH_SLACK;
-            if total <= MAX_ROWS && total * high <= MAX_TOKENS && similar {
-                (count, shortest, longest) = (total, low, high);
+            if (rows + 1) * high <= MAX_TOKENS && similar {
+                (rows, shortest, longest) = (rows + 1, low, high);
                 joined.push(position);
             }
         }
         joined.sort_unstable();
         joined
     }
+}
 
-    /// The inputs of one run over `jobs` (each prepared, with its rows): their rows stacked in order, each
-    /// padded with zeros to the longest.
-    pub fn join(&self, jobs: &[(&[NamedTensor], Rows)]) -> Vec<NamedTensor> {
-        let (count, seq) = extent(jobs.iter().map(|(_, rows)| *rows));
-        let row_bytes = seq * I64_BYTES;
-        self.inputs
-            .iter()
-            .enumerate()
-            .map(|(position, name)| {
-                let mut data = vec![0; count * row_bytes];
-                let mut rows_out = data.chunks_exact_mut(row_bytes);
-                for (inputs, rows) in jobs {
-                    let job_rows = inputs[position]
-                        .tensor
-                        .data
-                        .chunks_exact(rows.seq * I64_BYTES);
-                    for (row, out) in job_rows.zip(&mut rows_out) {
-                        out[..row.len()].copy_from_slice(row);
-                    }
-                }
-                NamedTensor {
-                    name: name.clone(),
-                    tensor: Tensor::new(vec![count as u32, seq as u32], TensorType::I64, data),
-                }
-            })
-            .collect()
+/// How many leading positions of a row its attention mask keeps: up to its last unmasked token. A row masked
+/// entirely keeps them all, so that nothing about it changes.
+fn unmasked_length(mask: &[u8]) -> usize {
+    let positions = mask.len() / I64_BYTES;
+    mask.chunks_exact(I64_BYTES)
+        .rposition(|value| value.iter().any(|&byte| byte != 0))
+        .map_or(positions, |last| last + 1)
+}
+
+/// The inputs of one run over `rows`: each row's first `len` tokens, padded with zeros to the longest.
+pub fn join(rows: &[RowSource]) -> Vec<NamedTensor> {
+    let seq = rows.iter().map(|row| row.len).max().unwrap_or(0);
+    let Some(first) = rows.first() else {
+        return Vec::new();
+    };
+    first
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(position, input)| {
+            let mut data = vec![0; rows.len() * seq * I64_BYTES];
+            for (out, row) in data.chunks_exact_mut(seq * I64_BYTES).zip(rows) {
+                let tensor = &row.inputs[position].tensor;
+                let start = row.row * tensor.dimensions[1] as usize * I64_BYTES;
+                let len = row.len * I64_BYTES;
+                out[..len].copy_from_slice(&tensor.data[start..start + len]);
+            }
+            NamedTensor {
+                name: input.name.clone(),
+                tensor: Tensor::new(vec![rows.len() as u32, seq as u32], TensorType::I64, data),
+            }
+        })
+        .collect()
+}
+
+/// A job's outputs, put together row by row from the runs its rows were part of. Positions beyond a row's
+/// length stay zero.
+pub struct Assembly {
+    rows: usize,
+    seq: usize,
+    /// Allocated when the first row arrives: only then are the outputs' types and inner dimensions known.
+    outputs: Vec<NamedTensor>,
+}
+
+impl Assembly {
+    /// For a job of `rows` rows of `seq` tokens.
+    pub fn new(rows: usize, seq: usize) -> Self {
+        Self {
+            rows,
+            seq,
+            outputs: Vec::new(),
+        }
     }
 
-    /// Each job's outputs from a joined run's: its rows, without the padding. An error if an output is not
-    /// shaped `[rows, seq, ...]` as the graph promised.
-    pub fn split(
-        &self,
+    /// Copies row `from` of a run's `outputs`, its first `len` positions, into row `row`. An error if the
+    /// outputs are not `[rows, seq, ...]` as the graph promised.
+    pub fn fill(
+        &mut self,
         outputs: &[NamedTensor],
-        jobs: &[Rows],
-    ) -> Result<Vec<Vec<NamedTensor>>, BackendError> {
-        let (count, seq) = extent(jobs.iter().copied());
-        let mut split: Vec<Vec<NamedTensor>> = jobs.iter().map(|_| Vec::new()).collect();
-        for output in outputs {
-            let tensor = &output.tensor;
-            let dimensions = &tensor.dimensions;
-            let per_token: usize = dimensions.iter().skip(2).map(|&d| d as usize).product();
-            let elements = count * seq * per_token;
-            let element_bytes = tensor.data.len().checked_div(elements).unwrap_or(0);
-            let shaped = dimensions.len() >= 2
-                && dimensions[0] as usize == count
-                && dimensions[1] as usize == seq
-                && element_bytes > 0
-                && tensor.data.len() == elements * element_bytes;
-            if !shaped {
-                return Err(BackendError::BackendAccess(format_err!(
-                    "output `{}` has dimensions {dimensions:?} and {} bytes, not [{count}, {seq}, ...]",
+        from: usize,
+        row: usize,
+        len: usize,
+    ) -> Result<(), BackendError> {
+        if self.outputs.is_empty() {
+            self.outputs = outputs
+                .iter()
+                .map(|output| self.allocate(output))
+                .collect::<Result<_, _>>()?;
+        }
+        if outputs.len() != self.outputs.len() {
+            return Err(misshapen("a run returned a different set of outputs"));
+        }
+        for (output, assembled) in outputs.iter().zip(&mut self.outputs) {
+            let dimensions = &output.tensor.dimensions;
+            let fits = output.name == assembled.name
+                && output.tensor.ty == assembled.tensor.ty
+                && dimensions.len() == assembled.tensor.dimensions.len()
+                && dimensions[2..] == assembled.tensor.dimensions[2..]
+                && from < dimensions[0] as usize
+                && len <= dimensions[1] as usize;
+            let token_bytes = token_bytes(&assembled.tensor);
+            let run_row_bytes = dimensions.get(1).map_or(0, |&seq| seq as usize) * token_bytes;
+            if !fits || output.tensor.data.len() != dimensions[0] as usize * run_row_bytes {
+                return Err(misshapen(&format!(
+                    "output `{}` is {:?} {dimensions:?} with {} bytes; expected [rows, seq, ...]",
                     output.name,
-                    tensor.data.len()
+                    output.tensor.ty,
+                    output.tensor.data.len()
                 )));
             }
-            let token_bytes = per_token * element_bytes;
-            let mut rows_in = tensor.data.chunks_exact(seq * token_bytes);
-            for (rows, outputs) in jobs.iter().zip(&mut split) {
-                let mut data = Vec::with_capacity(rows.count * rows.seq * token_bytes);
-                for row in rows_in.by_ref().take(rows.count) {
-                    data.extend_from_slice(&row[..rows.seq * token_bytes]);
-                }
-                let mut dimensions = dimensions.clone();
-                dimensions[0] = rows.count as u32;
-                dimensions[1] = rows.seq as u32;
-                outputs.push(NamedTensor {
-                    name: output.name.clone(),
-                    tensor: Tensor::new(dimensions, tensor.ty, data),
-                });
-            }
+            let source = &output.tensor.data[from * run_row_bytes..][..len * token_bytes];
+            let target = row * self.seq * token_bytes;
+            assembled.tensor.data[target..target + source.len()].copy_from_slice(source);
         }
-        Ok(split)
+        Ok(())
+    }
+
+    /// The job's outputs.
+    pub fn finish(self) -> Vec<NamedTensor> {
+        self.outputs
+    }
+
+    /// A zeroed `[rows, seq, ...]` tensor for `output`, a run's output of rank 2 or more.
+    fn allocate(&self, output: &NamedTensor) -> Result<NamedTensor, BackendError> {
+        let dimensions = &output.tensor.dimensions;
+        let elements: usize = dimensions.iter().map(|&d| d as usize).product();
+        let element_bytes = output.tensor.data.len().checked_div(elements).unwrap_or(0);
+        if dimensions.len() < 2 || element_bytes == 0 {
+            return Err(misshapen(&format!(
+                "output `{}` is {dimensions:?}; expected [rows, seq, ...]",
+                output.name
+            )));
+        }
+        let mut assembled = dimensions.clone();
+        assembled[0] = self.rows as u32;
+        assembled[1] = self.seq as u32;
+        let per_token: usize = dimensions[2..].iter().map(|&d| d as usize).product();
+        Ok(NamedTensor {
+            name: output.name.clone(),
+            tensor: Tensor::new(
+                assembled,
+                output.tensor.ty,
+                vec![0; self.rows * self.seq * per_token * element_bytes],
+            ),
+        })
     }
 }
 
-/// The rows and the longest length of a run over jobs of these shapes.
-fn extent(jobs: impl Iterator<Item = Rows>) -> (usize, usize) {
-    jobs.fold((0, 0), |(count, seq), rows| {
-        (count + rows.count, seq.max(rows.seq))
-    })
+/// Bytes per position of an assembled `[rows, seq, ...]` tensor.
+fn token_bytes(tensor: &Tensor) -> usize {
+    let rows_by_seq = tensor.dimensions[..2]
+        .iter()
+        .map(|&d| d as usize)
+        .product::<usize>();
+    tensor.data.len().checked_div(rows_by_seq).unwrap_or(0)
+}
+
+fn misshapen(message: &str) -> BackendError {
+    BackendError::BackendAccess(format_err!("cannot split a batched run: {message}"))
 }
 
 #[cfg(test)]
@@ -259,7 +338,7 @@ mod tests {
     }
 
     const TOKENS: [(&str, i64); 2] = [("batch", -1), ("seq", -1)];
-    const HIDDEN: [(&str, i64); 3] = [("batch", -1), ("seq", -1), ("", 4)];
+    const HIDDEN: [(&str, i64); 3] = [("batch", -1), ("seq", -1), ("", 2)];
 
     fn bert_inputs() -> Vec<Input> {
         ["input_ids", "attention_mask", "token_type_ids"]
@@ -271,11 +350,11 @@ mod tests {
         Batching::of(&bert_inputs(), &[output("last_hidden_state", &HIDDEN)]).unwrap()
     }
 
-    fn i64_tensor(name: &str, dimensions: [u32; 2], values: &[i64]) -> NamedTensor {
+    fn i64_tensor(name: &str, dimensions: [usize; 2], values: &[i64]) -> NamedTensor {
         NamedTensor {
             name: name.into(),
             tensor: Tensor::new(
-                dimensions.to_vec(),
+                dimensions.iter().map(|&d| d as u32).collect(),
                 TensorType::I64,
                 values.iter().flat_map(|v| v.to_le_bytes()).collect(),
             ),
@@ -290,15 +369,39 @@ mod tests {
             .collect()
     }
 
-    /// Inputs of a BERT job, given in an order other than the graph's.
-    fn bert_job(ids: &[&[i64]]) -> Vec<NamedTensor> {
-        let seq = ids[0].len();
-        let dimensions = [ids.len() as u32, seq as u32];
-        let flat: Vec<i64> = ids.concat();
+    fn f32_tensor(name: &str, dimensions: Vec<u32>, values: &[f32]) -> NamedTensor {
+        NamedTensor {
+            name: name.into(),
+            tensor: Tensor::new(
+                dimensions,
+                TensorType::Fp32,
+                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ),
+        }
+    }
+
+    fn f32_values(tensor: &Tensor) -> Vec<f32> {
+        tensor
+            .data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    }
+
+    /// Inputs of a BERT job whose rows are padded with zeros to the longest, given in an order other than the
+    /// graph's.
+    fn bert_job(rows: &[&[i64]]) -> Vec<NamedTensor> {
+        let seq = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+        let padded = |value: fn(i64) -> i64| -> Vec<i64> {
+            rows.iter()
+                .flat_map(|r| (0..seq).map(|i| r.get(i).map_or(0, |&id| value(id))))
+                .collect()
+        };
+        let dimensions = [rows.len(), seq];
         vec![
-            i64_tensor("token_type_ids", dimensions, &vec![0; flat.len()]),
-            i64_tensor("input_ids", dimensions, &flat),
-            i64_tensor("attention_mask", dimensions, &vec![1; flat.len()]),
+            i64_tensor("token_type_ids", dimensions, &padded(|_| 0)),
+            i64_tensor("input_ids", dimensions, &padded(|id| id)),
+            i64_tensor("attention_mask", dimensions, &padded(|_| 1)),
         ]
     }
 
@@ -312,66 +415,57 @@ mod tests {
                     "attention_mask".into(),
                     "token_type_ids".into()
                 ],
-                pad: true
+                mask: Some(1)
             }
         );
         let hidden = [output("last_hidden_state", &HIDDEN)];
-        // Without an attention mask, rows are joined but never padded.
-        let ids = [input("ids", TensorElementType::Int64, &TOKENS)];
-        assert!(!Batching::of(&ids, &hidden).unwrap().pad);
+        // Without an attention mask, rows are joined but never trimmed or padded.
+        let ids = || input("ids", TensorElementType::Int64, &TOKENS);
+        assert_eq!(Batching::of(&[ids()], &hidden).unwrap().mask, None);
 
         let refused =
             |inputs: &[Input], outputs: &[Output]| Batching::of(inputs, outputs).is_none();
         // A float input, a rank-3 input, a fixed length, unnamed or mismatched axes.
-        assert!(refused(
-            &[input("x", TensorElementType::Float32, &TOKENS)],
-            &hidden
-        ));
-        assert!(refused(
-            &[input("x", TensorElementType::Int64, &HIDDEN)],
-            &hidden
-        ));
-        assert!(refused(
-            &[input(
-                "x",
-                TensorElementType::Int64,
-                &[("batch", -1), ("seq", 8)]
-            )],
-            &hidden
-        ));
-        assert!(refused(
-            &[input("x", TensorElementType::Int64, &[("", -1), ("", -1)])],
-            &hidden
-        ));
+        let float = input("x", TensorElementType::Float32, &TOKENS);
+        assert!(refused(&[float], &hidden));
+        let rank_3 = input("x", TensorElementType::Int64, &HIDDEN);
+        assert!(refused(&[rank_3], &hidden));
+        let fixed = input("x", TensorElementType::Int64, &[("batch", -1), ("seq", 8)]);
+        assert!(refused(&[fixed], &hidden));
+        let unnamed = input("x", TensorElementType::Int64, &[("", -1), ("", -1)]);
+        assert!(refused(&[unnamed], &hidden));
         let other_axes = input("y", TensorElementType::Int64, &[("n", -1), ("seq", -1)]);
-        let ids_again = input("ids", TensorElementType::Int64, &TOKENS);
-        assert!(refused(&[ids_again, other_axes], &hidden));
+        assert!(refused(&[ids(), other_axes], &hidden));
         // Outputs that are pooled, transposed or have a dynamic inner axis.
-        assert!(refused(
-            &bert_inputs(),
-            &[output("pooled", &[("batch", -1), ("", 4)])]
-        ));
-        assert!(refused(
-            &bert_inputs(),
-            &[output("t", &[("seq", -1), ("batch", -1), ("", 4)])]
-        ));
-        assert!(refused(
-            &bert_inputs(),
-            &[output("a", &[("batch", -1), ("seq", -1), ("seq", -1)])]
-        ));
+        let pooled = output("pooled", &[("batch", -1), ("", 4)]);
+        assert!(refused(&bert_inputs(), &[pooled]));
+        let transposed = output("t", &[("seq", -1), ("batch", -1), ("", 4)]);
+        assert!(refused(&bert_inputs(), &[transposed]));
+        let attention = output("a", &[("batch", -1), ("seq", -1), ("seq", -1)]);
+        assert!(refused(&bert_inputs(), &[attention]));
         assert!(refused(&[], &hidden));
     }
 
     #[test]
-    fn prepare_orders_inputs_and_accepts_only_consistent_jobs() {
+    fn prepare_orders_inputs_and_measures_rows_by_their_mask() {
         let batching = bert();
-        let mut inputs = bert_job(&[&[101, 7, 102], &[101, 8, 102]]);
-        assert_eq!(
-            batching.prepare(&mut inputs),
-            Some(Rows { count: 2, seq: 3 })
-        );
+        let mut inputs = bert_job(&[&[101, 7, 8, 9, 102], &[101, 8, 102]]);
+        assert_eq!(batching.prepare(&mut inputs), Some(vec![5, 3]));
         let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names, ["input_ids", "attention_mask", "token_type_ids"]);
+
+        // A row masked entirely keeps its length; so do all rows without a mask.
+        let mut masked_out = bert_job(&[&[1, 2, 3]]);
+        masked_out[2] = i64_tensor("attention_mask", [1, 3], &[0, 0, 0]);
+        assert_eq!(batching.prepare(&mut masked_out), Some(vec![3]));
+        let unmasked = Batching {
+            mask: None,
+            ..bert()
+        };
+        assert_eq!(
+            unmasked.prepare(&mut bert_job(&[&[1, 2, 3], &[1]])),
+            Some(vec![3, 3])
+        );
 
         let mut missing = bert_job(&[&[1, 2]]);
         missing.pop();
@@ -388,105 +482,125 @@ mod tests {
         let mut float = bert_job(&[&[1, 2]]);
         float[2].tensor.ty = TensorType::Fp64;
         assert_eq!(batching.prepare(&mut float), None);
-        let mut empty = bert_job(&[&[]]);
-        assert_eq!(batching.prepare(&mut empty), None);
+        assert_eq!(batching.prepare(&mut bert_job(&[&[]])), None);
         let long = vec![1; MAX_TOKENS + 1];
-        let mut huge = bert_job(&[long.as_slice()]);
-        assert_eq!(batching.prepare(&mut huge), None);
-    }
-
-    fn rows(count: usize, seq: usize) -> Option<Rows> {
-        Some(Rows { count, seq })
+        assert_eq!(batching.prepare(&mut bert_job(&[long.as_slice()])), None);
     }
 
     #[test]
     fn select_joins_similar_lengths_within_the_limits() {
         let batching = bert();
-        let first = Rows { count: 1, seq: 12 };
-        let queued = [
-            rows(1, 250),
-            None,
-            rows(1, 14),
-            rows(1, 20),
-            rows(2, 12),
-            rows(1, 40),
-        ];
+        let queued = [Some(250), None, Some(14), Some(20), Some(12), Some(40)];
         // 250 tokens is far from 12-20; the job that runs alone stays queued; 40 > 2 × 12 and 28 tokens more.
-        assert_eq!(batching.select(first, queued.into_iter()), [2, 3, 4]);
+        assert_eq!(batching.select(12, queued.into_iter()), [2, 3, 4]);
         // Long rows join when within twice each other.
-        let long = Rows { count: 1, seq: 150 };
-        assert_eq!(batching.select(long, queued.into_iter()), [0]);
-
-        // Without padding only equal lengths join.
-        let unpadded = Batching {
-            pad: false,
+        assert_eq!(batching.select(150, queued.into_iter()), [0]);
+        // Without a mask only equal lengths join.
+        let unmasked = Batching {
+            mask: None,
             ..bert()
         };
-        assert_eq!(unpadded.select(first, queued.into_iter()), [4]);
+        assert_eq!(unmasked.select(12, queued.into_iter()), [4]);
 
         // Row and token limits.
-        let many = std::iter::repeat_n(rows(1, 12), 100);
-        assert_eq!(batching.select(first, many).len(), MAX_ROWS - 1);
-        let wide = Rows {
-            count: 30,
-            seq: 256,
-        };
+        let many = std::iter::repeat_n(Some(12), 100);
+        assert_eq!(batching.select(12, many).len(), MAX_ROWS - 1);
+        let wide = std::iter::repeat_n(Some(256), 40);
+        assert_eq!(batching.select(256, wide).len(), MAX_TOKENS / 256 - 1);
+    }
+
+    #[test]
+    fn join_trims_and_pads_and_assembly_puts_rows_back() {
+        let batching = bert();
+        let mut short = bert_job(&[&[101, 5, 102]]);
+        let mut padded = bert_job(&[&[101, 6, 7, 8, 102], &[101, 9, 102]]);
+        assert_eq!(batching.prepare(&mut short), Some(vec![3]));
+        assert_eq!(batching.prepare(&mut padded), Some(vec![5, 3]));
+
+        // The second job's short row joins the first job's row, trimmed of its padding.
+        let rows = [
+            RowSource {
+                inputs: &short,
+                row: 0,
+                len: 3,
+            },
+            RowSource {
+                inputs: &padded,
+                row: 1,
+                len: 3,
+            },
+        ];
+        let joined = join(&rows);
+        assert_eq!(joined[0].name, "input_ids");
+        assert_eq!(joined[0].tensor.dimensions, [2, 3]);
+        assert_eq!(i64_values(&joined[0].tensor), [101, 5, 102, 101, 9, 102]);
+        assert_eq!(i64_values(&joined[1].tensor), [1; 6]);
+        assert_eq!(i64_values(&joined[2].tensor), [0; 6]);
+        // Rows of different lengths are padded with zeros.
+        let rows = [
+            RowSource {
+                inputs: &padded,
+                row: 0,
+                len: 5,
+            },
+            RowSource {
+                inputs: &short,
+                row: 0,
+                len: 3,
+            },
+        ];
+        let joined = join(&rows);
+        assert_eq!(joined[0].tensor.dimensions, [2, 5]);
         assert_eq!(
-            batching.select(wide, [rows(2, 256), rows(3, 256)].into_iter()),
-            [0]
+            i64_values(&joined[0].tensor),
+            [101, 6, 7, 8, 102, 101, 5, 102, 0, 0]
+        );
+        assert_eq!(
+            i64_values(&joined[1].tensor),
+            [1, 1, 1, 1, 1, 1, 1, 1, 0, 0]
+        );
+
+        // Outputs [2, 5, 2] whose values name their run row and position.
+        let values: Vec<f32> = (0..2)
+            .flat_map(|row| (0..5).flat_map(move |pos| [row as f32, pos as f32]))
+            .collect();
+        let outputs = [f32_tensor("last_hidden_state", vec![2, 5, 2], &values)];
+        let mut assembly = Assembly::new(2, 5);
+        assembly.fill(&outputs, 0, 0, 5).unwrap();
+        assembly.fill(&outputs, 1, 1, 3).unwrap();
+        let assembled = assembly.finish();
+        assert_eq!(assembled[0].name, "last_hidden_state");
+        assert_eq!(assembled[0].tensor.dimensions, [2, 5, 2]);
+        assert_eq!(
+            f32_values(&assembled[0].tensor),
+            [
+                0., 0., 0., 1., 0., 2., 0., 3., 0.,
+                4., // row 0: all five positions of run row 0
+                1., 0., 1., 1., 1., 2., 0., 0., 0.,
+                0., // row 1: three positions of run row 1, then zeros
+            ]
         );
     }
 
     #[test]
-    fn join_pads_and_split_unpads() {
-        let batching = bert();
-        let mut short = bert_job(&[&[101, 5, 102]]);
-        let mut long = bert_job(&[&[101, 6, 7, 8, 102], &[101, 9, 9, 9, 102]]);
-        let short_rows = batching.prepare(&mut short).unwrap();
-        let long_rows = batching.prepare(&mut long).unwrap();
-
-        let joined = batching.join(&[(short.as_slice(), short_rows), (long.as_slice(), long_rows)]);
-        assert_eq!(joined[0].name, "input_ids");
-        assert_eq!(joined[0].tensor.dimensions, [3, 5]);
-        assert_eq!(
-            i64_values(&joined[0].tensor),
-            [101, 5, 102, 0, 0, 101, 6, 7, 8, 102, 101, 9, 9, 9, 102]
-        );
-        assert_eq!(
-            i64_values(&joined[1].tensor),
-            [1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]
-        );
-        assert_eq!(i64_values(&joined[2].tensor), [0; 15]);
-
-        // A [3, 5, 2] f32 output whose values name their row and position.
-        let values: Vec<f32> = (0..3)
-            .flat_map(|row| (0..5).flat_map(move |pos| [row as f32, pos as f32]))
-            .collect();
-        let output = NamedTensor {
-            name: "last_hidden_state".into(),
-            tensor: Tensor::new(
-                vec![3, 5, 2],
-                TensorType::Fp32,
-                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ),
-        };
-        let split = batching
-            .split(std::slice::from_ref(&output), &[short_rows, long_rows])
-            .unwrap();
-        let floats = |t: &Tensor| -> Vec<f32> {
-            t.data
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                .collect()
-        };
-        assert_eq!(split[0][0].name, "last_hidden_state");
-        assert_eq!(split[0][0].tensor.dimensions, [1, 3, 2]);
-        assert_eq!(floats(&split[0][0].tensor), [0., 0., 0., 1., 0., 2.]);
-        assert_eq!(split[1][0].tensor.dimensions, [2, 5, 2]);
-        assert_eq!(&floats(&split[1][0].tensor)[..4], [1., 0., 1., 1.]);
-        assert_eq!(&floats(&split[1][0].tensor)[10..12], [2., 0.]);
-
-        // An output that does not have the joined rows is an error, not a wrong answer.
-        assert!(batching.split(&[output], &[short_rows]).is_err());
+    fn assembly_refuses_outputs_without_the_rows() {
+        let mut assembly = Assembly::new(1, 3);
+        let pooled = f32_tensor("pooled", vec![2], &[1., 2.]);
+        assert!(assembly.fill(&[pooled], 0, 0, 1).is_err());
+        let hidden = f32_tensor("h", vec![1, 3, 1], &[1., 2., 3.]);
+        let mut assembly = Assembly::new(1, 3);
+        // A run row or length the run does not have, or data that does not fill the dimensions.
+        assert!(assembly
+            .fill(std::slice::from_ref(&hidden), 1, 0, 3)
+            .is_err());
+        assert!(assembly
+            .fill(std::slice::from_ref(&hidden), 0, 0, 4)
+            .is_err());
+        let short = f32_tensor("h", vec![1, 3, 1], &[1., 2.]);
+        assert!(assembly.fill(&[short], 0, 0, 3).is_err());
+        let renamed = f32_tensor("other", vec![1, 3, 1], &[1., 2., 3.]);
+        assert!(assembly.fill(&[renamed], 0, 0, 3).is_err());
+        assembly.fill(&[hidden], 0, 0, 3).unwrap();
+        assert_eq!(f32_values(&assembly.finish()[0].tensor), [1., 2., 3.]);
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! A model is loaded into one or more `Session`s, each owned by its own worker thread. Requests submit jobs
 //! to the model's [`JobQueue`] and wait for the reply; no lock is held while a session runs, so sessions of
-//! the same model (and of different models) run in parallel. A worker that frees up takes every queued job
+//! the same model (and of different models) run in parallel. A worker that frees up takes the queued rows
 //! that can share its run ([`Batching`]) and runs them as one batch.
 //!
 //! Tensors cross the wasi:nn boundary as little-endian bytes; they are converted to and from typed ONNX
@@ -23,8 +23,8 @@ use wasmtime_wasi_nn::backend::{BackendError, NamedTensor};
 use wasmtime_wasi_nn::wit::TensorType;
 use wasmtime_wasi_nn::Tensor;
 
-use super::batch::{Batching, ATTENTION_MASK};
-use super::queue::{Job, JobQueue};
+use super::batch::{self, Batching, ATTENTION_MASK};
+use super::queue::{JobQueue, JobRow, Task};
 use crate::metrics;
 
 /// How models are run.
@@ -96,12 +96,12 @@ impl OnnxModel {
         let input_names = inputs.iter().map(|input| input.name.clone()).collect();
         let output_names = outputs.iter().map(|output| output.name.clone()).collect();
 
-        let queue = Arc::new(JobQueue::new(batching.clone()));
+        let queue = Arc::new(JobQueue::new(batching));
         for (index, session) in sessions.into_iter().enumerate() {
-            let (queue, batching) = (queue.clone(), batching.clone());
+            let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("onnx-session-{index}"))
-                .spawn(move || work(session, &queue, batching.as_ref()))
+                .spawn(move || work(session, &queue))
                 .context("cannot start an inference thread")?;
         }
         Ok(Self {
@@ -155,51 +155,42 @@ fn wait_off_executor<T>(wait: impl FnOnce() -> T) -> T {
     }
 }
 
-/// A worker: runs batches off the shared queue until the model is dropped.
-fn work(mut session: Session, queue: &JobQueue, batching: Option<&Batching>) {
-    while let Some(jobs) = queue.next_batch() {
-        let joined = match (batching, &jobs[..]) {
-            (Some(batching), [_, _, ..]) => run_joined(&mut session, batching, &jobs),
-            _ => None,
-        };
-        match joined {
-            Some(outputs) => {
-                for (job, outputs) in jobs.iter().zip(outputs) {
-                    reply(job, Ok(outputs));
-                }
+/// A worker: runs tasks off the shared queue until the model is dropped.
+fn work(mut session: Session, queue: &JobQueue) {
+    while let Some(task) = queue.next_task() {
+        match task {
+            Task::Whole(job) => {
+                let result = run_guarded(&mut session, &job.inputs);
+                job.finish(result);
             }
-            // Alone, or after a joined run failed: each job then gets its own outputs or error.
-            None => {
-                for job in &jobs {
-                    reply(job, run_guarded(&mut session, &job.inputs));
-                }
-            }
+            Task::Rows(rows) => run_rows(&mut session, &rows),
         }
     }
 }
 
-/// Runs `jobs` as one batch; `None` if they cannot be (a job's inputs made the run fail).
-fn run_joined(
-    session: &mut Session,
-    batching: &Batching,
-    jobs: &[Job],
-) -> Option<Vec<Vec<NamedTensor>>> {
-    let parts = jobs
-        .iter()
-        .map(|job| Some((job.inputs.as_slice(), job.rows?)))
-        .collect::<Option<Vec<_>>>()?;
-    let rows: Vec<_> = parts.iter().map(|(_, rows)| *rows).collect();
-    catch_unwind(AssertUnwindSafe(|| {
-        let outputs = run(session, &batching.join(&parts)).ok()?;
-        batching.split(&outputs, &rows).ok()
-    }))
-    .ok()
-    .flatten()
-}
-
-/// The requester may have gone away (its request was cancelled); nothing is waiting for the result then.
-fn reply(job: &Job, result: Result<Vec<NamedTensor>, BackendError>) {
-    let _ = job.reply.send(result);
+/// Runs rows of one or more jobs as one batch. If the run fails, each job's rows are retried on their own, so
+/// that only the job whose inputs made it fail gets the error.
+fn run_rows(session: &mut Session, rows: &[JobRow]) {
+    let Some(first) = rows.first().map(|row| row.job.clone()) else {
+        return;
+    };
+    let sources: Vec<_> = rows.iter().map(JobRow::source).collect();
+    match run_guarded(session, &batch::join(&sources)) {
+        Ok(outputs) => {
+            for (from, row) in rows.iter().enumerate() {
+                row.job.complete_row(&outputs, from, row.row, row.len);
+            }
+        }
+        Err(error) if rows.iter().all(|row| Arc::ptr_eq(&row.job, &first)) => first.fail(error),
+        Err(_) => {
+            let (theirs, others): (Vec<_>, Vec<_>) = rows
+                .iter()
+                .cloned()
+                .partition(|row| Arc::ptr_eq(&row.job, &first));
+            run_rows(session, &theirs);
+            run_rows(session, &others);
+        }
+    }
 }
 
 /// [`run`], with a panic inside ONNX Runtime's bindings failing the job, not the worker.
@@ -568,18 +559,23 @@ pub(crate) mod tests {
         bytes.ok()
     }
 
-    /// The three BERT inputs for `rows` token sequences of equal length.
+    /// The three BERT inputs for `rows` token sequences, padded to the longest as a tokenizer pads them.
     fn bert_inputs(rows: &[Vec<i64>]) -> Vec<NamedTensor> {
-        let dimensions = vec![rows.len() as u32, rows[0].len() as u32];
-        let ids: Vec<i64> = rows.concat();
-        let tensor = |name: &str, values: &[i64]| NamedTensor {
+        let seq = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let dimensions = vec![rows.len() as u32, seq as u32];
+        let padded = |value: fn(i64) -> i64| -> Vec<i64> {
+            rows.iter()
+                .flat_map(|row| (0..seq).map(|i| row.get(i).map_or(0, |&id| value(id))))
+                .collect()
+        };
+        let tensor = |name: &str, values: Vec<i64>| NamedTensor {
             name: name.into(),
-            tensor: i64_tensor(dimensions.clone(), values),
+            tensor: i64_tensor(dimensions.clone(), &values),
         };
         vec![
-            tensor("input_ids", &ids),
-            tensor("attention_mask", &vec![1; ids.len()]),
-            tensor("token_type_ids", &vec![0; ids.len()]),
+            tensor("input_ids", padded(|id| id)),
+            tensor("attention_mask", padded(|_| 1)),
+            tensor("token_type_ids", padded(|_| 0)),
         ]
     }
 
@@ -593,56 +589,78 @@ pub(crate) mod tests {
         tensor.data.chunks_exact(4).map(f32::from_le).collect()
     }
 
-    fn job(batching: &Batching, mut inputs: Vec<NamedTensor>) -> Job {
-        let rows = batching.prepare(&mut inputs);
-        Job {
-            inputs,
-            rows,
-            reply: std::sync::mpsc::sync_channel(1).0,
+    /// Runs every task `queue` holds (`rows` rows in all) on `session`, as a worker would; returns how many
+    /// rows each run had.
+    fn drain(queue: &JobQueue, session: &mut Session, mut rows: usize) -> Vec<usize> {
+        let mut runs = Vec::new();
+        while rows > 0 {
+            match queue.next_task().unwrap() {
+                Task::Whole(job) => panic!("BERT jobs are batched, got {:?}", job.inputs[0].name),
+                Task::Rows(task) => {
+                    rows -= task.len();
+                    runs.push(task.len());
+                    run_rows(session, &task);
+                }
+            }
         }
+        runs
     }
 
     #[test]
-    fn joined_runs_of_the_real_model_match_single_runs() {
+    fn batched_rows_of_the_real_model_match_each_job_run_alone() {
         let Some(bytes) = real_model() else { return };
         let options = SessionOptions {
             intra_threads: 2,
             sessions: 1,
         };
         let mut session = new_session(&bytes, &options).unwrap();
-        let batching = Batching::of(&session.inputs, &session.outputs).expect("BERT batches");
-        // Different lengths, and one job of two rows.
-        let jobs: Vec<Job> = [
+        let batching = Batching::of(&session.inputs, &session.outputs);
+        assert!(batching.is_some(), "the model's jobs may be batched");
+        let queue = JobQueue::new(batching);
+        // Different lengths, a job whose second row is padded, and one too long to join the others.
+        let jobs = [
             vec![sentence(9, 1)],
             vec![sentence(5, 2)],
-            vec![sentence(12, 3), sentence(12, 4)],
+            vec![sentence(12, 3), sentence(7, 4)],
             vec![sentence(17, 5)],
-        ]
-        .into_iter()
-        .map(|rows| job(&batching, bert_inputs(&rows)))
-        .collect();
+            vec![sentence(60, 6)],
+        ];
+        let replies: Vec<_> = jobs
+            .iter()
+            .map(|rows| queue.submit(bert_inputs(rows)).unwrap())
+            .collect();
+        assert_eq!(drain(&queue, &mut session, 6), [5, 1]);
 
-        let joined = run_joined(&mut session, &batching, &jobs).expect("the jobs join");
-        for (job, joined) in jobs.iter().zip(joined) {
-            let alone = run(&mut session, &job.inputs).unwrap();
-            let [alone, joined] = [&alone, &joined].map(|o| output(o, "last_hidden_state"));
-            assert_eq!(joined.dimensions, alone.dimensions);
-            let difference = floats(alone)
-                .iter()
-                .zip(floats(joined))
-                .map(|(a, j)| (a - j).abs())
-                .fold(0f32, f32::max);
-            assert!(difference <= 1e-5, "joined run differs by {difference}");
+        for (rows, reply) in jobs.iter().zip(replies) {
+            let batched = reply.recv().unwrap().unwrap();
+            let alone = run(&mut session, &bert_inputs(rows)).unwrap();
+            let [batched, alone] = [&batched, &alone].map(|o| output(o, "last_hidden_state"));
+            assert_eq!(batched.dimensions, alone.dimensions);
+            let seq = alone.dimensions[1] as usize;
+            let (batched, alone) = (floats(batched), floats(alone));
+            for (row, tokens) in rows.iter().enumerate() {
+                let row_values = |values: &[f32]| values[row * seq * 384..][..seq * 384].to_vec();
+                let (batched, alone) = (row_values(&batched), row_values(&alone));
+                let unmasked = tokens.len() * 384;
+                let difference = batched[..unmasked]
+                    .iter()
+                    .zip(&alone[..unmasked])
+                    .map(|(b, a)| (b - a).abs())
+                    .fold(0f32, f32::max);
+                assert!(difference <= 1e-5, "batched rows differ by {difference}");
+                assert!(batched[unmasked..].iter().all(|&v| v == 0.0));
+            }
         }
 
-        // A token id outside the vocabulary fails the joined run, so each job runs alone and only the bad one
-        // fails.
-        let bad = job(&batching, bert_inputs(&[vec![101, 999_999, 102]]));
-        let good = job(&batching, bert_inputs(&[sentence(3, 6)]));
-        let jobs = [good, bad];
-        assert!(run_joined(&mut session, &batching, &jobs).is_none());
-        assert!(run(&mut session, &jobs[0].inputs).is_ok());
-        assert!(run(&mut session, &jobs[1].inputs).is_err());
+        // A token id outside the vocabulary fails the joined run; each job is then retried on its own, so only
+        // the bad one fails.
+        let good = queue.submit(bert_inputs(&[sentence(3, 7)])).unwrap();
+        let bad = queue
+            .submit(bert_inputs(&[vec![101, 999_999, 102]]))
+            .unwrap();
+        assert_eq!(drain(&queue, &mut session, 2), [2]);
+        assert!(good.recv().unwrap().is_ok());
+        assert!(bad.recv().unwrap().is_err());
     }
 
     #[test]
@@ -662,7 +680,7 @@ pub(crate) mod tests {
             .iter()
             .map(|&(len, seed)| infer(model.as_ref(), len, seed))
             .collect();
-        // 24 requests at once on one session: most of them queue and run joined.
+        // 24 requests at once on one session: most of them queue and run batched.
         let threads: Vec<_> = requests
             .into_iter()
             .map(|(len, seed)| {

@@ -1,41 +1,139 @@
-//! The jobs waiting for a model's sessions.
+//! The work waiting for a model's sessions, and the jobs it belongs to.
 //!
-//! A worker that frees up takes the oldest job, together with the queued jobs [`Batching`] lets share its run.
-//! Nothing waits for a batch to fill: at low load each job runs as soon as it arrives, alone; under load jobs
-//! queue while every session is busy, and the next free session takes them in one run.
+//! A job whose rows may be batched ([`Batching`]) is queued as its rows; any other job is queued whole. A
+//! worker that frees up takes the oldest entry, and with a row, the queued rows that may share its run.
+//! Nothing waits for a batch to fill: at low load each job runs as soon as it arrives; under load rows queue
+//! while every session is busy, and the next free session takes them in one run.
 
 use std::collections::VecDeque;
-use std::sync::{mpsc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use wasmtime::format_err;
 use wasmtime_wasi_nn::backend::{BackendError, NamedTensor};
 
-use super::batch::{Batching, Rows};
+use super::batch::{Assembly, Batching, RowSource};
 
-/// One inference: named inputs in, named outputs (or the failure) back to the waiting request.
+type Reply = Result<Vec<NamedTensor>, BackendError>;
+
+/// One inference, run as it was given: named inputs in, named outputs (or the failure) back to the waiting
+/// request.
 pub struct Job {
     pub inputs: Vec<NamedTensor>,
-    /// The job's place in a joined run; `None` if it runs alone.
-    pub rows: Option<Rows>,
-    pub reply: mpsc::SyncSender<Result<Vec<NamedTensor>, BackendError>>,
+    reply: mpsc::SyncSender<Reply>,
+}
+
+impl Job {
+    pub fn finish(self, result: Reply) {
+        // The requester may have gone away (its request was cancelled); nothing is waiting then.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// One inference whose rows are run separately, each wherever it fits best; the worker that completes the
+/// last row replies.
+pub struct RowJob {
+    inputs: Vec<NamedTensor>,
+    progress: Mutex<Progress>,
+    reply: mpsc::SyncSender<Reply>,
+}
+
+struct Progress {
+    /// The outputs so far; `None` once the job has been answered.
+    assembly: Option<Assembly>,
+    /// Rows not yet in.
+    remaining: usize,
+}
+
+impl RowJob {
+    /// Takes row `row` of this job from row `from` of a run's `outputs`.
+    pub fn complete_row(&self, outputs: &[NamedTensor], from: usize, row: usize, len: usize) {
+        let mut progress = lock(&self.progress);
+        let Some(assembly) = progress.assembly.as_mut() else {
+            return; // Already failed.
+        };
+        if let Err(error) = assembly.fill(outputs, from, row, len) {
+            progress.assembly = None;
+            return self.reply(Err(error));
+        }
+        progress.remaining -= 1;
+        if progress.remaining == 0 {
+            if let Some(done) = progress.assembly.take() {
+                self.reply(Ok(done.finish()));
+            }
+        }
+    }
+
+    /// Fails the job, unless it has already been answered.
+    pub fn fail(&self, error: BackendError) {
+        if lock(&self.progress).assembly.take().is_some() {
+            self.reply(Err(error));
+        }
+    }
+
+    fn reply(&self, result: Reply) {
+        // As for [`Job::finish`].
+        let _ = self.reply.send(result);
+    }
+}
+
+/// One row of a queued job, trimmed to `len` tokens.
+#[derive(Clone)]
+pub struct JobRow {
+    pub job: Arc<RowJob>,
+    pub row: usize,
+    pub len: usize,
+}
+
+impl JobRow {
+    /// Where [`super::batch::join`] finds this row's inputs.
+    pub fn source(&self) -> RowSource<'_> {
+        RowSource {
+            inputs: &self.job.inputs,
+            row: self.row,
+            len: self.len,
+        }
+    }
+}
+
+/// What a worker runs next.
+pub enum Task {
+    /// A job, run as it was given.
+    Whole(Job),
+    /// Rows of one or more jobs, joined into one run.
+    Rows(Vec<JobRow>),
+}
+
+enum Entry {
+    Whole(Job),
+    Row(JobRow),
+}
+
+impl Entry {
+    /// The row's length, for [`Batching::select`]; `None` for a whole job.
+    fn len(&self) -> Option<usize> {
+        match self {
+            Entry::Whole(_) => None,
+            Entry::Row(row) => Some(row.len),
+        }
+    }
 }
 
 /// A model's queue, shared by the requests that submit jobs and the workers that run them.
 pub struct JobQueue {
     pending: Mutex<Pending>,
-    /// Signalled when a job arrives or the queue closes.
+    /// Signalled when work arrives or the queue closes.
     ready: Condvar,
     batching: Option<Batching>,
 }
 
 #[derive(Default)]
 struct Pending {
-    jobs: VecDeque<Job>,
+    entries: VecDeque<Entry>,
     closed: bool,
 }
 
 impl JobQueue {
-    /// A queue whose jobs are joined as `batching` allows, or never with `None`.
+    /// A queue whose jobs are batched as `batching` allows, or never with `None`.
     pub fn new(batching: Option<Batching>) -> Self {
         Self {
             pending: Mutex::default(),
@@ -48,52 +146,80 @@ impl JobQueue {
     pub fn submit(
         &self,
         mut inputs: Vec<NamedTensor>,
-    ) -> Result<mpsc::Receiver<Result<Vec<NamedTensor>, BackendError>>, BackendError> {
-        let rows = self
+    ) -> Result<mpsc::Receiver<Reply>, BackendError> {
+        let lengths = self
             .batching
             .as_ref()
             .and_then(|batching| batching.prepare(&mut inputs));
         let (reply, outputs) = mpsc::sync_channel(1);
-        let mut pending = self.lock();
+        let entries: Vec<Entry> = match lengths {
+            None => vec![Entry::Whole(Job { inputs, reply })],
+            Some(lengths) => {
+                let seq = inputs[0].tensor.dimensions[1] as usize;
+                let job = Arc::new(RowJob {
+                    inputs,
+                    progress: Mutex::new(Progress {
+                        assembly: Some(Assembly::new(lengths.len(), seq)),
+                        remaining: lengths.len(),
+                    }),
+                    reply,
+                });
+                lengths
+                    .into_iter()
+                    .enumerate()
+                    .map(|(row, len)| {
+                        Entry::Row(JobRow {
+                            job: job.clone(),
+                            row,
+                            len,
+                        })
+                    })
+                    .collect()
+            }
+        };
+        let mut pending = lock(&self.pending);
         if pending.closed {
             return Err(BackendError::BackendAccess(format_err!(
                 "the inference workers have stopped"
             )));
         }
-        pending.jobs.push_back(Job {
-            inputs,
-            rows,
-            reply,
-        });
+        pending.entries.extend(entries);
         drop(pending);
         self.ready.notify_one();
         Ok(outputs)
     }
 
-    /// Waits for work: the oldest job first, then the queued jobs that may share its run, in queue order.
-    /// `None` once the queue is closed.
-    pub fn next_batch(&self) -> Option<Vec<Job>> {
-        let mut pending = self.lock();
+    /// Waits for work: the oldest entry, with the queued rows that may share its run. `None` once the queue
+    /// is closed.
+    pub fn next_task(&self) -> Option<Task> {
+        let mut pending = lock(&self.pending);
         loop {
             if pending.closed {
                 return None;
             }
-            if let Some(first) = pending.jobs.pop_front() {
-                let joined = match (&self.batching, first.rows) {
-                    (Some(batching), Some(rows)) => {
-                        batching.select(rows, pending.jobs.iter().map(|job| job.rows))
+            if let Some(first) = pending.entries.pop_front() {
+                let task = match (first, &self.batching) {
+                    (Entry::Whole(job), _) => Task::Whole(job),
+                    (Entry::Row(first), batching) => {
+                        let joined = batching.as_ref().map_or_else(Vec::new, |batching| {
+                            batching.select(first.len, pending.entries.iter().map(Entry::len))
+                        });
+                        let mut rows = Vec::with_capacity(1 + joined.len());
+                        rows.push(first);
+                        // `select` returns ascending positions; taking them from the back keeps the rest valid.
+                        for &position in joined.iter().rev() {
+                            if let Some(Entry::Row(row)) = pending.entries.remove(position) {
+                                rows.push(row);
+                            }
+                        }
+                        Task::Rows(rows)
                     }
-                    _ => Vec::new(),
                 };
-                let mut batch = Vec::with_capacity(1 + joined.len());
-                batch.push(first);
-                // `select` returns ascending positions; removing from the back keeps the others valid.
-                let start = batch.len();
-                for &index in joined.iter().rev() {
-                    batch.extend(pending.jobs.remove(index));
+                // More work than this worker takes: wake another one for it.
+                if !pending.entries.is_empty() {
+                    self.ready.notify_one();
                 }
-                batch[start..].reverse();
-                return Some(batch);
+                return Some(task);
             }
             pending = self
                 .ready
@@ -102,17 +228,17 @@ impl JobQueue {
         }
     }
 
-    /// Stops the workers; jobs still queued are dropped, so their requesters see the workers gone.
+    /// Stops the workers; work still queued is dropped, so its requesters see the workers gone.
     pub fn close(&self) {
-        let mut pending = self.lock();
+        let mut pending = lock(&self.pending);
         pending.closed = true;
-        pending.jobs.clear();
+        pending.entries.clear();
         drop(pending);
         self.ready.notify_all();
     }
+}
 
-    /// Nothing panics while holding the lock, but a poisoned queue is still a consistent queue.
-    fn lock(&self) -> MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+/// Nothing panics while holding these locks, but a poisoned lock still guards consistent data.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
