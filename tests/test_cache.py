@@ -242,16 +242,18 @@ def test_a_cached_text_is_a_hit_after_a_host_restart(tmp_path):
 
 
 def test_another_model_digest_never_serves_the_old_vectors(tmp_path):
-    text = unique_text("digest")
+    text, batched = unique_text("digest"), unique_text("digest batched")
     with serving(tmp_path) as srv:
         assert encode_get(srv, text)[0] == "MISS"
         assert encode_get(srv, text)[0] == "HIT"
+        assert multiple_encode(srv, [batched])[0] == "MISS"
     with serving(tmp_path, env={"SPIN_VARIABLE_MODEL_DIGEST": "sha256:" + "0" * 64}) as srv:
         assert encode_get(srv, text)[0] == "MISS"
-        assert multiple_encode(srv, [text, unique_text("digest other")])[0] == "MISS"
+        assert multiple_encode(srv, [batched, unique_text("digest other")])[0] == "MISS"
         assert encode_get(srv, text)[0] == "HIT"
     with serving(tmp_path) as srv:
         assert encode_get(srv, text)[0] == "HIT", "the original digest's entries are still there"
+        assert multiple_encode(srv, [batched])[0] == "HIT"
 
 
 # --- Auth comes before any cache read ------------------------------------------------------------------------
