@@ -1,10 +1,22 @@
-//! Who may call the protected routes: pure functions over the `Authorization` header and the
-//! configured credentials, so every rule is unit-tested without a host.
+//! Who may call the protected routes: pure functions over the `Authorization` header, the
+//! configured credentials and the current time, so every rule is unit-tested without a host.
+//!
+//! A bearer token is accepted if it is one of the API keys, or an HS256 JSON Web Token signed
+//! with the JWT secret whose `exp` and `nbf` (when present) hold at the current time, give or
+//! take [`JWT_LEEWAY_SECONDS`] of clock skew between the token's issuer and this service.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value};
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+pub const JWT_LEEWAY_SECONDS: u64 = 30;
+
 /// The configured API keys, from a comma-separated list.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ApiKeys(Vec<String>);
 
 impl ApiKeys {
@@ -32,11 +44,37 @@ impl ApiKeys {
     }
 }
 
+/// Secrets stay out of debug output, and so out of any log line that formats credentials.
+impl std::fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiKeys({} keys)", self.0.len())
+    }
+}
+
+/// The HMAC key JWTs are signed with; never empty.
+#[derive(Clone)]
+pub struct JwtSecret(Vec<u8>);
+
+impl JwtSecret {
+    /// `None` for an empty secret: that disables JWTs rather than accepting tokens signed with
+    /// an empty key.
+    pub fn new(secret: Vec<u8>) -> Option<Self> {
+        (!secret.is_empty()).then_some(Self(secret))
+    }
+}
+
+impl std::fmt::Debug for JwtSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JwtSecret(..)")
+    }
+}
+
 /// Everything a bearer token may be checked against.
-// JWT verification (HS256 with a configured secret) joins here as a second field.
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
     pub api_keys: ApiKeys,
+    /// `None` disables JWTs.
+    pub jwt_secret: Option<JwtSecret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,8 +85,31 @@ pub enum AuthError {
         "The Authorization header must use the Bearer scheme: `Authorization: Bearer <token>`."
     )]
     NotBearer,
-    #[error("The bearer token is not valid.")]
+    #[error(
+        "The bearer token is not valid: it is neither an API key nor a JWT this service accepts."
+    )]
     InvalidToken,
+    #[error("The bearer token is not a valid JWT: {0}.")]
+    Jwt(#[from] JwtError),
+}
+
+/// Why a JWT was refused. The reasons name no part of the token or the secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwtError {
+    #[error("it is not three base64url parts holding a JSON header and claims")]
+    Malformed,
+    #[error("only the HS256 algorithm is accepted")]
+    Algorithm,
+    #[error("its header has critical extensions this service does not know")]
+    CriticalHeader,
+    #[error("the signature does not match")]
+    Signature,
+    #[error("the `{0}` claim is not a number")]
+    ClaimType(&'static str),
+    #[error("it has expired")]
+    Expired,
+    #[error("it is not valid yet")]
+    NotYetValid,
 }
 
 /// The token of an `Authorization: Bearer <token>` header; the scheme name is case-insensitive.
@@ -67,13 +128,80 @@ pub fn bearer_token(header: Option<&str>) -> Result<&str, AuthError> {
     Ok(token)
 }
 
-/// Accepts the request if its bearer token matches the credentials.
-pub fn authorize(header: Option<&str>, credentials: &Credentials) -> Result<(), AuthError> {
+/// Accepts the request if its bearer token is an API key or a valid JWT at `now` (unix seconds).
+pub fn authorize(
+    header: Option<&str>,
+    credentials: &Credentials,
+    now: u64,
+) -> Result<(), AuthError> {
     let token = bearer_token(header)?;
     if credentials.api_keys.contains(token) {
-        Ok(())
-    } else {
-        Err(AuthError::InvalidToken)
+        return Ok(());
+    }
+    match &credentials.jwt_secret {
+        // An API key has no dots; anything with them is judged (and explained) as a JWT.
+        Some(secret) if token.contains('.') => Ok(verify_jwt(token, secret, now)?),
+        _ => Err(AuthError::InvalidToken),
+    }
+}
+
+/// Checks an HS256 JWT: its structure, the algorithm, the signature (in constant time, before
+/// the claims are even parsed) and then `exp` and `nbf`.
+pub fn verify_jwt(token: &str, secret: &JwtSecret, now: u64) -> Result<(), JwtError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(claims), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JwtError::Malformed);
+    };
+    let header_fields = json_segment(header)?;
+    if header_fields.get("alg").and_then(Value::as_str) != Some("HS256") {
+        return Err(JwtError::Algorithm);
+    }
+    if header_fields.contains_key("crit") {
+        return Err(JwtError::CriticalHeader);
+    }
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| JwtError::Malformed)?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(&secret.0).map_err(|_| JwtError::Signature)?;
+    mac.update(header.as_bytes());
+    mac.update(b".");
+    mac.update(claims.as_bytes());
+    mac.verify_slice(&signature)
+        .map_err(|_| JwtError::Signature)?;
+    let claims = json_segment(claims)?;
+    let now = now as f64;
+    let leeway = JWT_LEEWAY_SECONDS as f64;
+    if let Some(exp) = numeric_claim(&claims, "exp")? {
+        if now >= exp + leeway {
+            return Err(JwtError::Expired);
+        }
+    }
+    if let Some(nbf) = numeric_claim(&claims, "nbf")? {
+        if now + leeway < nbf {
+            return Err(JwtError::NotYetValid);
+        }
+    }
+    Ok(())
+}
+
+/// A base64url (unpadded) segment holding a JSON object.
+fn json_segment(segment: &str) -> Result<Map<String, Value>, JwtError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| JwtError::Malformed)?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(object)) => Ok(object),
+        _ => Err(JwtError::Malformed),
+    }
+}
+
+/// A NumericDate claim (seconds since the epoch, possibly fractional), if present.
+fn numeric_claim(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, JwtError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(value) => value.as_f64().map(Some).ok_or(JwtError::ClaimType(name)),
     }
 }
 
@@ -81,10 +209,17 @@ pub fn authorize(header: Option<&str>, credentials: &Credentials) -> Result<(), 
 mod tests {
     use super::*;
 
+    const NOW: u64 = 1_700_000_000;
+
     fn credentials(keys: &str) -> Credentials {
         Credentials {
             api_keys: ApiKeys::parse(keys),
+            jwt_secret: None,
         }
+    }
+
+    fn authorize(header: Option<&str>, credentials: &Credentials) -> Result<(), AuthError> {
+        super::authorize(header, credentials, NOW)
     }
 
     #[test]
@@ -153,5 +288,217 @@ mod tests {
             authorize(Some("Bearer secret,other"), &creds),
             Err(AuthError::InvalidToken)
         );
+    }
+
+    #[test]
+    fn debug_output_hides_the_secrets() {
+        let credentials = Credentials {
+            api_keys: ApiKeys::parse("key-one,key-two"),
+            jwt_secret: JwtSecret::new(b"jwt-secret".to_vec()),
+        };
+        let shown = format!("{credentials:?}");
+        assert!(
+            !shown.contains("key-one") && !shown.contains("jwt-secret"),
+            "{shown}"
+        );
+    }
+
+    mod jwt {
+        use hmac::{Hmac, Mac};
+        use sha2::{Sha256, Sha384, Sha512};
+
+        use super::*;
+
+        const SECRET: &[u8] = b"test-secret";
+
+        fn b64(bytes: &[u8]) -> String {
+            URL_SAFE_NO_PAD.encode(bytes)
+        }
+
+        fn signed<M: Mac + hmac::digest::KeyInit>(
+            header: &str,
+            claims: &str,
+            secret: &[u8],
+        ) -> String {
+            let input = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
+            let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(secret).unwrap();
+            mac.update(input.as_bytes());
+            format!("{input}.{}", b64(&mac.finalize().into_bytes()))
+        }
+
+        fn hs256(claims: &str) -> String {
+            signed::<Hmac<Sha256>>(r#"{"alg":"HS256","typ":"JWT"}"#, claims, SECRET)
+        }
+
+        fn verify(token: &str) -> Result<(), JwtError> {
+            verify_jwt(token, &JwtSecret::new(SECRET.to_vec()).unwrap(), NOW)
+        }
+
+        fn with_jwt() -> Credentials {
+            Credentials {
+                api_keys: ApiKeys::parse("an-api-key"),
+                jwt_secret: JwtSecret::new(SECRET.to_vec()),
+            }
+        }
+
+        #[test]
+        fn a_known_vector_verifies() {
+            // RFC 7515 appendix A.1 uses a binary key; this vector is the widely published
+            // `your-256-bit-secret` example token.
+            let token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
+            let secret = JwtSecret::new(b"your-256-bit-secret".to_vec()).unwrap();
+            assert_eq!(verify_jwt(token, &secret, NOW), Ok(()));
+            let other = JwtSecret::new(b"your-256-bit-secreT".to_vec()).unwrap();
+            assert_eq!(verify_jwt(token, &other, NOW), Err(JwtError::Signature));
+        }
+
+        #[test]
+        fn time_claims_hold_within_the_leeway() {
+            let exp = |offset: i64| hs256(&format!(r#"{{"exp":{}}}"#, NOW as i64 + offset));
+            let nbf = |offset: i64| hs256(&format!(r#"{{"nbf":{}}}"#, NOW as i64 + offset));
+            assert_eq!(verify(&exp(600)), Ok(()));
+            assert_eq!(verify(&exp(-29)), Ok(()), "within the leeway");
+            assert_eq!(verify(&exp(-30)), Err(JwtError::Expired));
+            assert_eq!(verify(&exp(-120)), Err(JwtError::Expired));
+            assert_eq!(verify(&nbf(-10)), Ok(()));
+            assert_eq!(verify(&nbf(30)), Ok(()), "within the leeway");
+            assert_eq!(verify(&nbf(31)), Err(JwtError::NotYetValid));
+            assert_eq!(
+                verify(&hs256(&format!(r#"{{"exp":{}.5}}"#, NOW + 60))),
+                Ok(())
+            );
+            assert_eq!(verify(&hs256(r#"{"sub":"no time claims"}"#)), Ok(()));
+            assert_eq!(
+                verify(&hs256(r#"{"exp":"tomorrow"}"#)),
+                Err(JwtError::ClaimType("exp"))
+            );
+            assert_eq!(
+                verify(&hs256(r#"{"nbf":null}"#)),
+                Err(JwtError::ClaimType("nbf"))
+            );
+        }
+
+        #[test]
+        fn other_algorithms_are_refused_even_when_signed_with_the_secret() {
+            let claims = r#"{"sub":"x"}"#;
+            for header in [
+                r#"{"alg":"none"}"#,
+                r#"{"alg":"NONE"}"#,
+                r#"{"alg":"RS256"}"#,
+                r#"{"typ":"JWT"}"#,
+                r#"{"alg":"hs256"}"#,
+            ] {
+                assert_eq!(
+                    verify(&signed::<Hmac<Sha256>>(header, claims, SECRET)),
+                    Err(JwtError::Algorithm),
+                    "{header}"
+                );
+            }
+            let longer_hashes = [
+                signed::<Hmac<Sha512>>(r#"{"alg":"HS512"}"#, claims, SECRET),
+                signed::<Hmac<Sha384>>(r#"{"alg":"HS384"}"#, claims, SECRET),
+            ];
+            for token in longer_hashes {
+                assert_eq!(verify(&token), Err(JwtError::Algorithm), "{token}");
+            }
+            let unsigned = format!("{}.{}.", b64(br#"{"alg":"none"}"#), b64(claims.as_bytes()));
+            assert_eq!(verify(&unsigned), Err(JwtError::Algorithm));
+            let critical =
+                signed::<Hmac<Sha256>>(r#"{"alg":"HS256","crit":["exp"]}"#, claims, SECRET);
+            assert_eq!(verify(&critical), Err(JwtError::CriticalHeader));
+        }
+
+        #[test]
+        fn tampering_and_malformation_are_refused() {
+            let token = hs256(r#"{"sub":"user"}"#);
+            let (signing_input, signature) = token.rsplit_once('.').unwrap();
+            let (header, _) = signing_input.split_once('.').unwrap();
+            let forged = format!("{header}.{}.{signature}", b64(br#"{"sub":"admin"}"#));
+            assert_eq!(verify(&forged), Err(JwtError::Signature));
+            assert_eq!(
+                verify(&format!("{signing_input}.")),
+                Err(JwtError::Signature)
+            );
+            assert_eq!(
+                verify(&signed::<Hmac<Sha256>>(r#"{"alg":"HS256"}"#, "{}", b"")),
+                Err(JwtError::Signature)
+            );
+            for malformed in [
+                signing_input.to_owned(),
+                format!("{token}.e30"),
+                "!!!.@@@.###".to_owned(),
+                "..".to_owned(),
+                token.replacen('.', "==.", 1),
+                signed::<Hmac<Sha256>>("not json", "{}", SECRET),
+                signed::<Hmac<Sha256>>(r#""HS256""#, "{}", SECRET),
+                signed::<Hmac<Sha256>>(r#"{"alg":"HS256"}"#, "not json", SECRET),
+                signed::<Hmac<Sha256>>(r#"{"alg":"HS256"}"#, "[1,2,3]", SECRET),
+                signed::<Hmac<Sha256>>(r#"{"alg":"HS256"}"#, &"[".repeat(10_000), SECRET),
+            ] {
+                assert!(
+                    matches!(
+                        verify(&malformed),
+                        Err(JwtError::Malformed | JwtError::Signature)
+                    ),
+                    "{malformed}"
+                );
+            }
+            assert_eq!(verify(&"[".repeat(100)), Err(JwtError::Malformed));
+        }
+
+        #[test]
+        fn keys_and_tokens_together() {
+            let credentials = with_jwt();
+            let token = hs256(&format!(r#"{{"exp":{}}}"#, NOW + 60));
+            assert_eq!(
+                authorize(Some(&format!("Bearer {token}")), &credentials),
+                Ok(())
+            );
+            assert_eq!(authorize(Some("Bearer an-api-key"), &credentials), Ok(()));
+            assert_eq!(
+                authorize(Some("Bearer nope"), &credentials),
+                Err(AuthError::InvalidToken)
+            );
+            assert_eq!(
+                authorize(
+                    Some(&format!(
+                        "Bearer {}",
+                        hs256(&format!(r#"{{"exp":{}}}"#, NOW - 600))
+                    )),
+                    &credentials
+                ),
+                Err(AuthError::Jwt(JwtError::Expired))
+            );
+            // Without a secret, even a token signed with the empty key is refused.
+            let disabled = credentials_without_secret();
+            let empty_key = signed::<Hmac<Sha256>>(r#"{"alg":"HS256"}"#, "{}", b"");
+            assert_eq!(
+                authorize(Some(&format!("Bearer {token}")), &disabled),
+                Err(AuthError::InvalidToken)
+            );
+            assert_eq!(
+                authorize(Some(&format!("Bearer {empty_key}")), &disabled),
+                Err(AuthError::InvalidToken)
+            );
+            assert!(JwtSecret::new(Vec::new()).is_none());
+        }
+
+        fn credentials_without_secret() -> Credentials {
+            Credentials {
+                jwt_secret: None,
+                ..with_jwt()
+            }
+        }
+
+        #[test]
+        fn reasons_never_repeat_the_token() {
+            let token = hs256(r#"{"exp":1}"#);
+            let error = authorize(Some(&format!("Bearer {token}")), &with_jwt()).unwrap_err();
+            let message = error.to_string();
+            assert!(
+                !message.contains(&token[..10]) && !message.contains("test-secret"),
+                "{message}"
+            );
+        }
     }
 }

@@ -1,5 +1,5 @@
-//! Inputs → normalized sentence embeddings: deduplicate, tokenize, batch, run the model through
-//! [`Infer`], pool, and put the results back in input order.
+//! Inputs → normalized sentence embeddings: deduplicate, look up the cache, tokenize, batch, run
+//! the model through [`Infer`], pool, cache, and put the results back in input order.
 //!
 //! Batching follows what makes a CPU model fast: inputs are sorted by token length and cut into
 //! chunks of at most [`BATCH_ROWS`], each padded only to its own longest member, so short
@@ -9,12 +9,15 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::cache::{Cache, Entry, EntryHash};
 use crate::inputs::Input;
 use crate::pooling::{l2_normalize, mean_pool};
 use crate::tokenize::{self, TextTokenizer, TokenBatch, TokenizeError, TooManyTokens};
 
 /// Rows per model run.
 pub const BATCH_ROWS: usize = 32;
+/// The width of all-MiniLM-L6-v2's hidden state, and so of every embedding.
+pub const DIMENSIONS: usize = 384;
 
 /// The model's last hidden state for a batch: row-major `[batch, seq, hidden]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,7 +45,7 @@ pub enum EmbedError {
     Tokenize(#[from] TokenizeError),
     #[error("inference: {0}")]
     Infer(#[from] InferError),
-    #[error("the model returned {values} values of width {hidden} for a [{batch}, {seq}] batch")]
+    #[error("the model returned {values} values of width {hidden} for a [{batch}, {seq}] batch (expected width {DIMENSIONS})")]
     OutputShape {
         values: usize,
         hidden: usize,
@@ -55,7 +58,49 @@ pub enum EmbedError {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Timings {
     pub tokenize: Duration,
+    pub cache: Duration,
     pub inference: Duration,
+}
+
+impl Timings {
+    /// `tokenize;dur=0.412, cache;dur=0.031, inference;dur=9.870` (milliseconds).
+    pub fn server_timing(&self) -> String {
+        [
+            ("tokenize", self.tokenize),
+            ("cache", self.cache),
+            ("inference", self.inference),
+        ]
+        .map(|(name, duration)| format!("{name};dur={:.3}", duration.as_secs_f64() * 1e3))
+        .join(", ")
+    }
+}
+
+/// How much of a request the cache answered, over its distinct inputs (`X-Cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Every input came from the cache.
+    Hit,
+    /// None did (or the cache is off, or failed).
+    Miss,
+    Partial,
+}
+
+impl CacheStatus {
+    fn of(hits: usize, inputs: usize) -> Self {
+        match hits {
+            0 => Self::Miss,
+            hits if hits == inputs => Self::Hit,
+            _ => Self::Partial,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "HIT",
+            Self::Miss => "MISS",
+            Self::Partial => "PARTIAL",
+        }
+    }
 }
 
 /// The result of embedding a request's inputs.
@@ -66,16 +111,27 @@ pub struct Embeddings {
     /// Per input: the tokens the model saw, `[CLS]` and `[SEP]` included, after truncation.
     pub token_counts: Vec<usize>,
     pub timings: Timings,
+    pub cache: CacheStatus,
 }
 
 pub struct Embedder<'a> {
     tokenizer: &'a TextTokenizer,
     infer: &'a dyn Infer,
+    cache: Option<&'a Cache<'a>>,
 }
 
 impl<'a> Embedder<'a> {
     pub fn new(tokenizer: &'a TextTokenizer, infer: &'a dyn Infer) -> Self {
-        Self { tokenizer, infer }
+        Self {
+            tokenizer,
+            infer,
+            cache: None,
+        }
+    }
+
+    /// Embeddings are looked up in, and new ones written to, `cache`.
+    pub fn with_cache(self, cache: Option<&'a Cache<'a>>) -> Self {
+        Self { cache, ..self }
     }
 
     /// One unit-length embedding per text, in input order, truncating like sentence-transformers.
@@ -84,18 +140,33 @@ impl<'a> Embedder<'a> {
         Ok(self.embed_inputs(&inputs, true)?.vectors)
     }
 
-    /// Embeds `inputs`; identical inputs are embedded once. Without `truncate`, an input over
-    /// the model's token limit fails the whole call, naming the first such input.
+    /// Embeds `inputs`; identical inputs are embedded once, cached ones not at all. Without
+    /// `truncate`, an input over the model's token limit fails the whole call, naming the first
+    /// such input (a cached entry for `truncate: false` exists only for inputs that fit).
     pub fn embed_inputs(&self, inputs: &[Input], truncate: bool) -> Result<Embeddings, EmbedError> {
         let distinct = Distinct::of(inputs);
         let mut timings = Timings::default();
 
         let started = Instant::now();
-        let sequences = distinct
-            .inputs
+        let hashes: Vec<EntryHash> = match self.cache {
+            Some(cache) => distinct
+                .inputs
+                .iter()
+                .map(|&input| cache.hash(input, truncate))
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut found = match self.cache {
+            Some(cache) => cache.lookup(&hashes),
+            None => vec![None; distinct.inputs.len()],
+        };
+        timings.cache = started.elapsed();
+        let missing: Vec<usize> = (0..found.len()).filter(|&i| found[i].is_none()).collect();
+
+        let started = Instant::now();
+        let sequences = missing
             .iter()
-            .zip(&distinct.first_index)
-            .map(|(&input, &index)| self.sequence(input, truncate, index))
+            .map(|&i| self.sequence(distinct.inputs[i], truncate, distinct.first_index[i]))
             .collect::<Result<Vec<_>, _>>()?;
         timings.tokenize = started.elapsed();
 
@@ -103,10 +174,37 @@ impl<'a> Embedder<'a> {
         let vectors = self.run_model(&sequences)?;
         timings.inference = started.elapsed();
 
+        let started = Instant::now();
+        if let Some(cache) = self.cache {
+            let new: Vec<_> = missing
+                .iter()
+                .zip(&vectors)
+                .zip(&sequences)
+                .map(|((&i, vector), sequence)| (hashes[i], vector.as_slice(), sequence.len()))
+                .collect();
+            cache.store(&new);
+        }
+        timings.cache += started.elapsed();
+
+        let status = CacheStatus::of(found.len() - missing.len(), found.len());
+        for ((i, vector), sequence) in missing.into_iter().zip(vectors).zip(&sequences) {
+            found[i] = Some(Entry {
+                vector,
+                tokens: sequence.len(),
+            });
+        }
+        // Every distinct input is now either found or embedded: nothing is dropped here.
+        let embedded: Vec<Entry> = found.into_iter().flatten().collect();
+        let (vectors, token_counts) = distinct
+            .scatter(&embedded)
+            .into_iter()
+            .map(|entry| (entry.vector, entry.tokens))
+            .unzip();
         Ok(Embeddings {
-            vectors: distinct.scatter(&vectors),
-            token_counts: distinct.scatter(&sequences.iter().map(Vec::len).collect::<Vec<_>>()),
+            vectors,
+            token_counts,
             timings,
+            cache: status,
         })
     }
 
@@ -137,7 +235,9 @@ impl<'a> Embedder<'a> {
     fn run_batch(&self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let batch = TokenBatch::from_sequences(rows);
         let states = self.infer.infer(&batch)?;
-        if states.hidden == 0 || states.values.len() != batch.batch * batch.seq * states.hidden {
+        if states.hidden != DIMENSIONS
+            || states.values.len() != batch.batch * batch.seq * DIMENSIONS
+        {
             return Err(EmbedError::OutputShape {
                 values: states.values.len(),
                 hidden: states.hidden,
@@ -198,8 +298,9 @@ pub(crate) mod tests {
 
     use super::*;
 
-    /// A stand-in model whose token vector is `[id % 10, position + 1, 1]`, so pooled results are
-    /// predictable and padding that leaked into the mean would show. It records every batch.
+    /// A stand-in model whose token vector is `[id % 10, position + 1, 1, 0, …]`, so pooled
+    /// results are predictable and padding that leaked into the mean would show. It records every
+    /// batch.
     #[derive(Default)]
     pub(crate) struct FakeModel {
         pub batches: RefCell<Vec<TokenBatch>>,
@@ -214,13 +315,19 @@ pub(crate) mod tests {
     impl Infer for FakeModel {
         fn infer(&self, batch: &TokenBatch) -> Result<HiddenStates, InferError> {
             self.batches.borrow_mut().push(batch.clone());
-            let values = batch
+            let mut values = vec![0.0; batch.input_ids.len() * DIMENSIONS];
+            for (i, (&id, token)) in batch
                 .input_ids
                 .iter()
+                .zip(values.chunks_exact_mut(DIMENSIONS))
                 .enumerate()
-                .flat_map(|(i, &id)| [(id % 10) as f32, (i % batch.seq + 1) as f32, 1.0])
-                .collect();
-            Ok(HiddenStates { values, hidden: 3 })
+            {
+                token[..3].copy_from_slice(&[(id % 10) as f32, (i % batch.seq + 1) as f32, 1.0]);
+            }
+            Ok(HiddenStates {
+                values,
+                hidden: DIMENSIONS,
+            })
         }
     }
 
@@ -249,6 +356,7 @@ pub(crate) mod tests {
         for (got, want) in embedding.iter().zip(mean.map(|v| v / norm)) {
             assert!((got - want).abs() < 1e-6, "{embedding:?}");
         }
+        assert_eq!(embedding.len(), DIMENSIONS);
     }
 
     #[test]
@@ -375,5 +483,116 @@ pub(crate) mod tests {
             embedder(&model).embed(&["hi"]),
             Err(EmbedError::OutputShape { .. })
         ));
+    }
+
+    mod cached {
+        use super::*;
+        use crate::cache::tests::{settings, FakeKv};
+        use crate::cache::CacheSettings;
+
+        const NOW: u64 = 1_700_000_000;
+
+        fn embed_cached(
+            model: &FakeModel,
+            kv: &FakeKv,
+            settings: &CacheSettings,
+            inputs: &[Input],
+            truncate: bool,
+        ) -> Embeddings {
+            let cache = Cache::new(kv, settings, NOW, DIMENSIONS);
+            embedder(model)
+                .with_cache(cache.as_ref())
+                .embed_inputs(inputs, truncate)
+                .unwrap()
+        }
+
+        #[test]
+        fn a_second_request_is_a_hit_without_model_work() {
+            let (model, kv, settings) = (FakeModel::default(), FakeKv::default(), settings(100));
+            let first = embed_cached(&model, &kv, &settings, &texts(&["hello world", "hi"]), true);
+            assert_eq!(first.cache, CacheStatus::Miss);
+            assert_eq!(model.calls(), 1);
+            let second = embed_cached(
+                &model,
+                &kv,
+                &settings,
+                &texts(&["hi", "hello world", "hi"]),
+                true,
+            );
+            assert_eq!(second.cache, CacheStatus::Hit);
+            assert_eq!(model.calls(), 1, "no inference for a hit");
+            assert_eq!(
+                second.vectors,
+                vec![
+                    first.vectors[1].clone(),
+                    first.vectors[0].clone(),
+                    first.vectors[1].clone()
+                ]
+            );
+            assert_eq!(second.token_counts, vec![3, 4, 3]);
+        }
+
+        #[test]
+        fn a_mix_is_partial_and_only_new_inputs_reach_the_model() {
+            let (model, kv, settings) = (FakeModel::default(), FakeKv::default(), settings(100));
+            embed_cached(&model, &kv, &settings, &texts(&["hi"]), true);
+            let mixed = embed_cached(&model, &kv, &settings, &texts(&["hi", "hello world"]), true);
+            assert_eq!(mixed.cache, CacheStatus::Partial);
+            assert_eq!(model.batches.borrow()[1].batch, 1);
+            let alone = embedder(&model)
+                .embed_inputs(&texts(&["hi", "hello world"]), true)
+                .unwrap();
+            assert_eq!(mixed.vectors, alone.vectors);
+        }
+
+        #[test]
+        fn truncate_is_part_of_the_key() {
+            let (model, kv, settings) = (FakeModel::default(), FakeKv::default(), settings(100));
+            embed_cached(&model, &kv, &settings, &texts(&["hi"]), true);
+            assert_eq!(
+                embed_cached(&model, &kv, &settings, &texts(&["hi"]), false).cache,
+                CacheStatus::Miss
+            );
+            let long = "word ".repeat(300);
+            embed_cached(&model, &kv, &settings, &[Input::Text(&long)], true);
+            let strict = Cache::new(&kv, &settings, NOW, DIMENSIONS);
+            let refused = embedder(&model)
+                .with_cache(strict.as_ref())
+                .embed_inputs(&[Input::Text(&long)], false);
+            assert!(matches!(
+                refused,
+                Err(EmbedError::TooManyTokens { tokens: 302, .. })
+            ));
+        }
+
+        #[test]
+        fn a_broken_store_serves_uncached() {
+            let (model, kv, settings) = (FakeModel::default(), FakeKv::default(), settings(100));
+            kv.broken.set(true);
+            let embedded = embed_cached(&model, &kv, &settings, &texts(&["hi", "x"]), true);
+            assert_eq!(embedded.cache, CacheStatus::Miss);
+            assert_eq!(embedded.vectors.len(), 2);
+        }
+
+        #[test]
+        fn no_cache_is_always_a_miss_with_timings() {
+            let model = FakeModel::default();
+            let embedded = embedder(&model)
+                .embed_inputs(&texts(&["hi"]), true)
+                .unwrap();
+            assert_eq!(embedded.cache, CacheStatus::Miss);
+            let header = embedded.timings.server_timing();
+            let names: Vec<_> = header
+                .split(", ")
+                .map(|entry| entry.split(';').next().unwrap())
+                .collect();
+            assert_eq!(names, ["tokenize", "cache", "inference"]);
+            assert!(
+                header
+                    .split(", ")
+                    .all(|e| e.split_once(";dur=").unwrap().1.parse::<f64>().is_ok()),
+                "{header}"
+            );
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! What each route does once it is matched and authorized: read the request, embed, answer.
 
 use percent_encoding::percent_decode_str;
+use serde::Serialize;
 
 use crate::api::openai::{self, Embedding, EmbeddingsRequest, EmbeddingsResponse, ModelList};
 use crate::api::original::{
@@ -9,10 +10,11 @@ use crate::api::original::{
     SentencesRequest,
 };
 use crate::api::TextOrTexts;
-use crate::embed::{EmbedError, Embedder, Embeddings, Infer};
+use crate::cache::{entry_hash, hex, Cache, CacheSettings, Kv};
+use crate::embed::{CacheStatus, EmbedError, Embedder, Embeddings, Infer, Timings, DIMENSIONS};
 use crate::error::{ApiError, InternalKind};
-use crate::http::{Request, Response};
-use crate::inputs::Inputs;
+use crate::http::{Method, Request, Response};
+use crate::inputs::{Input, Inputs};
 use crate::limits::Limits;
 use crate::pooling::shorten;
 use crate::settings::{self, Variables};
@@ -23,16 +25,25 @@ use crate::tokenize::{self, MAX_TOKENS};
 pub struct Services<'a> {
     pub variables: &'a dyn Variables,
     pub infer: &'a dyn Infer,
+    /// The key-value store, when it could be opened (without it, nothing is cached).
+    pub kv: Option<&'a dyn Kv>,
     pub limits: Limits,
+    pub cache: CacheSettings,
+    /// Unix seconds at the start of the request: JWT validity and cache expiry are judged by it.
+    pub now: u64,
 }
 
 impl Services<'_> {
-    /// Checks the limits, then embeds every input of the request in order.
+    /// Checks the limits, then embeds every input of the request in order, through the cache.
     fn embed(&self, inputs: &Inputs, truncate: bool) -> Result<Embeddings, ApiError> {
         self.limits.check_inputs(inputs)?;
         let tokenizer = tokenize::shared()
             .map_err(|error| ApiError::internal(InternalKind::Tokenizer, error))?;
+        let cache = self
+            .kv
+            .and_then(|kv| Cache::new(kv, &self.cache, self.now, DIMENSIONS));
         Embedder::new(tokenizer, self.infer)
+            .with_cache(cache.as_ref())
             .embed_inputs(&inputs.all(), truncate)
             .map_err(|error| match error {
                 EmbedError::TooManyTokens { index, tokens } => ApiError::Unprocessable {
@@ -50,6 +61,13 @@ impl Services<'_> {
     }
 }
 
+/// A 200 with an embedding route's body, saying how the cache did and where the time went.
+fn embedded_response(body: &impl Serialize, cache: CacheStatus, timings: Timings) -> Response {
+    Response::json(200, body)
+        .with_header("x-cache", cache.as_str())
+        .with_header("server-timing", timings.server_timing())
+}
+
 pub type Handler = fn(&Request, &Services) -> Result<Response, ApiError>;
 
 /// `GET /`: the load balancer's health check.
@@ -62,20 +80,68 @@ pub fn ping(_: &Request, services: &Services) -> Result<Response, ApiError> {
     Ok(Response::json(200, &PingResponse::new(container_id)))
 }
 
+/// `GET|POST /v1/encode`; a GET's answer also carries HTTP caching headers ([`Validators`]).
 pub fn encode(request: &Request, services: &Services) -> Result<Response, ApiError> {
-    let request = EncodeRequest::from_request(request)?;
-    let embedded = services.embed(&request.inputs(), request.truncate)?;
+    let parsed = EncodeRequest::from_request(request)?;
+    let validators = matches!(request.method, Method::Get | Method::Head)
+        .then(|| Validators::new(&parsed, &services.cache));
+    if let Some(validators) = &validators {
+        if validators.matched_by(request.header("if-none-match")) {
+            return Ok(validators.apply(Response::empty(304)));
+        }
+    }
+    let embedded = services.embed(&parsed.inputs(), parsed.truncate)?;
     let encoding =
         embedded.vectors.into_iter().next().ok_or_else(|| {
             ApiError::internal(InternalKind::Inference, "no embedding for the query")
         })?;
-    Ok(Response::json(
-        200,
-        &EncodeResponse {
-            query: request.query,
-            encoding,
-        },
-    ))
+    let body = EncodeResponse {
+        query: parsed.query,
+        encoding,
+    };
+    let response = embedded_response(&body, embedded.cache, embedded.timings);
+    Ok(match &validators {
+        Some(validators) => validators.apply(response),
+        None => response,
+    })
+}
+
+/// `GET /v1/encode`'s HTTP caching headers. Its answer is a function of the query, the truncate
+/// flag, the model and this code alone, so the ETag is derived from those (like the cache key):
+/// a matching `If-None-Match` is answered 304 without looking anything up or embedding.
+struct Validators {
+    etag: String,
+    cache_control: String,
+}
+
+/// Changes when `/v1/encode`'s body changes for the same input and model.
+const ENCODE_ETAG_VERSION: &str = "v1";
+
+impl Validators {
+    fn new(request: &EncodeRequest, cache: &CacheSettings) -> Self {
+        let input = Input::Text(&request.query);
+        let hash = entry_hash(&cache.model_digest, request.truncate, input);
+        Self {
+            etag: format!("\"{ENCODE_ETAG_VERSION}-{}\"", hex(&hash[..16])),
+            cache_control: format!("private, max-age={}", cache.ttl_seconds),
+        }
+    }
+
+    /// Whether an `If-None-Match` list names this ETag (weak comparison, as RFC 9110 asks for
+    /// this header) or is `*`.
+    fn matched_by(&self, if_none_match: Option<&str>) -> bool {
+        if_none_match.is_some_and(|tags| {
+            tags.split(',')
+                .map(str::trim)
+                .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == self.etag)
+        })
+    }
+
+    fn apply(&self, response: Response) -> Response {
+        response
+            .with_header("etag", self.etag.clone())
+            .with_header("cache-control", self.cache_control.clone())
+    }
 }
 
 pub fn multiple_encode(request: &Request, services: &Services) -> Result<Response, ApiError> {
@@ -87,7 +153,11 @@ pub fn multiple_encode(request: &Request, services: &Services) -> Result<Respons
         .zip(embedded.vectors)
         .map(|(original, encoded)| Encoded { original, encoded })
         .collect();
-    Ok(Response::json(200, &MultipleEncodeResponse { data }))
+    Ok(embedded_response(
+        &MultipleEncodeResponse { data },
+        embedded.cache,
+        embedded.timings,
+    ))
 }
 
 pub fn cos_sim_weight(request: &Request, services: &Services) -> Result<Response, ApiError> {
@@ -101,13 +171,15 @@ pub fn cos_sim_weight(request: &Request, services: &Services) -> Result<Response
         ApiError::internal(InternalKind::Inference, "fewer embeddings than inputs")
     })?;
     let matrix = cosine_matrix(a, b);
-    let cos_sim_weight = match (&request.a, &request.b, matrix.as_slice()) {
-        (TextOrTexts::One(_), TextOrTexts::One(_), [row]) => CosSimWeight::Score(row[0]),
+    let score = matrix.first().and_then(|row| row.first()).copied();
+    let cos_sim_weight = match (&request.a, &request.b, score) {
+        (TextOrTexts::One(_), TextOrTexts::One(_), Some(score)) => CosSimWeight::Score(score),
         _ => CosSimWeight::Matrix(matrix),
     };
-    Ok(Response::json(
-        200,
+    Ok(embedded_response(
         &CosSimWeightResponse { cos_sim_weight },
+        embedded.cache,
+        embedded.timings,
     ))
 }
 
@@ -122,12 +194,17 @@ pub fn paraphrase(request: &Request, services: &Services) -> Result<Response, Ap
         saturate(request.top_k),
         saturate(request.max_pairs),
     );
-    Ok(Response::json(200, &ParaphraseResponse { pairs }))
+    Ok(embedded_response(
+        &ParaphraseResponse { pairs },
+        embedded.cache,
+        embedded.timings,
+    ))
 }
 
 pub fn embeddings(request: &Request, services: &Services) -> Result<Response, ApiError> {
     let request = EmbeddingsRequest::from_request(request)?;
     let embedded = services.embed(&request.inputs(), request.truncate)?;
+    let tokens = embedded.token_counts.iter().sum();
     let vectors = embedded
         .vectors
         .into_iter()
@@ -137,10 +214,10 @@ pub fn embeddings(request: &Request, services: &Services) -> Result<Response, Ap
         })
         .map(|vector| Embedding::encode(vector, request.encoding_format))
         .collect();
-    let tokens = embedded.token_counts.iter().sum();
-    Ok(Response::json(
-        200,
+    Ok(embedded_response(
         &EmbeddingsResponse::new(vectors, tokens),
+        embedded.cache,
+        embedded.timings,
     ))
 }
 

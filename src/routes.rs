@@ -206,7 +206,7 @@ fn dispatch(request: &Request, services: &Services) -> Result<Response, ApiError
     }
     if route.access == Access::Protected {
         let credentials = settings::credentials(services.variables)?;
-        auth::authorize(request.header("authorization"), &credentials)?;
+        auth::authorize(request.header("authorization"), &credentials, services.now)?;
     }
     services.limits.check_body(&request.body)?;
     let mut response = (route.handler)(request, services)?;
@@ -230,6 +230,8 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
+    use crate::cache::tests::FakeKv;
+    use crate::cache::Kv;
     use crate::embed::tests::FakeModel;
     use crate::embed::{HiddenStates, Infer, InferError};
     use crate::limits::Limits;
@@ -263,13 +265,25 @@ mod tests {
         }
     }
 
-    fn send_with(request: Request, variables: &FakeVariables, infer: &dyn Infer) -> Response {
-        let services = Services {
+    const NOW: u64 = 1_700_000_000;
+
+    fn services<'a>(
+        variables: &'a FakeVariables,
+        infer: &'a dyn Infer,
+        kv: Option<&'a dyn Kv>,
+    ) -> Services<'a> {
+        Services {
             variables,
             infer,
+            kv,
             limits: Limits::default(),
-        };
-        handle(&request, &services)
+            cache: settings::cache(variables),
+            now: NOW,
+        }
+    }
+
+    fn send_with(request: Request, variables: &FakeVariables, infer: &dyn Infer) -> Response {
+        handle(&request, &services(variables, infer, None))
     }
 
     fn send(request: Request) -> Response {
@@ -327,11 +341,7 @@ mod tests {
         ];
         let expected = json_body(&send(request("GET", "/v1/encode?query=hello+world", "")));
         assert_eq!(expected["query"], "hello world");
-        assert_eq!(
-            expected["encoding"].as_array().unwrap().len(),
-            3,
-            "the fake model's width"
-        );
+        assert_eq!(expected["encoding"].as_array().unwrap().len(), 384);
         for request in requests {
             let response = send(request.clone());
             assert_eq!(response.status, 200, "{request:?}");
@@ -521,14 +531,14 @@ mod tests {
     #[test]
     fn limits_are_checked_before_any_model_work() {
         let model = FakeModel::default();
+        let variables = variables();
         let services = Services {
-            variables: &variables(),
-            infer: &model,
             limits: Limits {
                 max_body_bytes: 40,
                 max_inputs: 2,
                 max_input_chars: 5,
             },
+            ..services(&variables, &model, None)
         };
         let status = |body: &str| {
             handle(
@@ -753,5 +763,191 @@ mod tests {
         );
         assert_eq!(response.status, 500);
         assert_eq!(json_body(&response)["error"], "configuration_error");
+    }
+
+    mod cached {
+        use super::*;
+
+        fn cached_variables() -> FakeVariables {
+            variables().with(settings::MODEL_DIGEST, "sha256:test")
+        }
+
+        #[test]
+        fn x_cache_and_server_timing_on_every_embedding_route() {
+            let (variables, model, kv) =
+                (cached_variables(), FakeModel::default(), FakeKv::default());
+            let services = services(&variables, &model, Some(&kv));
+            for (method, path, body, status) in [
+                ("GET", "/v1/encode?query=hi", "", "MISS"),
+                ("POST", "/v1/encode", r#"{"query": "hi"}"#, "HIT"),
+                (
+                    "POST",
+                    "/v1/encode/multiple_encode",
+                    r#"{"sentences": ["hi", "x"]}"#,
+                    "PARTIAL",
+                ),
+                (
+                    "POST",
+                    "/v1/encode/cos_sim_weight",
+                    r#"{"a": "hi", "b": ["x"]}"#,
+                    "HIT",
+                ),
+                (
+                    "POST",
+                    "/v1/paraphrase",
+                    r#"{"sentences": ["hi", "x"]}"#,
+                    "HIT",
+                ),
+                (
+                    "POST",
+                    "/v1/embeddings",
+                    r#"{"model": "all-minilm-l6-v2", "input": ["x", "hi"]}"#,
+                    "HIT",
+                ),
+            ] {
+                let response = handle(&request(method, path, body), &services);
+                assert_eq!(response.status, 200, "{path}");
+                assert_eq!(response.header("x-cache"), Some(status), "{path}");
+                let timing = response.header("server-timing").unwrap();
+                assert!(
+                    timing.starts_with("tokenize;dur=")
+                        && timing.contains(", cache;dur=")
+                        && timing.contains(", inference;dur="),
+                    "{timing}"
+                );
+            }
+            for response in [
+                send(request("GET", "/v1/ping", "")),
+                send(request("POST", "/v1/encode", "{")),
+            ] {
+                assert_eq!(response.header("x-cache"), None);
+                assert_eq!(response.header("server-timing"), None);
+            }
+        }
+
+        #[test]
+        fn get_encode_has_an_etag_and_answers_a_matching_if_none_match_with_304() {
+            let (variables, model, kv) =
+                (cached_variables(), FakeModel::default(), FakeKv::default());
+            let services = services(&variables, &model, Some(&kv));
+            let first = handle(&request("GET", "/v1/encode?query=hi", ""), &services);
+            let etag = first.header("etag").unwrap().to_owned();
+            assert!(
+                etag.starts_with("\"v1-") && etag.ends_with('"') && etag.len() == 2 + 3 + 32,
+                "{etag}"
+            );
+            assert_eq!(
+                first.header("cache-control"),
+                Some("private, max-age=86400")
+            );
+            let same = handle(&request("GET", "/v1/encode?query=+hi+", ""), &services);
+            assert_eq!(
+                same.header("etag"),
+                Some(etag.as_str()),
+                "the query as encoded"
+            );
+            let other = handle(&request("GET", "/v1/encode?query=hello", ""), &services);
+            assert_ne!(other.header("etag"), Some(etag.as_str()));
+            let post = handle(
+                &request("POST", "/v1/encode", r#"{"query": "hi"}"#),
+                &services,
+            );
+            assert_eq!(post.header("etag"), None);
+
+            let calls = model.calls();
+            for tags in [etag.clone(), format!("\"x\", W/{etag}"), "*".to_owned()] {
+                let mut conditional = request("GET", "/v1/encode?query=hi", "");
+                conditional
+                    .headers
+                    .push(("If-None-Match".into(), tags.clone()));
+                let response = handle(&conditional, &services);
+                assert_eq!(response.status, 304, "{tags}");
+                assert!(response.body.is_empty());
+                assert_eq!(response.header("etag"), Some(etag.as_str()));
+                assert_eq!(
+                    response.header("cache-control"),
+                    Some("private, max-age=86400")
+                );
+            }
+            assert_eq!(model.calls(), calls, "a 304 embeds nothing");
+            let mut stale = request("GET", "/v1/encode?query=hi", "");
+            stale
+                .headers
+                .push(("If-None-Match".into(), "\"v1-other\"".into()));
+            assert_eq!(handle(&stale, &services).status, 200);
+            let mut unauthorized = without_auth(request("GET", "/v1/encode?query=hi", ""));
+            unauthorized.headers.push(("If-None-Match".into(), etag));
+            let refused = handle(&unauthorized, &services);
+            assert_eq!(refused.status, 401);
+            assert_eq!(
+                (refused.header("etag"), refused.header("x-cache")),
+                (None, None)
+            );
+        }
+
+        #[test]
+        fn a_broken_store_serves_uncached_not_500() {
+            let (variables, model, kv) =
+                (cached_variables(), FakeModel::default(), FakeKv::default());
+            kv.broken.set(true);
+            let services = services(&variables, &model, Some(&kv));
+            for _ in 0..2 {
+                let response = handle(&request("GET", "/v1/encode?query=hi", ""), &services);
+                assert_eq!(response.status, 200);
+                assert_eq!(response.header("x-cache"), Some("MISS"));
+            }
+        }
+
+        #[test]
+        fn ttl_zero_caches_nothing() {
+            let variables = cached_variables().with(settings::CACHE_TTL_SECONDS, "0");
+            let (model, kv) = (FakeModel::default(), FakeKv::default());
+            let services = services(&variables, &model, Some(&kv));
+            for _ in 0..2 {
+                let response = handle(&request("GET", "/v1/encode?query=hi", ""), &services);
+                assert_eq!(response.header("x-cache"), Some("MISS"));
+                assert_eq!(response.header("cache-control"), Some("private, max-age=0"));
+            }
+            assert_eq!(kv.calls.get(), 0);
+        }
+
+        #[test]
+        fn jwts_are_checked_against_the_request_time() {
+            use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            use base64::Engine;
+            use hmac::{Hmac, Mac};
+
+            let variables = variables().with(settings::JWT_SECRET, "jwt-secret");
+            let token = |exp: u64| {
+                let input = format!(
+                    "{}.{}",
+                    URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256"}"#),
+                    URL_SAFE_NO_PAD.encode(format!(r#"{{"exp":{exp}}}"#))
+                );
+                let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"jwt-secret").unwrap();
+                mac.update(input.as_bytes());
+                format!(
+                    "{input}.{}",
+                    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+                )
+            };
+            let model = FakeModel::default();
+            let send = |token: String| {
+                let body = r#"{"model": "all-minilm-l6-v2", "input": "x"}"#;
+                let mut request = without_auth(request("POST", "/v1/embeddings", body));
+                request
+                    .headers
+                    .push(("Authorization".into(), format!("Bearer {token}")));
+                handle(&request, &services(&variables, &model, None))
+            };
+            assert_eq!(send(token(NOW + 60)).status, 200);
+            let expired = send(token(NOW - 3600));
+            assert_eq!(expired.status, 401);
+            let message = json_body(&expired)["error"]["message"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert!(message.contains("expired"), "{message}");
+        }
     }
 }

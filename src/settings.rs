@@ -3,13 +3,20 @@
 
 use std::str::FromStr;
 
-use crate::auth::{ApiKeys, Credentials};
+use crate::auth::{ApiKeys, Credentials, JwtSecret};
+use crate::cache::CacheSettings;
 use crate::limits::Limits;
 
 /// Comma-separated API keys accepted as bearer tokens.
 pub const API_KEYS: &str = "api_keys";
+/// The HS256 secret bearer JWTs are signed with; empty disables JWTs.
+pub const JWT_SECRET: &str = "jwt_secret";
 /// What `/v1/ping` reports as `container_id`.
 pub const CONTAINER_ID: &str = "container_id";
+/// The served model's identity, part of every cache key and ETag.
+pub const MODEL_DIGEST: &str = "model_digest";
+pub const CACHE_TTL_SECONDS: &str = "cache_ttl_seconds";
+pub const CACHE_MAX_ENTRIES: &str = "cache_max_entries";
 pub const MAX_BODY_BYTES: &str = "max_body_bytes";
 pub const MAX_INPUTS: &str = "max_inputs";
 pub const MAX_INPUT_CHARS: &str = "max_input_chars";
@@ -33,15 +40,21 @@ pub struct VariableError {
     pub reason: String,
 }
 
-/// The credentials bearer tokens are checked against. An undefined `api_keys` accepts no key.
-/// Failing to read it is an error: a request must not be let in, or kept out, because a
-/// provider hiccuped.
+/// The credentials bearer tokens are checked against. An undefined `api_keys` accepts no key and
+/// an undefined or empty `jwt_secret` accepts no JWT. Failing to read either is an error: a
+/// request must not be let in, or kept out, because a provider hiccuped.
 pub fn credentials(variables: &dyn Variables) -> Result<Credentials, VariableError> {
     let api_keys = variables
         .get(API_KEYS)?
         .map(|list| ApiKeys::parse(&list))
         .unwrap_or_default();
-    Ok(Credentials { api_keys })
+    let jwt_secret = variables
+        .get(JWT_SECRET)?
+        .and_then(|secret| JwtSecret::new(secret.into_bytes()));
+    Ok(Credentials {
+        api_keys,
+        jwt_secret,
+    })
 }
 
 /// The `container_id` variable, or [`DEFAULT_CONTAINER_ID`] when it is unset, blank or
@@ -67,9 +80,22 @@ pub fn limits(variables: &dyn Variables) -> Limits {
     }
 }
 
-/// Just `max_body_bytes`, which the host adapter needs before it reads the body.
-pub fn max_body_bytes(variables: &dyn Variables) -> usize {
-    number_or(variables, MAX_BODY_BYTES, Limits::default().max_body_bytes)
+/// The embedding cache's settings; each unset or invalid variable falls back to its default
+/// (an unset `model_digest` leaves the cache off: entries must be tied to a model).
+pub fn cache(variables: &dyn Variables) -> CacheSettings {
+    let defaults = CacheSettings::default();
+    let model_digest = match variables.get(MODEL_DIGEST) {
+        Ok(digest) => digest.unwrap_or_default().trim().to_owned(),
+        Err(error) => {
+            eprintln!("settings: {error}; caching is off for this request");
+            String::new()
+        }
+    };
+    CacheSettings {
+        model_digest,
+        ttl_seconds: number_or(variables, CACHE_TTL_SECONDS, defaults.ttl_seconds),
+        max_entries: number_or(variables, CACHE_MAX_ENTRIES, defaults.max_entries),
+    }
 }
 
 /// A numeric variable, or `default` when it is unset, unreadable or not a number (logged: an
@@ -145,18 +171,44 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn undefined_api_keys_accept_nothing_and_provider_errors_surface() {
-        assert!(!credentials(&FakeVariables::default())
-            .unwrap()
-            .api_keys
-            .contains(""));
-        assert!(
-            credentials(&FakeVariables::default().with(API_KEYS, "k1,k2"))
-                .unwrap()
-                .api_keys
-                .contains("k2")
-        );
+    fn undefined_credentials_accept_nothing_and_provider_errors_surface() {
+        let none = credentials(&FakeVariables::default()).unwrap();
+        assert!(!none.api_keys.contains(""));
+        assert!(none.jwt_secret.is_none());
+        let empty_secret = FakeVariables::default().with(JWT_SECRET, "");
+        assert!(credentials(&empty_secret).unwrap().jwt_secret.is_none());
+        let set = FakeVariables::default()
+            .with(API_KEYS, "k1,k2")
+            .with(JWT_SECRET, "s3cret");
+        let set = credentials(&set).unwrap();
+        assert!(set.api_keys.contains("k2"));
+        assert!(set.jwt_secret.is_some());
         assert!(credentials(&FakeVariables::default().failing(API_KEYS)).is_err());
+        assert!(credentials(&FakeVariables::default().failing(JWT_SECRET)).is_err());
+    }
+
+    #[test]
+    fn cache_settings_fall_back_to_their_defaults() {
+        assert_eq!(cache(&FakeVariables::default()), CacheSettings::default());
+        assert!(
+            !cache(&FakeVariables::default()).enabled(),
+            "no digest, no cache"
+        );
+        let custom = FakeVariables::default()
+            .with(MODEL_DIGEST, " sha256:abc ")
+            .with(CACHE_TTL_SECONDS, "0")
+            .with(CACHE_MAX_ENTRIES, "-1");
+        assert_eq!(
+            cache(&custom),
+            CacheSettings {
+                model_digest: "sha256:abc".into(),
+                ttl_seconds: 0,
+                ..CacheSettings::default()
+            }
+        );
+        assert!(cache(&FakeVariables::default().failing(MODEL_DIGEST))
+            .model_digest
+            .is_empty());
     }
 
     #[test]
@@ -173,6 +225,5 @@ pub(crate) mod tests {
                 ..Limits::default()
             }
         );
-        assert_eq!(max_body_bytes(&custom), 100);
     }
 }

@@ -1,10 +1,14 @@
 //! The host's HTTP request and response ↔ our [`crate::http`] types.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use futures::StreamExt;
 use spin_sdk::http::{IncomingRequest, Method as SpinMethod, Response as SpinResponse};
 
+use super::kv::SpinKv;
 use super::nn::WasiNn;
 use super::variables::SpinVariables;
+use crate::cache::Kv;
 use crate::handlers::Services;
 use crate::http::{Method, Request, Response};
 use crate::routes;
@@ -15,6 +19,9 @@ use crate::settings;
 const MAX_DRAIN_BYTES: usize = 64 * 1024 * 1024;
 
 pub async fn handle(incoming: IncomingRequest) -> SpinResponse {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
     let limits = settings::limits(&SpinVariables);
     let (path, query) = split_target(&incoming.path_with_query().unwrap_or_default());
     let method = method(&incoming.method());
@@ -32,18 +39,20 @@ pub async fn handle(incoming: IncomingRequest) -> SpinResponse {
         headers,
         body,
     };
+    let kv = SpinKv::open_default();
+    let services = Services {
+        variables: &SpinVariables,
+        infer: &WasiNn,
+        kv: kv.as_ref().map(|kv| kv as &dyn Kv),
+        limits,
+        cache: settings::cache(&SpinVariables),
+        now,
+    };
     let Response {
         status,
         headers,
         body,
-    } = routes::handle(
-        &request,
-        &Services {
-            variables: &SpinVariables,
-            infer: &WasiNn,
-            limits,
-        },
-    );
+    } = routes::handle(&request, &services);
     SpinResponse::builder()
         .status(status)
         .headers(headers)

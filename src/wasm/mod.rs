@@ -1,5 +1,6 @@
 //! The only code that touches the component's bindings: it adapts Spin's HTTP types, Spin
-//! variables and wasi:nn to the plain types and traits the rest of the crate works with.
+//! variables, Spin key-value and wasi:nn to the plain types and traits the rest of the crate
+//! works with.
 
 /// Guest bindings for our world in `wit/sbert.wit` (wasi:nn and the `wizer-initialize` export).
 mod bindings {
@@ -15,6 +16,7 @@ mod bindings {
 }
 
 pub mod http;
+mod kv;
 mod nn;
 mod variables;
 
