@@ -7,9 +7,11 @@ The Redis backend and store failures are in test_redis.py.
 """
 from __future__ import annotations
 
+import base64
 import math
 import re
 import sqlite3
+import struct
 import time
 from contextlib import closing
 from pathlib import Path
@@ -136,6 +138,37 @@ def test_openai_embeddings_share_entries_with_the_original_routes(server):
     assert openai_embeddings(server, [b, a]) == ("HIT", [vectors[1], vec_a])
     assert openai_embeddings(server, b) == ("HIT", [vectors[1]])
     assert encode_get(server, b) == ("HIT", vectors[1])
+
+
+def test_openai_usage_token_ids_and_base64_are_unchanged_by_the_cache(server, tokenizer):
+    a, b = unique_text("usage a"), unique_text("usage b")
+    ids = tokenizer.encode(unique_text("usage ids"), add_special_tokens=False).ids
+    payload = {"model": MODEL_ID, "input": [a, b]}
+    first = server.post("/v1/embeddings", json=payload)
+    again = server.post("/v1/embeddings", json=payload)
+    assert (cache_status(first), cache_status(again)) == ("MISS", "HIT")
+    assert again.json()["usage"] == first.json()["usage"], "token counts are kept with the vectors"
+    assert first.json()["usage"]["prompt_tokens"] == sum(len(tokenizer.encode(t).ids) for t in (a, b))
+
+    as_base64 = server.post("/v1/embeddings", json={**payload, "encoding_format": "base64"})
+    assert cache_status(as_base64) == "HIT"
+    for item, floats in zip(as_base64.json()["data"], first.json()["data"]):
+        decoded = struct.unpack("<384f", base64.b64decode(item["embedding"]))
+        assert list(decoded) == [struct.unpack("<f", struct.pack("<f", x))[0] for x in floats["embedding"]]
+
+    token_input = {"model": MODEL_ID, "input": [ids]}
+    first = server.post("/v1/embeddings", json=token_input)
+    again = server.post("/v1/embeddings", json=token_input)
+    assert (cache_status(first), cache_status(again)) == ("MISS", "HIT")
+    assert again.json() == first.json()
+
+
+def test_unicode_and_empty_texts_are_cached(server):
+    texts = ["", unique_text("naïve café 東京 🙂 Ünïcödé")]
+    status, vectors = multiple_encode(server, texts)
+    assert status in ("MISS", "PARTIAL")  # the empty string may have been cached by another test
+    assert multiple_encode(server, texts) == ("HIT", vectors)
+    assert encode_get(server, texts[1]) == ("HIT", vectors[1])
 
 
 def test_openai_dimensions_are_cut_from_the_cached_vector(server):
