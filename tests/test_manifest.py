@@ -1,0 +1,24 @@
+"""spin.toml stays consistent with the model files `make models` produces and verifies."""
+import tomllib
+
+from conftest import ROOT
+
+
+def recorded_checksums() -> dict[str, str]:
+    lines = (ROOT / "models/checksums.sha256").read_text().splitlines()
+    return {path: digest for digest, path in (line.split() for line in lines if line.strip())}
+
+
+def test_model_digest_variable_names_the_served_model():
+    # The digest is part of every cache key: if it drifted from the model file, a new model
+    # could be served old vectors from the cache.
+    manifest = tomllib.loads((ROOT / "spin.toml").read_text())
+    graph_path = manifest["component"]["sbert-service"]["tool"]["sbert-host"]["graphs"]["all-minilm-l6-v2"]
+    digest = manifest["variables"]["model_digest"]["default"]
+    assert digest == "sha256:" + recorded_checksums()[graph_path]
+
+
+def test_secrets_are_declared_secret():
+    variables = tomllib.loads((ROOT / "spin.toml").read_text())["variables"]
+    assert variables["api_keys"]["secret"] is True
+    assert variables["jwt_secret"]["secret"] is True
