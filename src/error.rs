@@ -317,15 +317,17 @@ struct OpenAiError<'e> {
     code: Option<&'static str>,
 }
 
+/// The `name` of an original-shape error: the reason phrases of Werkzeug, which the replaced
+/// Flask service answered with.
 fn reason_phrase(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
-        413 => "Content Too Large",
+        413 => "Request Entity Too Large",
         415 => "Unsupported Media Type",
-        422 => "Unprocessable Content",
+        422 => "Unprocessable Entity",
         _ => "Error",
     }
 }
@@ -369,7 +371,7 @@ mod tests {
             body(&response)["description"],
             "`sentences` item 3 must be a string"
         );
-        assert_eq!(body(&response)["name"], "Unprocessable Content");
+        assert_eq!(body(&response)["name"], "Unprocessable Entity");
         let too_large = ApiError::TooLarge {
             at: Some(FieldRef::whole("query")),
             problem: "has 9 characters; the limit is 8".into(),
