@@ -32,10 +32,17 @@ test: build unit-test integration-test ## Unit tests, then integration tests aga
 toolchain: ## Add the wasm32-wasip2 target to the Rust toolchain
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
-venv: $(VENV)/.installed ## Python environment for model conversion and tests
-$(VENV)/.installed: models/requirements.txt tests/requirements.txt
+# The venv is keyed on the requirements' content, not their mtimes: a fresh clone (or CI reusing a
+# venv outside the clone) must not reinstall what is already there.
+REQUIREMENTS := models/requirements.txt tests/requirements.txt
+VENV_STAMP   := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha256sum | cut -c1-16)
+
+venv: $(VENV_STAMP) ## Python environment for model conversion and tests
+$(VENV_STAMP):
+	@python3 -c 'import venv, ensurepip' 2>/dev/null || scripts/apt_install.sh :python3-venv
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r models/requirements.txt -r tests/requirements.txt
+	@rm -f $(VENV)/.installed-*
 	touch $@
 
 models: venv ## Fetch (sha256-verified) and convert the model and ONNX Runtime
@@ -48,6 +55,7 @@ host: wit ## Build the sbert-host runtime
 	cargo build --release --locked -p sbert-host
 
 docs-assets: ## Fetch the Swagger UI bundle that /docs serves (pinned, sha256-verified)
+	@scripts/apt_install.sh npm:npm
 	@python3 scripts/fetch_docs_assets.py --cache-dir $(CACHE_DIR)
 
 component: toolchain wit models docs-assets host ## Build the component and pre-initialize it with wizer

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Install Debian packages the tests or benchmarks need, when their command is missing.
 # Usage: scripts/apt_install.sh COMMAND:PACKAGE [COMMAND:PACKAGE ...]
+# An empty COMMAND (":PACKAGE") installs PACKAGE unconditionally (the caller has checked).
 set -euo pipefail
 missing=()
 for pair in "$@"; do
-  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  cmd=${pair%%:*}
+  if [[ -z $cmd ]] || ! command -v "$cmd" >/dev/null 2>&1; then missing+=("${pair#*:}"); fi
 done
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 sudo=""

@@ -7,7 +7,6 @@ pinned `wasmtime-wasi-nn` and `spin-sdk` crates carry in cargo's registry. This 
 `cargo metadata` where those crates live and copies their WIT into `wit/deps/`.
 """
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,16 +46,27 @@ def main() -> int:
     if missing:
         print(f"fetch_wit: crates not in the dependency graph: {', '.join(missing)}", file=sys.stderr)
         return 1
-    if DEST.exists():
-        shutil.rmtree(DEST)
+    wanted = {}
     for crate, items in SOURCES.items():
         for src, dst in items:
-            dst_path = DEST / dst
-            dst_path.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(dirs[crate] / src, dst_path)
+            source = dirs[crate] / src
+            wanted[DEST / dst / source.name] = source.read_bytes()
     for dst, line in PACKAGE_LINES.items():
-        (DEST / dst / "package.wit").write_text(line)
-    print(f"fetch_wit: WIT copied into {DEST.relative_to(ROOT)}")
+        wanted[DEST / dst / "package.wit"] = line.encode()
+    # Rewrite nothing that is already right: cargo builds running at the same time read these
+    # files, and an unchanged mtime keeps them from rebuilding.
+    for stale in (p for p in DEST.rglob("*") if p.is_file() and p not in wanted) if DEST.exists() else ():
+        stale.unlink()
+    changed = 0
+    for path, content in wanted.items():
+        if not path.exists() or path.read_bytes() != content:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(content)
+            tmp.replace(path)
+            changed += 1
+    if changed:
+        print(f"fetch_wit: {changed} WIT file(s) updated in {DEST.relative_to(ROOT)}")
     return 0
 
 
