@@ -25,7 +25,24 @@ impl Default for Limits {
 
 impl Limits {
     pub fn check_body(&self, body: &[u8]) -> Result<(), ApiError> {
-        if body.len() > self.max_body_bytes {
+        self.check_body_length(body.len())
+    }
+
+    /// Refuses a body by its `Content-Length` before a byte of it is read. A missing or
+    /// unparsable header passes: the body read afterwards is still checked by [`Self::check_body`].
+    pub fn check_declared_length(&self, content_length: Option<&str>) -> Result<(), ApiError> {
+        let Some(digits) = content_length.map(str::trim) else {
+            return Ok(());
+        };
+        if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+            return Ok(());
+        }
+        // Too many digits for a usize is certainly over the limit.
+        self.check_body_length(digits.parse().unwrap_or(usize::MAX))
+    }
+
+    fn check_body_length(&self, length: usize) -> Result<(), ApiError> {
+        if length > self.max_body_bytes {
             return Err(ApiError::TooLarge {
                 at: None,
                 problem: format!(
@@ -99,6 +116,23 @@ mod tests {
         assert!(SMALL.check_body(&[b' '; 10]).is_ok());
         let error = SMALL.check_body(&[b' '; 11]).unwrap_err();
         assert_eq!(error.status(), 413);
+    }
+
+    #[test]
+    fn a_declared_length_over_the_limit_is_refused_before_reading() {
+        assert!(SMALL.check_declared_length(Some("10")).is_ok());
+        assert!(SMALL.check_declared_length(None).is_ok());
+        assert!(SMALL.check_declared_length(Some("garbage")).is_ok());
+        assert_eq!(
+            SMALL
+                .check_declared_length(Some(" 11"))
+                .unwrap_err()
+                .status(),
+            413
+        );
+        assert!(SMALL
+            .check_declared_length(Some("99999999999999999999999"))
+            .is_err());
     }
 
     #[test]

@@ -171,23 +171,57 @@ fn family(path: &str) -> Family {
     }
 }
 
-/// Answers one request. Never fails: every error becomes its JSON response.
+/// A request that routing, authorization and the declared body length have let through: only
+/// now is its body worth reading.
+pub struct Admitted(&'static Route);
+
+/// Answers one request whose body is already read. Never fails: every error becomes its JSON
+/// response.
 pub fn handle(request: &Request, services: &Services) -> Response {
-    let response = dispatch(request, services).unwrap_or_else(|error| {
-        if let ApiError::Internal { .. } = error {
-            eprintln!("{} {}: {error}", request.method.as_str(), request.path);
-        }
-        error.into_response(family(request.route_path()))
-    });
+    match admit(request, services) {
+        Ok(admitted) => handle_admitted(admitted, request, services),
+        Err(response) => response,
+    }
+}
+
+/// Everything that is decided from the method, path and headers alone (preflight, 404, 405,
+/// 401, 413 from `Content-Length`), so that a client cannot make the component read a body it
+/// would refuse anyway. `Err` is the finished response.
+pub fn admit(request: &Request, services: &Services) -> Result<Admitted, Response> {
+    match route(request, services) {
+        Ok(Some(route)) => Ok(Admitted(route)),
+        Ok(None) => Err(finish(preflight())),
+        Err(error) => Err(error_response(request, error)),
+    }
+}
+
+/// Answers an admitted request, its body now read. Never fails.
+pub fn handle_admitted(admitted: Admitted, request: &Request, services: &Services) -> Response {
+    match run(admitted.0, request, services) {
+        Ok(response) => finish(response),
+        Err(error) => error_response(request, error),
+    }
+}
+
+fn error_response(request: &Request, error: ApiError) -> Response {
+    if let ApiError::Internal { .. } = error {
+        eprintln!("{} {}: {error}", request.method.as_str(), request.path);
+    }
+    finish(error.into_response(family(request.route_path())))
+}
+
+/// Every response, errors included, may be read cross-origin.
+fn finish(response: Response) -> Response {
     response
         .with_header("access-control-allow-origin", "*")
         .with_header("access-control-expose-headers", CORS_EXPOSE_HEADERS)
 }
 
-fn dispatch(request: &Request, services: &Services) -> Result<Response, ApiError> {
+/// The route that answers, or `None` for a CORS preflight.
+fn route(request: &Request, services: &Services) -> Result<Option<&'static Route>, ApiError> {
     let path = request.route_path();
     if request.method == Method::Options {
-        return Ok(preflight());
+        return Ok(None);
     }
     if path == WORD_VECTORS_ROOT || WORD_VECTORS.matches(path) {
         return Err(ApiError::NotFound(WORD_VECTORS_GONE.into()));
@@ -208,6 +242,13 @@ fn dispatch(request: &Request, services: &Services) -> Result<Response, ApiError
         let credentials = settings::credentials(services.variables)?;
         auth::authorize(request.header("authorization"), &credentials, services.now)?;
     }
+    services
+        .limits
+        .check_declared_length(request.header("content-length"))?;
+    Ok(Some(route))
+}
+
+fn run(route: &Route, request: &Request, services: &Services) -> Result<Response, ApiError> {
     services.limits.check_body(&request.body)?;
     let mut response = (route.handler)(request, services)?;
     if request.method == Method::Head {
@@ -526,6 +567,28 @@ mod tests {
         let response = send(request("POST", "/v1/embeddings", &body));
         assert_eq!(response.status, 422);
         assert_eq!(json_body(&response)["error"]["param"], "input");
+    }
+
+    #[test]
+    fn refusals_are_decided_before_the_body_is_read() {
+        let model = FakeModel::default();
+        let variables = variables();
+        let services = services(&variables, &model, None);
+        let declaring = |request: Request| Request {
+            headers: [
+                request.headers,
+                vec![("Content-Length".into(), "99999999".into())],
+            ]
+            .concat(),
+            ..request
+        };
+        let post = || request("POST", "/v1/encode/multiple_encode", "");
+        let status = |request: Request| admit(&request, &services).err().map(|r| r.status);
+        assert_eq!(status(without_auth(declaring(post()))), Some(401));
+        assert_eq!(status(declaring(post())), Some(413));
+        assert_eq!(status(declaring(request("GET", "/nowhere", ""))), Some(404));
+        assert_eq!(status(post()), None);
+        assert_eq!(model.calls(), 0);
     }
 
     #[test]

@@ -31,13 +31,12 @@ pub async fn handle(incoming: IncomingRequest) -> SpinResponse {
         .into_iter()
         .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
         .collect();
-    let body = read_body(incoming, limits.max_body_bytes).await;
-    let request = Request {
+    let mut request = Request {
         method,
         path,
         query,
         headers,
-        body,
+        body: Vec::new(),
     };
     let kv = SpinKv::open_default();
     let services = Services {
@@ -48,11 +47,20 @@ pub async fn handle(incoming: IncomingRequest) -> SpinResponse {
         cache: settings::cache(&SpinVariables),
         now,
     };
+    // Routing and authorization come first: a client that would be refused anyway must not
+    // make the component read its body.
+    let response = match routes::admit(&request, &services) {
+        Ok(admitted) => {
+            request.body = read_body(incoming, limits.max_body_bytes).await;
+            routes::handle_admitted(admitted, &request, &services)
+        }
+        Err(refused) => refused,
+    };
     let Response {
         status,
         headers,
         body,
-    } = routes::handle(&request, &services);
+    } = response;
     SpinResponse::builder()
         .status(status)
         .headers(headers)
@@ -66,7 +74,8 @@ fn split_target(target: &str) -> (String, String) {
 }
 
 /// Keeps at most `limit + 1` bytes, enough for the router to see that the body is too large,
-/// while still reading (and dropping) the rest so that the client can finish sending and
+/// while still reading (and dropping) the rest so that a client that declared no
+/// `Content-Length` (a longer declared one is refused before this) can finish sending and
 /// read its 413. A broken body stream ends the body where it broke.
 async fn read_body(request: IncomingRequest, limit: usize) -> Vec<u8> {
     let mut body = Vec::new();
@@ -74,7 +83,7 @@ async fn read_body(request: IncomingRequest, limit: usize) -> Vec<u8> {
     let mut stream = request.into_body_stream();
     while let Some(Ok(chunk)) = stream.next().await {
         received = received.saturating_add(chunk.len());
-        let room = (limit + 1).saturating_sub(body.len());
+        let room = limit.saturating_add(1).saturating_sub(body.len());
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
         if received > MAX_DRAIN_BYTES.max(limit) {
             break;
