@@ -9,6 +9,7 @@ mod nn;
 mod runtime_config;
 mod server;
 mod state;
+mod timer;
 mod toml_file;
 mod up;
 mod variables;

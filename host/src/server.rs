@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio_util::task::TaskTracker;
-use wasmtime::Store;
+use wasmtime::{Engine, Store};
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -29,6 +29,7 @@ use crate::log;
 use crate::manifest::Route;
 use crate::metrics;
 use crate::state::{ComponentServices, RequestState};
+use crate::timer::{TokioTimer, HEADER_READ_TIMEOUT};
 
 /// How long in-flight requests get to finish after SIGINT/SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -38,6 +39,16 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The component's cache verdict, copied into the request log.
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// How often the engine's epoch advances; request deadlines are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(100);
+
+/// What one request may use.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestLimits {
+    /// How long the guest may run, from instantiation to the end of its response body; then it traps.
+    pub timeout: Duration,
+}
 
 /// A component ready to serve: pre-instantiated once, instantiated per request.
 pub struct ServedComponent {
@@ -57,11 +68,12 @@ struct RouteEntry {
 /// Routes requests to components; routes are kept most specific first.
 pub struct Router {
     routes: Vec<RouteEntry>,
+    limits: RequestLimits,
 }
 
 impl Router {
     /// `routes`: (route as written in the manifest, component).
-    pub fn new(routes: Vec<(String, Arc<ServedComponent>)>) -> Result<Self> {
+    pub fn new(routes: Vec<(String, Arc<ServedComponent>)>, limits: RequestLimits) -> Result<Self> {
         let mut routes = routes
             .into_iter()
             .map(|(raw, component)| {
@@ -73,7 +85,7 @@ impl Router {
             })
             .collect::<Result<Vec<_>>>()?;
         routes.sort_by_key(|entry| std::cmp::Reverse(entry.route.specificity()));
-        Ok(Self { routes })
+        Ok(Self { routes, limits })
     }
 
     /// `(route, component id)` pairs, in the order they are matched.
@@ -108,7 +120,7 @@ impl Router {
             ),
             Some((entry, path_info)) => {
                 set_request_headers(&mut request, entry, &path_info, &request_id, listen, client);
-                match call(&entry.component, request).await {
+                match call(&entry.component, request, self.limits).await {
                     Ok(response) => response,
                     Err(error) => {
                         log_error(
@@ -116,10 +128,17 @@ impl Router {
                             &entry.component.id,
                             &error,
                         );
-                        json_response(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            &json!({"error": "internal", "message": "the request could not be completed"}),
-                        )
+                        if is_timeout(&error) {
+                            json_response(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                &json!({"error": "timeout", "message": "the request took too long"}),
+                            )
+                        } else {
+                            json_response(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                &json!({"error": "internal", "message": "the request could not be completed"}),
+                            )
+                        }
                     }
                 }
             }
@@ -134,11 +153,14 @@ impl Router {
 async fn call(
     component: &ServedComponent,
     request: Request<Incoming>,
+    limits: RequestLimits,
 ) -> Result<Response<HyperOutgoingBody>> {
     let mut store = Store::new(
         component.pre.engine(),
         RequestState::new(&component.services),
     );
+    store.set_epoch_deadline(epoch_ticks(limits.timeout));
+    store.epoch_deadline_trap();
     let (sender, receiver) = oneshot::channel();
     let request = store
         .data_mut()
@@ -166,6 +188,34 @@ async fn call(
             Err(join) => Err(anyhow!(join).context("the component's task failed")),
         },
     }
+}
+
+/// Whether `error` is a guest stopped at its deadline.
+fn is_timeout(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt))
+}
+
+/// `timeout` in epoch ticks, rounded up (at least one).
+fn epoch_ticks(timeout: Duration) -> u64 {
+    (timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64).max(1)
+}
+
+/// Advances `engine`'s epoch every [`EPOCH_TICK`] on a thread of its own, for as long as the engine lives,
+/// so that stores past their deadline trap even while the guest never yields.
+pub fn start_epoch_ticker(engine: &Engine) -> Result<()> {
+    let engine = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
+    Ok(())
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and gives open requests [`SHUTDOWN_GRACE`].
@@ -199,7 +249,10 @@ pub async fn serve(
                 let router = router.clone();
                 async move { Ok::<_, Infallible>(router.handle(request, listen, client).await) }
             });
-            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let connection = http1::Builder::new()
+                .timer(TokioTimer)
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
             tokio::select! {
                 _ = connection.as_mut() => {}
@@ -322,7 +375,7 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use wasmtime::component::{Component, Linker};
-    use wasmtime::Engine;
+    use wasmtime::Config;
 
     #[test]
     fn request_ids_are_kept_when_sane_and_generated_otherwise() {
@@ -370,7 +423,8 @@ mod tests {
         oneshot::Sender<()>,
         tokio::task::JoinHandle<Result<()>>,
     ) {
-        let engine = Engine::default();
+        let engine = Engine::new(Config::new().epoch_interruption(true)).unwrap();
+        start_epoch_ticker(&engine).unwrap();
         let mut linker = Linker::new(&engine);
         crate::state::add_to_linker(&mut linker).unwrap();
         let services = ComponentServices::default();
@@ -390,7 +444,10 @@ mod tests {
                 )
             })
             .collect();
-        let router = Arc::new(Router::new(routes).unwrap());
+        let limits = RequestLimits {
+            timeout: Duration::from_millis(300),
+        };
+        let router = Arc::new(Router::new(routes, limits).unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel();
@@ -415,7 +472,12 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn failures_are_json_errors_with_a_request_id() {
-        let (address, stop, server) = start(&[("/trap/...", "unreachable"), ("/silent", "")]).await;
+        let (address, stop, server) = start(&[
+            ("/trap/...", "unreachable"),
+            ("/silent", ""),
+            ("/spin", "(loop (br 0))"),
+        ])
+        .await;
 
         // A trap: a 500 with the safe body, nothing about the trap itself.
         let (status, head, body) = get(address, "/trap/x?q=1", "").await;
@@ -436,6 +498,12 @@ mod tests {
         let (status, head, _) = get(address, "/silent", "X-Request-Id: trace-42\r\n").await;
         assert_eq!(status, 500);
         assert!(head.contains("x-request-id: trace-42"), "{head}");
+
+        // A guest that never yields is stopped at its deadline.
+        let (status, _, body) = get(address, "/spin", "").await;
+        assert_eq!(status, 503);
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"], "timeout");
 
         // No matching route: the host's own 404, in the original service's error shape.
         let (status, _, body) = get(address, "/silent/below", "").await;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use tokio::net::TcpListener;
@@ -21,7 +21,7 @@ use crate::manifest::App;
 use crate::metrics;
 use crate::nn::{self, Nn, SessionOptions};
 use crate::runtime_config::RuntimeConfig;
-use crate::server::{self, Router, ServedComponent};
+use crate::server::{self, RequestLimits, Router, ServedComponent};
 use crate::state::{self, ComponentServices, RequestState};
 use crate::variables::{self, ComponentVariables};
 
@@ -69,6 +69,11 @@ pub struct UpCommand {
     /// Two keep the CPU busy while one run finishes and the next one's tensors are prepared.
     #[arg(long, value_name = "N", default_value = "2")]
     nn_sessions: NonZeroUsize,
+
+    /// Seconds a request's component instance may run (including streaming its response body) before it is
+    /// stopped; a request stopped before its response started gets a 503.
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_timeout)]
+    request_timeout: Duration,
 }
 
 /// A component that has passed every start-up check, with its files located.
@@ -228,7 +233,10 @@ impl UpCommand {
             .iter()
             .map(|t| (t.route.clone(), served[&t.component].clone()))
             .collect();
-        let router = Arc::new(Router::new(routes)?);
+        let limits = RequestLimits {
+            timeout: self.request_timeout,
+        };
+        let router = Arc::new(Router::new(routes, limits)?);
 
         let listener = TcpListener::bind(self.listen).await.with_context(|| {
             format!(
@@ -304,6 +312,8 @@ fn prepare(
 /// path) and wasmtime's compilation cache (restarts skip recompiling an unchanged component).
 fn engine() -> Result<Engine> {
     let mut config = Config::new();
+    // Request deadlines: a store past its deadline traps at the next epoch check.
+    config.epoch_interruption(true);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(
         PoolingAllocationConfig::default(),
     ));
@@ -317,7 +327,19 @@ fn engine() -> Result<Engine> {
             "error": format!("{error:#}"),
         })),
     }
-    Ok(Engine::new(&config)?)
+    let engine = Engine::new(&config)?;
+    server::start_epoch_ticker(&engine)?;
+    Ok(engine)
+}
+
+/// A positive whole number of seconds.
+fn parse_timeout(seconds: &str) -> Result<Duration, String> {
+    match seconds.parse::<u64>() {
+        Ok(seconds) if seconds > 0 => Ok(Duration::from_secs(seconds)),
+        _ => Err(format!(
+            "`{seconds}` is not a positive whole number of seconds"
+        )),
+    }
 }
 
 fn default_threads() -> usize {

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use wasmtime_wasi_http::io::TokioIo;
 
 use crate::log;
+use crate::timer::{TokioTimer, HEADER_READ_TIMEOUT};
 
 /// The Prometheus text exposition format.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -40,6 +41,8 @@ pub async fn serve(listener: TcpListener) {
             });
             // A client that goes away mid-scrape is not worth a log line.
             let _ = http1::Builder::new()
+                .timer(TokioTimer)
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
