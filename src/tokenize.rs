@@ -128,8 +128,18 @@ static SHARED: OnceLock<Result<TextTokenizer, TokenizeError>> = OnceLock::new();
 
 /// Parses the embedded tokenizer into the shared slot. `wizer-initialize` calls this at build
 /// time so that the parsed tokenizer is part of the component's snapshotted memory.
+///
+/// # Panics
+/// When the tokenizer does not parse: the trap fails pre-initialization and so `make component`,
+/// instead of snapshotting an error that every request would then answer with.
 pub fn pre_initialize() {
-    SHARED.get_or_init(|| TextTokenizer::from_json(TOKENIZER_JSON));
+    expect_parsed(SHARED.get_or_init(|| TextTokenizer::from_json(TOKENIZER_JSON)));
+}
+
+fn expect_parsed(parsed: &Result<TextTokenizer, TokenizeError>) {
+    if let Err(error) = parsed {
+        panic!("the embedded tokenizer.json does not parse: {error}");
+    }
 }
 
 /// The embedded tokenizer. On a component that was not pre-initialized, the first call in
@@ -150,6 +160,18 @@ pub fn shared() -> Result<&'static TextTokenizer, TokenizeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pre_initialization_parses_the_embedded_tokenizer() {
+        pre_initialize();
+        assert!(shared().is_ok());
+    }
+
+    #[test]
+    #[should_panic(expected = "the embedded tokenizer.json does not parse")]
+    fn a_broken_tokenizer_fails_pre_initialization() {
+        expect_parsed(&TextTokenizer::from_json(b"{\"not\": \"a tokenizer\"}"));
+    }
 
     #[derive(serde::Deserialize)]
     struct Reference {
