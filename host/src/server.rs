@@ -48,6 +48,9 @@ const EPOCH_TICK: Duration = Duration::from_millis(100);
 pub struct RequestLimits {
     /// How long the guest may run, from instantiation to the end of its response body; then it traps.
     pub timeout: Duration,
+    /// Bytes each linear memory of the guest may grow to; a larger `memory.grow` fails (and the guest's
+    /// allocator then traps, a 500).
+    pub memory: usize,
 }
 
 /// A component ready to serve: pre-instantiated once, instantiated per request.
@@ -157,8 +160,9 @@ async fn call(
 ) -> Result<Response<HyperOutgoingBody>> {
     let mut store = Store::new(
         component.pre.engine(),
-        RequestState::new(&component.services),
+        RequestState::new(&component.services, limits.memory),
     );
+    store.limiter(|state| &mut state.limits);
     store.set_epoch_deadline(epoch_ticks(limits.timeout));
     store.epoch_deadline_trap();
     let (sender, receiver) = oneshot::channel();
@@ -403,7 +407,7 @@ mod tests {
                     (export "response-outparam" (type (sub resource)))))
                 (alias export $types "incoming-request" (type $request))
                 (alias export $types "response-outparam" (type $outparam))
-                (core module $m (func (export "handle") (param i32 i32) {body}))
+                (core module $m (memory 1) (func (export "handle") (param i32 i32) {body}))
                 (core instance $i (instantiate $m))
                 (func $handle (param "request" (own $request)) (param "response-out" (own $outparam))
                     (canon lift (core func $i "handle")))
@@ -446,6 +450,7 @@ mod tests {
             .collect();
         let limits = RequestLimits {
             timeout: Duration::from_millis(300),
+            memory: 1 << 20,
         };
         let router = Arc::new(Router::new(routes, limits).unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -476,6 +481,15 @@ mod tests {
             ("/trap/...", "unreachable"),
             ("/silent", ""),
             ("/spin", "(loop (br 0))"),
+            // Spin (a 503) when growing memory succeeds, return unanswered (a 500) when it fails.
+            (
+                "/grow",
+                "(if (i32.ne (memory.grow (i32.const 16)) (i32.const -1)) (then (loop (br 0))))",
+            ),
+            (
+                "/fits",
+                "(if (i32.ne (memory.grow (i32.const 8)) (i32.const -1)) (then (loop (br 0))))",
+            ),
         ])
         .await;
 
@@ -504,6 +518,12 @@ mod tests {
         assert_eq!(status, 503);
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body["error"], "timeout");
+
+        // Growing memory past the 1 MiB limit is refused; growing within it is granted.
+        let (status, _, _) = get(address, "/grow", "").await;
+        assert_eq!(status, 500);
+        let (status, _, _) = get(address, "/fits", "").await;
+        assert_eq!(status, 503);
 
         // No matching route: the host's own 404, in the original service's error shape.
         let (status, _, body) = get(address, "/silent/below", "").await;

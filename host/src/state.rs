@@ -3,6 +3,7 @@
 use std::future::Future;
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 use wasmtime_wasi_nn::wit::{WasiNnCtx, WasiNnView};
@@ -30,10 +31,13 @@ pub struct RequestState {
     nn: WasiNnCtx,
     stores: ComponentStores,
     variables: ComponentVariables,
+    /// Caps the instance's linear memory; installed with [`wasmtime::Store::limiter`].
+    pub limits: StoreLimits,
 }
 
 impl RequestState {
-    pub fn new(services: &ComponentServices) -> Self {
+    /// `memory_limit`: bytes of linear memory the request's instance may grow to.
+    pub fn new(services: &ComponentServices, memory_limit: usize) -> Self {
         Self {
             table: ResourceTable::new(),
             // Like `spin up`, the component's own output goes to the terminal; it gets no environment,
@@ -44,6 +48,7 @@ impl RequestState {
             nn: services.nn.ctx(),
             stores: services.stores.clone(),
             variables: services.variables.clone(),
+            limits: StoreLimitsBuilder::new().memory_size(memory_limit).build(),
         }
     }
 }

@@ -74,6 +74,10 @@ pub struct UpCommand {
     /// stopped; a request stopped before its response started gets a 503.
     #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_timeout)]
     request_timeout: Duration,
+
+    /// MiB of linear memory a request's component instance may use; growing past it fails.
+    #[arg(long, value_name = "MIB", default_value = "1024", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    request_memory: u32,
 }
 
 /// A component that has passed every start-up check, with its files located.
@@ -235,6 +239,7 @@ impl UpCommand {
             .collect();
         let limits = RequestLimits {
             timeout: self.request_timeout,
+            memory: self.request_memory as usize * 1024 * 1024,
         };
         let router = Arc::new(Router::new(routes, limits)?);
 

@@ -90,7 +90,10 @@ impl WizerCommand {
             .with_context(|| format!("cannot read {}", self.input.display()))?;
         let engine = Engine::default();
         // The serving state with nothing in it: the imports that would reach it trap anyway.
-        let mut store = Store::new(&engine, RequestState::new(&ComponentServices::default()));
+        let mut store = Store::new(
+            &engine,
+            RequestState::new(&ComponentServices::default(), usize::MAX),
+        );
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
