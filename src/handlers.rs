@@ -110,7 +110,9 @@ pub fn encode(request: &Request, services: &Services) -> Result<Response, ApiErr
 /// flag, the model and this code alone, so the ETag is derived from those (like the cache key):
 /// a matching `If-None-Match` is answered 304 without looking anything up or embedding.
 struct Validators {
-    etag: String,
+    /// `None` without a `model_digest`: an ETag that does not name the model would keep
+    /// validating old embeddings after the model changed.
+    etag: Option<String>,
     cache_control: String,
 }
 
@@ -119,28 +121,34 @@ const ENCODE_ETAG_VERSION: &str = "v1";
 
 impl Validators {
     fn new(request: &EncodeRequest, cache: &CacheSettings) -> Self {
-        let input = Input::Text(&request.query);
-        let hash = entry_hash(&cache.model_digest, request.truncate, input);
+        let etag = (!cache.model_digest.is_empty()).then(|| {
+            let input = Input::Text(&request.query);
+            let hash = entry_hash(&cache.model_digest, request.truncate, input);
+            format!("\"{ENCODE_ETAG_VERSION}-{}\"", hex(&hash[..16]))
+        });
         Self {
-            etag: format!("\"{ENCODE_ETAG_VERSION}-{}\"", hex(&hash[..16])),
+            etag,
             cache_control: format!("private, max-age={}", cache.ttl_seconds),
         }
     }
 
     /// Whether an `If-None-Match` list names this ETag (weak comparison, as RFC 9110 asks for
-    /// this header) or is `*`.
+    /// this header) or is `*`. Without an ETag nothing matches.
     fn matched_by(&self, if_none_match: Option<&str>) -> bool {
-        if_none_match.is_some_and(|tags| {
-            tags.split(',')
-                .map(str::trim)
-                .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == self.etag)
-        })
+        let (Some(etag), Some(tags)) = (&self.etag, if_none_match) else {
+            return false;
+        };
+        tags.split(',')
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
     }
 
     fn apply(&self, response: Response) -> Response {
-        response
-            .with_header("etag", self.etag.clone())
-            .with_header("cache-control", self.cache_control.clone())
+        let response = response.with_header("cache-control", self.cache_control.clone());
+        match &self.etag {
+            Some(etag) => response.with_header("etag", etag.clone()),
+            None => response,
+        }
     }
 }
 

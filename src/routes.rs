@@ -949,6 +949,21 @@ mod tests {
         }
 
         #[test]
+        fn without_a_model_digest_get_encode_has_no_etag_and_never_304() {
+            let (model, variables) = (FakeModel::default(), variables());
+            let services = services(&variables, &model, None);
+            let first = handle(&request("GET", "/v1/encode?query=hi", ""), &services);
+            assert_eq!(first.status, 200);
+            assert_eq!(first.header("etag"), None);
+            let mut conditional = request("GET", "/v1/encode?query=hi", "");
+            conditional
+                .headers
+                .push(("If-None-Match".into(), "*".into()));
+            let response = handle(&conditional, &services);
+            assert_eq!((response.status, response.header("etag")), (200, None));
+        }
+
+        #[test]
         fn a_broken_store_serves_uncached_not_500() {
             let (variables, model, kv) =
                 (cached_variables(), FakeModel::default(), FakeKv::default());
