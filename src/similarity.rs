@@ -1,6 +1,7 @@
 //! Scores between sentence embeddings: cosine matrices and paraphrase mining.
 
 use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 
 use crate::pooling::l2_normalize;
 
@@ -37,20 +38,53 @@ fn best_first(a: &ScoredPair, b: &ScoredPair) -> Ordering {
     b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2)))
 }
 
+/// A mined pair ordered worst first, so that a max-heap of them has its worst pair on top.
+#[derive(Debug, Clone, Copy)]
+struct Ranked(ScoredPair);
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        best_first(&self.0, &other.0)
+    }
+}
+
 /// sentence-transformers' `paraphrase_mining` over precomputed embeddings: every sentence `i`
 /// keeps its `top_k` most similar sentences `j ≠ i`; the union of those pairs, each once as
 /// `i < j`, sorted highest score first (ties by `(i, j)`), cut to `max_pairs`.
 ///
 /// Unlike the library's priority-queue version, `max_pairs` keeps exactly the best pairs (the
-/// library may return fewer), and ties are ordered deterministically. Scores are computed row by
-/// row, so memory stays linear in the number of sentences.
+/// library may return fewer), and ties are ordered deterministically.
+///
+/// Scores are computed one row at a time and only the best `max_pairs` distinct pairs are
+/// held (a bounded heap), so beyond the embeddings memory is O(n + min(max_pairs, n·top_k)):
+/// a pair that both of its sentences pick is offered once, by the lower index, which is known
+/// from each earlier row's `top_k`-th best pair.
 pub fn paraphrase_mining(
     embeddings: &[Vec<f32>],
     top_k: usize,
     max_pairs: usize,
 ) -> Vec<ScoredPair> {
+    if top_k == 0 || max_pairs == 0 {
+        return Vec::new();
+    }
     let units = unit_vectors(embeddings);
-    let mut pairs: Vec<ScoredPair> = Vec::new();
+    // Row `i`'s `top_k`-th best pair, or `None` when the row keeps every pair.
+    let mut last_kept: Vec<Option<ScoredPair>> = Vec::with_capacity(units.len());
+    let mut best: BinaryHeap<Ranked> = BinaryHeap::new();
     let mut row: Vec<ScoredPair> = Vec::with_capacity(units.len());
     for (i, a) in units.iter().enumerate() {
         row.clear();
@@ -61,20 +95,37 @@ pub fn paraphrase_mining(
                 .filter(|&(j, _)| j != i)
                 .map(|(j, b)| (dot(a, b), i.min(j), i.max(j))),
         );
-        if top_k == 0 {
-            continue;
-        }
         if top_k < row.len() {
             row.select_nth_unstable_by(top_k - 1, best_first);
             row.truncate(top_k);
+            last_kept.push(Some(row[top_k - 1]));
+        } else {
+            last_kept.push(None);
         }
-        pairs.extend_from_slice(&row);
+        for &pair in &row {
+            let (_, low, high) = pair;
+            // Both rows of a pair compute the same products in the same order, so row `low`
+            // kept this very tuple if it ranks no worse than that row's last kept pair.
+            let offered_by_low_row = high == i
+                && last_kept[low].is_none_or(|last| best_first(&pair, &last) != Ordering::Greater);
+            if offered_by_low_row {
+                continue;
+            }
+            if best.len() < max_pairs {
+                best.push(Ranked(pair));
+            } else if best
+                .peek()
+                .is_some_and(|worst| best_first(&pair, &worst.0) == Ordering::Less)
+            {
+                best.pop();
+                best.push(Ranked(pair));
+            }
+        }
     }
-    // Both rows of a pair compute the same products in the same order: duplicates are exact.
-    pairs.sort_unstable_by(best_first);
-    pairs.dedup_by_key(|&mut (_, i, j)| (i, j));
-    pairs.truncate(max_pairs);
-    pairs
+    best.into_sorted_vec()
+        .into_iter()
+        .map(|Ranked(pair)| pair)
+        .collect()
 }
 
 #[cfg(test)]
@@ -153,6 +204,65 @@ mod tests {
     fn fewer_than_two_sentences_have_no_pairs() {
         assert!(paraphrase_mining(&[], 100, 100).is_empty());
         assert!(paraphrase_mining(&[vec![1.0]], 100, 100).is_empty());
+    }
+
+    /// The plain definition: every row's `top_k`, all collected, deduplicated, sorted, cut.
+    fn mined_by_definition(
+        embeddings: &[Vec<f32>],
+        top_k: usize,
+        max_pairs: usize,
+    ) -> Vec<ScoredPair> {
+        let units = unit_vectors(embeddings);
+        let mut pairs = Vec::new();
+        for (i, a) in units.iter().enumerate() {
+            let mut row: Vec<ScoredPair> = (0..units.len())
+                .filter(|&j| j != i)
+                .map(|j| (dot(a, &units[j]), i.min(j), i.max(j)))
+                .collect();
+            row.sort_by(best_first);
+            row.truncate(top_k);
+            pairs.extend(row);
+        }
+        pairs.sort_by(best_first);
+        pairs.dedup_by_key(|&mut (_, i, j)| (i, j));
+        pairs.truncate(max_pairs);
+        pairs
+    }
+
+    /// Deterministic pseudo-random vectors on a coarse grid, so that many scores tie.
+    fn grid_vectors(count: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut state = seed;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 33) % 5) as f32 - 2.0
+        };
+        (0..count)
+            .map(|_| (0..3).map(|_| next()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn bounded_mining_matches_the_definition() {
+        for (count, seed) in [(2, 1), (3, 2), (7, 3), (20, 4), (41, 5)] {
+            let vectors = grid_vectors(count, seed);
+            for top_k in [1, 2, 3, 5, 100] {
+                for max_pairs in [1, 2, 7, 30, 500_000] {
+                    assert_eq!(
+                        paraphrase_mining(&vectors, top_k, max_pairs),
+                        mined_by_definition(&vectors, top_k, max_pairs),
+                        "{count} sentences, top_k {top_k}, max_pairs {max_pairs}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn zero_top_k_or_max_pairs_mine_nothing() {
+        assert!(paraphrase_mining(&circle(), 0, 100).is_empty());
+        assert!(paraphrase_mining(&circle(), 100, 0).is_empty());
     }
 
     #[derive(serde::Deserialize)]
