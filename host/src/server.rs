@@ -123,7 +123,8 @@ impl Router {
             ),
             Some((entry, path_info)) => {
                 set_request_headers(&mut request, entry, &path_info, &request_id, listen, client);
-                match call(&entry.component, request, self.limits).await {
+                let log_id = request_id.to_str().unwrap_or_default().to_string();
+                match call(&entry.component, request, self.limits, log_id).await {
                     Ok(response) => response,
                     Err(error) => {
                         log_error(
@@ -152,11 +153,13 @@ impl Router {
     }
 }
 
-/// Runs `request` through a fresh instance of `component`.
+/// Runs `request` through a fresh instance of `component`. `request_id` names the request in the log line
+/// of a failure after the response head, which only the log can report.
 async fn call(
     component: &ServedComponent,
     request: Request<Incoming>,
     limits: RequestLimits,
+    request_id: String,
 ) -> Result<Response<HyperOutgoingBody>> {
     let mut store = Store::new(
         component.pre.engine(),
@@ -183,7 +186,20 @@ async fn call(
     });
 
     match receiver.await {
-        Ok(Ok(response)) => Ok(response),
+        Ok(Ok(response)) => {
+            let component_id = component.id.clone();
+            tokio::spawn(async move {
+                let error = match guest.await {
+                    Ok(Ok(())) => return,
+                    Ok(Err(error)) => anyhow::Error::from(error)
+                        .context("the component trapped after sending the response head"),
+                    Err(join) => anyhow!(join)
+                        .context("the component's task failed after sending the response head"),
+                };
+                log_error(&request_id, &component_id, &error);
+            });
+            Ok(response)
+        }
         Ok(Err(code)) => bail!("the component failed the request: {code:?}"),
         // The outparam was dropped unset: the guest returned without answering, or trapped.
         Err(_) => match guest.await {
