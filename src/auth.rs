@@ -9,15 +9,17 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 pub const JWT_LEEWAY_SECONDS: u64 = 30;
 
-/// The configured API keys, from a comma-separated list.
+/// The configured API keys, from a comma-separated list, held as their SHA-256 digests: equal
+/// lengths, so comparing a token with a key in constant time does not stop early on a length
+/// mismatch and tell how long the key is.
 #[derive(Clone, Default)]
-pub struct ApiKeys(Vec<String>);
+pub struct ApiKeys(Vec<[u8; 32]>);
 
 impl ApiKeys {
     /// Parses `key1, key2,,key3`: entries are trimmed and empty ones ignored, so a trailing
@@ -27,7 +29,7 @@ impl ApiKeys {
             list.split(',')
                 .map(str::trim)
                 .filter(|key| !key.is_empty())
-                .map(str::to_owned)
+                .map(|key| Sha256::digest(key).into())
                 .collect(),
         )
     }
@@ -35,10 +37,11 @@ impl ApiKeys {
     /// Whether `token` is one of the keys. Every key is compared, each in constant time, so
     /// the timing does not tell how much of a key a guess got right, nor which key matched.
     pub fn contains(&self, token: &str) -> bool {
+        let token: [u8; 32] = Sha256::digest(token).into();
         self.0
             .iter()
             .fold(subtle::Choice::from(0), |found, key| {
-                found | key.as_bytes().ct_eq(token.as_bytes())
+                found | key.ct_eq(&token)
             })
             .into()
     }
