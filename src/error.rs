@@ -168,7 +168,7 @@ impl ApiError {
             Self::Unauthorized(reason) => reason.to_string(),
             Self::ModelNotFound(model) => format!(
                 "The model `{}` does not exist; this service serves `{}` (alias `{}`).",
-                model.chars().take(100).collect::<String>(),
+                excerpt(model),
                 crate::api::openai::MODEL_ID,
                 crate::api::openai::MODEL_ALIAS,
             ),
@@ -265,6 +265,20 @@ impl ApiError {
     }
 }
 
+/// Characters of a client's own value that an error message repeats.
+const EXCERPT_CHARS: usize = 100;
+
+/// A client's value as an error message repeats it: whole when short, else its first
+/// characters and `…`, at most [`EXCERPT_CHARS`] in all, so that a huge value is not echoed.
+pub fn excerpt(value: &str) -> String {
+    if value.chars().nth(EXCERPT_CHARS).is_none() {
+        return value.to_owned();
+    }
+    let mut cut: String = value.chars().take(EXCERPT_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
 pub fn method_list(methods: &[Method]) -> String {
     methods
         .iter()
@@ -340,6 +354,16 @@ mod tests {
 
     fn body(response: &Response) -> Value {
         serde_json::from_slice(&response.body).unwrap()
+    }
+
+    #[test]
+    fn excerpts_keep_short_values_and_cut_long_ones() {
+        assert_eq!(excerpt("gpt-4"), "gpt-4");
+        let exact = "é".repeat(EXCERPT_CHARS);
+        assert_eq!(excerpt(&exact), exact);
+        let cut = excerpt(&"é".repeat(10_000));
+        assert_eq!(cut.chars().count(), EXCERPT_CHARS);
+        assert!(cut.ends_with("é…"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
-use crate::error::{ApiError, FieldRef};
+use crate::error::{excerpt, ApiError, FieldRef};
 use crate::http::Request;
 use crate::inputs::{Input, InputField};
 
@@ -26,7 +26,8 @@ fn json_object(request: &Request) -> Result<Map<String, Value>, ApiError> {
     if let Some(content_type) = request.header("content-type") {
         if !is_json_media_type(content_type) {
             return Err(ApiError::UnsupportedMediaType(format!(
-                "The request body must be JSON (Content-Type: application/json), not {content_type}."
+                "The request body must be JSON (Content-Type: application/json), not {}.",
+                excerpt(content_type)
             )));
         }
     }
@@ -226,7 +227,10 @@ fn optional_count(
         Some(value) => whole_number(value).filter(|&n| n >= 1).ok_or_else(|| {
             ApiError::invalid(
                 FieldRef::whole(name),
-                format!("must be an integer of at least 1, not {value}"),
+                format!(
+                    "must be an integer of at least 1, not {}",
+                    excerpt(&value.to_string())
+                ),
             )
         }),
     }

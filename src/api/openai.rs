@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::{
     json_object, optional, required, string, truncate, type_name, whole_number, wrong_type,
 };
-use crate::error::{ApiError, FieldRef};
+use crate::error::{excerpt, ApiError, FieldRef};
 use crate::http::Request;
 use crate::inputs::{Input, InputField, Inputs};
 use crate::tokenize::VOCAB_SIZE;
@@ -201,8 +201,9 @@ fn token_ids(items: &[Value], at: FieldRef) -> Result<Vec<u32>, ApiError> {
                     ApiError::invalid(
                         at,
                         format!(
-                            "must hold token ids from 0 to {}; position {position} is {item}",
-                            VOCAB_SIZE - 1
+                            "must hold token ids from 0 to {}; position {position} is {}",
+                            VOCAB_SIZE - 1,
+                            excerpt(&item.to_string())
                         ),
                     )
                 })
@@ -217,7 +218,10 @@ fn encoding_format(body: &Map<String, Value>) -> Result<EncodingFormat, ApiError
         Some(Value::String(format)) if format == "base64" => Ok(EncodingFormat::Base64),
         Some(other) => Err(ApiError::invalid(
             FieldRef::whole("encoding_format"),
-            format!("must be \"float\" or \"base64\", not {other}"),
+            format!(
+                "must be \"float\" or \"base64\", not {}",
+                excerpt(&other.to_string())
+            ),
         )),
     }
 }
@@ -233,7 +237,10 @@ fn dimensions(body: &Map<String, Value>) -> Result<Option<usize>, ApiError> {
         .ok_or_else(|| {
             ApiError::invalid(
                 FieldRef::whole("dimensions"),
-                format!("must be an integer from 1 to {MODEL_DIMENSIONS}, not {value}"),
+                format!(
+                    "must be an integer from 1 to {MODEL_DIMENSIONS}, not {}",
+                    excerpt(&value.to_string())
+                ),
             )
         })
 }
@@ -462,6 +469,21 @@ mod tests {
         ] {
             let error = parse(json!({ field: bad.clone() })).unwrap_err();
             assert_eq!(param(error), (422, Some(field)), "{field}: {bad}");
+        }
+    }
+
+    #[test]
+    fn wrong_values_are_not_echoed_whole() {
+        let huge = "x".repeat(100_000);
+        for body in [
+            json!({"encoding_format": huge}),
+            json!({"dimensions": [huge]}),
+            json!({"input": [[1, huge]]}),
+        ] {
+            let Err(ApiError::Unprocessable { problem, .. }) = parse(body) else {
+                panic!("not a 422");
+            };
+            assert!(problem.len() < 300, "{problem}");
         }
     }
 
