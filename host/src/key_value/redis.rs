@@ -40,6 +40,8 @@ struct Link {
     retry_at: Option<Instant>,
     /// Whether an outage has been reported and not yet resolved.
     down: bool,
+    /// Counts connections made, so a command that fails on an old connection cannot drop a newer one.
+    generation: u64,
 }
 
 impl Link {
@@ -50,6 +52,7 @@ impl Link {
             connection: Some(connection),
             retry_at: None,
             down: false,
+            generation: self.generation + 1,
         };
         recovered
     }
@@ -66,8 +69,8 @@ impl Link {
 impl RedisStore {
     /// Checks `url`; the connection is made on first use, so the host starts even while Redis is down.
     pub fn new(label: &str, url: &str) -> Result<Self> {
-        let client =
-            redis::Client::open(url).with_context(|| format!("invalid Redis URL {url}"))?;
+        let client = redis::Client::open(url)
+            .with_context(|| format!("invalid Redis URL {}", without_credentials(url)))?;
         Ok(Self {
             label: label.to_string(),
             client,
@@ -75,11 +78,12 @@ impl RedisStore {
         })
     }
 
-    /// The current connection, connecting if there is none and the retry delay has passed.
-    async fn connection(&self) -> Result<MultiplexedConnection, Error> {
+    /// The current connection and its generation, connecting if there is none and the retry delay has
+    /// passed.
+    async fn connection(&self) -> Result<(MultiplexedConnection, u64), Error> {
         let mut link = self.link.lock().await;
         if let Some(connection) = &link.connection {
-            return Ok(connection.clone());
+            return Ok((connection.clone(), link.generation));
         }
         if link.retry_at.is_some_and(|at| Instant::now() < at) {
             return Err(unavailable());
@@ -99,7 +103,7 @@ impl RedisStore {
                         "message": format!("key-value store `{}` (Redis) is available again", self.label),
                     }));
                 }
-                Ok(connection)
+                Ok((connection, link.generation))
             }
             Err(error) => {
                 self.lost(&mut link, &error);
@@ -127,18 +131,33 @@ impl RedisStore {
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
-        let connection = self.connection().await?;
+        let (connection, generation) = self.connection().await?;
         match command(connection).await {
             Ok(value) => Ok(value),
             Err(error)
                 if error.is_unrecoverable_error() || error.is_timeout() || error.is_io_error() =>
             {
-                self.lost(&mut *self.link.lock().await, &error);
+                let mut link = self.link.lock().await;
+                // Another request may have reconnected since this one took its connection: keep that one.
+                if link.generation == generation && link.connection.is_some() {
+                    self.lost(&mut link, &error);
+                }
                 Err(unavailable())
             }
             Err(error) => Err(backend_error(error)),
         }
     }
+}
+
+/// `url` with any `user:password@` replaced, for error messages.
+fn without_credentials(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        if let Some(at) = authority.rfind('@') {
+            return format!("{scheme}://***@{}", &rest[at + 1..]);
+        }
+    }
+    url.to_string()
 }
 
 fn unavailable() -> Error {
@@ -288,10 +307,24 @@ mod tests {
         let store =
             RedisStore::new("default", &format!("redis://127.0.0.1:{}", free_port())).unwrap();
         assert!(matches!(store.get("k".into()).await, Err(Error::Other(_))));
-        let error = RedisStore::new("default", "http://nope").err().unwrap();
+        let error = RedisStore::new("default", "http://user:hunter2@nope/0")
+            .err()
+            .unwrap();
+        let message = format!("{error:#}");
         assert!(
-            format!("{error:#}").contains("invalid Redis URL"),
-            "{error:#}"
+            message.contains("invalid Redis URL http://***@nope/0"),
+            "{message}"
         );
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn credentials_are_cut_from_urls() {
+        assert_eq!(
+            without_credentials("redis://:pw@h:6379/1"),
+            "redis://***@h:6379/1"
+        );
+        assert_eq!(without_credentials("redis://h/a@b"), "redis://h/a@b");
+        assert_eq!(without_credentials("h:6379"), "h:6379");
     }
 }
