@@ -37,15 +37,28 @@ use sha2::{Digest, Sha256};
 
 use crate::inputs::Input;
 
+/// The literals behind [`NAMESPACE`] and [`CACHE_VERSION`]: macros, because `concat!` builds
+/// the key prefixes below from literals only.
+macro_rules! namespace {
+    () => {
+        "emb:"
+    };
+}
+macro_rules! cache_version {
+    () => {
+        "v1"
+    };
+}
+
 /// The version of the key and value layout, part of every key.
-pub const CACHE_VERSION: &str = "v1";
+pub const CACHE_VERSION: &str = cache_version!();
 /// Every key the cache writes starts with this.
-const NAMESPACE: &str = "emb:";
+const NAMESPACE: &str = namespace!();
 /// Entry keys: this, then 64 hex digits.
-const ENTRY_PREFIX: &str = "emb:v1:";
+const ENTRY_PREFIX: &str = concat!(namespace!(), cache_version!(), ":");
 /// Ring keys: this, then `head` or a slot number.
-const RING_PREFIX: &str = "emb:v1:ring:";
-const HEAD_KEY: &str = "emb:v1:ring:head";
+const RING_PREFIX: &str = concat!(namespace!(), cache_version!(), ":ring:");
+const HEAD_KEY: &str = concat!(namespace!(), cache_version!(), ":ring:head");
 
 /// At most this many hashes per bucket (8 KiB of hashes per bucket value).
 const MAX_BUCKET_CAPACITY: u64 = 256;
@@ -481,6 +494,14 @@ pub(crate) mod tests {
 
     fn texts(prefix: &str, count: usize) -> Vec<String> {
         (0..count).map(|i| format!("{prefix} {i}")).collect()
+    }
+
+    #[test]
+    fn every_key_prefix_carries_the_cache_version() {
+        let versioned = format!("{NAMESPACE}{CACHE_VERSION}:");
+        assert_eq!(ENTRY_PREFIX, versioned);
+        assert_eq!(RING_PREFIX, format!("{versioned}ring:"));
+        assert_eq!(HEAD_KEY, format!("{RING_PREFIX}head"));
     }
 
     #[test]
