@@ -24,10 +24,9 @@ use crate::metrics;
 
 pub use onnx::{init_runtime, SessionOptions};
 
-/// The app's wasi:nn state: the backend settings and the preloaded graphs (none by default).
+/// The app's wasi:nn state: the preloaded graphs (none by default).
 #[derive(Clone, Default)]
 pub struct Nn {
-    backend: OnnxBackend,
     graphs: Graphs,
 }
 
@@ -35,20 +34,16 @@ impl Nn {
     /// Loads every graph (name → ONNX file). `ONNX Runtime` must have been initialised with
     /// [`init_runtime`] if there are any.
     pub fn load(graphs: &BTreeMap<String, PathBuf>, options: SessionOptions) -> Result<Self> {
-        let backend = OnnxBackend { options };
         let graphs = graphs
             .iter()
             .map(|(name, path)| {
                 let started = Instant::now();
-                let graph = backend
-                    .load_file(path)
-                    .with_context(|| format!("graph `{name}`"))?;
+                let graph = load_file(path, &options).with_context(|| format!("graph `{name}`"))?;
                 metrics::record_model_load(name, started.elapsed());
                 Ok((name.clone(), graph))
             })
             .collect::<Result<HashMap<_, _>>>()?;
         Ok(Self {
-            backend,
             graphs: Graphs(graphs),
         })
     }
@@ -56,7 +51,7 @@ impl Nn {
     /// A fresh context for one request.
     pub fn ctx(&self) -> WasiNnCtx {
         WasiNnCtx::new(
-            [Backend::from(self.backend.clone())],
+            [Backend::from(OnnxBackend)],
             Registry::from(self.graphs.clone()),
         )
     }
@@ -89,39 +84,29 @@ impl GraphRegistry for Graphs {
     }
 }
 
-/// The ONNX backend: also serves wasi:nn `load` of ONNX bytes sent by the guest.
-#[derive(Clone, Default)]
-struct OnnxBackend {
-    options: SessionOptions,
+/// Loads an ONNX model file as a graph.
+fn load_file(path: &Path, options: &SessionOptions) -> Result<Graph> {
+    let model = std::fs::read(path)
+        .with_context(|| format!("cannot read model file {}", path.display()))?;
+    let model = onnx::OnnxModel::load(&model, options)
+        .with_context(|| format!("cannot load model file {}", path.display()))?;
+    Ok(OnnxGraph(Arc::new(model)).into())
 }
 
-impl OnnxBackend {
-    fn load_file(&self, path: &Path) -> Result<Graph> {
-        let model = std::fs::read(path)
-            .with_context(|| format!("cannot read model file {}", path.display()))?;
-        let model = onnx::OnnxModel::load(&model, &self.options)
-            .with_context(|| format!("cannot load model file {}", path.display()))?;
-        Ok(OnnxGraph(Arc::new(model)).into())
-    }
-}
+/// The ONNX encoding as the guest sees it. Only graphs named in the manifest may run (`load-by-name`):
+/// `load` would build an ONNX Runtime session, with its threads, from any bytes a request sends, so it is
+/// refused with an error that says what to do instead.
+struct OnnxBackend;
 
 impl BackendInner for OnnxBackend {
     fn encoding(&self) -> GraphEncoding {
         GraphEncoding::Onnx
     }
 
-    fn load(&mut self, builders: &[&[u8]], target: ExecutionTarget) -> Result<Graph, BackendError> {
-        let [model] = builders else {
-            return Err(BackendError::InvalidNumberOfBuilders(1, builders.len()));
-        };
-        if !matches!(target, ExecutionTarget::Cpu) {
-            return Err(BackendError::BackendAccess(format_err!(
-                "only the cpu execution target is available"
-            )));
-        }
-        let model =
-            onnx::OnnxModel::load(model, &self.options).map_err(|e| format_err!("{e:#}"))?;
-        Ok(OnnxGraph(Arc::new(model)).into())
+    fn load(&mut self, _: &[&[u8]], _: ExecutionTarget) -> Result<Graph, BackendError> {
+        Err(BackendError::BackendAccess(format_err!(
+            "loading models from bytes is not allowed: use load-by-name with a graph configured in the manifest"
+        )))
     }
 
     fn as_dir_loadable(&mut self) -> Option<&mut dyn BackendFromDir> {
@@ -212,10 +197,8 @@ mod tests {
 
     fn graph() -> Graph {
         runtime();
-        let mut backend = OnnxBackend::default();
-        backend
-            .load(&[&cast_model()], ExecutionTarget::Cpu)
-            .unwrap()
+        let model = onnx::OnnxModel::load(&cast_model(), &SessionOptions::default()).unwrap();
+        OnnxGraph(Arc::new(model)).into()
     }
 
     #[test]
@@ -257,16 +240,15 @@ mod tests {
     }
 
     #[test]
-    fn guest_loads_need_one_builder_and_the_cpu() {
-        runtime();
-        let mut backend = OnnxBackend::default();
+    fn guests_cannot_load_models_from_bytes() {
         let model = cast_model();
-        assert!(matches!(
-            backend.load(&[], ExecutionTarget::Cpu),
-            Err(BackendError::InvalidNumberOfBuilders(1, 0))
-        ));
-        assert!(backend.load(&[&model], ExecutionTarget::Gpu).is_err());
-        assert!(backend.load(&[b"not onnx"], ExecutionTarget::Cpu).is_err());
+        let Err(error) = OnnxBackend.load(&[&model], ExecutionTarget::Cpu) else {
+            panic!("a guest-supplied model was loaded");
+        };
+        assert!(
+            format!("{:#}", anyhow::Error::from(error)).contains("load-by-name"),
+            "the error says what to use instead"
+        );
     }
 
     #[test]
