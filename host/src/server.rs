@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
+use http::header::{
+    HeaderName, HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS,
+    CONTENT_TYPE, HOST,
+};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -39,6 +42,9 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The component's cache verdict, copied into the request log.
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// The headers the component exposes to browsers on its own responses; host errors expose the same.
+const CORS_EXPOSE_HEADERS: &str = "X-Cache, X-Request-Id, Server-Timing, ETag";
 
 /// How often the engine's epoch advances; request deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(100);
@@ -117,10 +123,15 @@ impl Router {
         let path = request.uri().path().to_string();
 
         let mut response = match self.find(&path) {
-            None => json_response(
-                StatusCode::NOT_FOUND,
-                &json!({"code": 404, "name": "Not Found", "description": format!("no route matches {path}")}),
-            ),
+            None => {
+                let message = format!("no route matches {path}");
+                error_response(
+                    &path,
+                    StatusCode::NOT_FOUND,
+                    &message,
+                    json!({"code": 404, "name": "Not Found", "description": message}),
+                )
+            }
             Some((entry, path_info)) => {
                 set_request_headers(&mut request, entry, &path_info, &request_id, listen, client);
                 let log_id = request_id.to_str().unwrap_or_default().to_string();
@@ -132,17 +143,25 @@ impl Router {
                             &entry.component.id,
                             &error,
                         );
-                        if is_timeout(&error) {
-                            json_response(
+                        let (status, kind, message) = if is_timeout(&error) {
+                            (
                                 StatusCode::SERVICE_UNAVAILABLE,
-                                &json!({"error": "timeout", "message": "the request took too long"}),
+                                "timeout",
+                                "the request took too long",
                             )
                         } else {
-                            json_response(
+                            (
                                 StatusCode::INTERNAL_SERVER_ERROR,
-                                &json!({"error": "internal", "message": "the request could not be completed"}),
+                                "internal",
+                                "the request could not be completed",
                             )
-                        }
+                        };
+                        error_response(
+                            &path,
+                            status,
+                            message,
+                            json!({"error": kind, "message": message}),
+                        )
                     }
                 }
             }
@@ -346,6 +365,38 @@ fn set_request_headers(
     headers.insert(REQUEST_ID, request_id.clone());
 }
 
+/// A host-made error: in OpenAI's error shape on the OpenAI-compatible paths (clients there parse it),
+/// `elsewhere` on the others; readable by browsers like the component's own responses.
+fn error_response(
+    path: &str,
+    status: StatusCode,
+    message: &str,
+    elsewhere: serde_json::Value,
+) -> Response<HyperOutgoingBody> {
+    let openai = ["/v1/embeddings", "/v1/models"].iter().any(|prefix| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    });
+    let body = if openai {
+        let kind = if status.is_client_error() {
+            "invalid_request_error"
+        } else {
+            "server_error"
+        };
+        json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
+    } else {
+        elsewhere
+    };
+    let mut response = json_response(status, &body);
+    let headers = response.headers_mut();
+    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(
+        ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(CORS_EXPOSE_HEADERS),
+    );
+    response
+}
+
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<HyperOutgoingBody> {
     let body = Full::new(Bytes::from(body.to_string()))
         .map_err(|never| match never {})
@@ -495,6 +546,7 @@ mod tests {
     async fn failures_are_json_errors_with_a_request_id() {
         let (address, stop, server) = start(&[
             ("/trap/...", "unreachable"),
+            ("/v1/...", "unreachable"),
             ("/silent", ""),
             ("/spin", "(loop (br 0))"),
             // Spin (a 503) when growing memory succeeds, return unanswered (a 500) when it fails.
@@ -513,10 +565,36 @@ mod tests {
         let (status, head, body) = get(address, "/trap/x?q=1", "").await;
         assert_eq!(status, 500);
         assert!(head.contains("content-type: application/json"), "{head}");
+        assert!(head.contains("access-control-allow-origin: *"), "{head}");
+        assert!(
+            head.contains(
+                "access-control-expose-headers: x-cache, x-request-id, server-timing, etag"
+            ),
+            "{head}"
+        );
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(
             body,
             json!({"error": "internal", "message": "the request could not be completed"})
+        );
+
+        // The OpenAI-compatible paths get OpenAI's error shape; their neighbours keep the original one.
+        let (status, _, body) = get(address, "/v1/embeddings", "").await;
+        assert_eq!(status, 500);
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            body,
+            json!({"error": {"message": "the request could not be completed", "type": "server_error", "param": null, "code": null}})
+        );
+        let (_, _, body) = get(address, "/v1/models/all-minilm-l6-v2", "").await;
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"]["type"],
+            "server_error"
+        );
+        let (_, _, body) = get(address, "/v1/embeddingsx", "").await;
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"],
+            "internal"
         );
         let id = head
             .lines()
@@ -542,8 +620,9 @@ mod tests {
         assert_eq!(status, 503);
 
         // No matching route: the host's own 404, in the original service's error shape.
-        let (status, _, body) = get(address, "/silent/below", "").await;
+        let (status, head, body) = get(address, "/silent/below", "").await;
         assert_eq!(status, 404);
+        assert!(head.contains("access-control-allow-origin: *"), "{head}");
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body["code"], 404);
         assert_eq!(body["description"], "no route matches /silent/below");
