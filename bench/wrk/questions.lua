@@ -1,8 +1,6 @@
 -- Shared by the wrk scenarios: loads the load-test questions and builds authorized requests.
--- wrk runs one Lua state per thread; `setup` numbers the threads so unique mode never repeats.
+-- wrk runs one Lua state per thread; `setup` numbers the threads so that they take turns in the sequence.
 local M = {}
-
-local MAX_THREADS = 64 -- stride of the unique sequence; wrk runs far fewer threads
 
 local thread_count = 0
 function M.setup(thread)
@@ -27,27 +25,25 @@ local function json_string(s)
   return '"' .. s:gsub('[%c"\\]', function(c) return string.format("\\u%04x", string.byte(c)) end) .. '"'
 end
 
-M.urlencode = urlencode
-M.json_string = json_string
-
--- args: questions path, API key, mode ("unique" | "random" | "batch"), batch size
+-- args: questions path, API key, mode ("sequence" | "random" | "batch"), batch size, first position in the
+-- sequence, wrk threads
 function M.init(args)
   M.questions = read_questions(args[1])
   M.headers = { ["Authorization"] = "Bearer " .. args[2], ["Content-Type"] = "application/json" }
   M.mode = args[3] or "random"
   M.batch = tonumber(args[4] or "32")
+  M.offset = tonumber(args[5] or "0")
+  M.threads = tonumber(args[6] or "1")
   M.counter = 0
   math.randomseed(os.time() + (thread_id or 0) * 7919)
 end
 
-function M.next_unique()
-  -- Interleave threads so that no two requests in the run carry the same text.
-  local n = #M.questions
-  local i = M.counter * MAX_THREADS + (thread_id or 0)
+-- The questions in order, from `offset`, the threads taking turns: no question comes twice until all have
+-- been sent, and every question comes as often as in the in-process ceiling, which walks the same list.
+function M.next_in_sequence()
+  local i = M.offset + M.counter * M.threads + (thread_id or 0)
   M.counter = M.counter + 1
-  local q = M.questions[(i % n) + 1]
-  if i >= n then q = q .. " (" .. math.floor(i / n) .. ")" end
-  return q
+  return M.questions[(i % #M.questions) + 1]
 end
 
 function M.random()
@@ -57,11 +53,11 @@ end
 function M.request()
   if M.mode == "batch" then
     local parts = {}
-    for k = 1, M.batch do parts[k] = json_string(M.next_unique()) end
+    for k = 1, M.batch do parts[k] = json_string(M.next_in_sequence()) end
     local body = '{"model":"all-minilm-l6-v2","input":[' .. table.concat(parts, ",") .. "]}"
     return wrk.format("POST", "/v1/embeddings", M.headers, body)
   end
-  local q = (M.mode == "unique") and M.next_unique() or M.random()
+  local q = (M.mode == "sequence") and M.next_in_sequence() or M.random()
   return wrk.format("GET", "/v1/encode?query=" .. urlencode(q), M.headers)
 end
 

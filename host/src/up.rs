@@ -65,9 +65,10 @@ pub struct UpCommand {
     #[arg(long, value_name = "N")]
     nn_threads: Option<NonZeroUsize>,
 
-    /// ONNX Runtime sessions per graph: how many inferences of one graph may run at the same time.
-    /// Two keep the CPU busy while one run finishes and the next one's tensors are prepared.
-    #[arg(long, value_name = "N", default_value = "2")]
+    /// ONNX Runtime sessions per graph: how many inferences of one graph may run at the same time. One
+    /// session with every core is the fastest for one request, and under load the session batches the
+    /// queued requests into each run; every session holds its own copy of the model.
+    #[arg(long, value_name = "N", default_value = "1")]
     nn_sessions: NonZeroUsize,
 
     /// Seconds a request's component instance may run (including streaming its response body) before it is
