@@ -62,9 +62,11 @@ component: toolchain wit models docs-assets host ## Build the component and pre-
 	cargo build --release --locked --target wasm32-wasip2 -p sbert-service
 	@$(MAKE) --no-print-directory $(WASM)
 
+# Pre-initialized with wizer, then compiled into wasmtime's cache so that the first start skips the compiler.
 $(WASM): $(RAW_WASM) $(HOST_BIN)
 	@mkdir -p $(dir $@)
 	$(HOST_BIN) wizer $(RAW_WASM) -o $@
+	$(HOST_BIN) compile $@
 
 build: host component
 

@@ -54,7 +54,10 @@ impl Infer for OrtModel {
             })?;
             let (dims, values) = outputs["last_hidden_state"].try_extract_tensor::<f32>()?;
             let hidden = *dims.last().unwrap_or(&0) as usize;
-            Ok(HiddenStates { values: values.to_vec(), hidden })
+            Ok(HiddenStates {
+                values: values.to_vec(),
+                hidden,
+            })
         };
         run().map_err(|e| InferError(e.to_string()))
     }
@@ -67,7 +70,9 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    ort::init_from(args.onnxruntime.display().to_string()).commit().context("loading ONNX Runtime")?;
+    ort::init_from(args.onnxruntime.display().to_string())
+        .commit()
+        .context("loading ONNX Runtime")?;
     let session = Session::builder()?
         .with_optimization_level(GraphOptimizationLevel::Level3)?
         .with_intra_threads(args.threads)?

@@ -1,6 +1,8 @@
 //! The host's own output on stderr: one JSON object per line (request lines, warnings, errors), each with
 //! the time it was written.
 
+use std::io::Write;
+
 use serde_json::{Map, Value};
 
 /// Writes `record` (a JSON object) as one line, with a `time` field added.
@@ -13,5 +15,9 @@ pub fn write(record: Value) {
     if let Value::Object(fields) = record {
         line.extend(fields);
     }
-    eprintln!("{}", Value::Object(line));
+    // One `write` per line: stderr is unbuffered, and formatting straight into it would issue a system
+    // call per JSON token (and let lines from concurrent requests interleave).
+    let mut bytes = Value::Object(line).to_string().into_bytes();
+    bytes.push(b'\n');
+    let _ = std::io::stderr().lock().write_all(&bytes);
 }

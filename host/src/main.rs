@@ -1,6 +1,8 @@
 //! sbert-host: a Spin-compatible runtime for sbert-service, with wasi:nn on ONNX Runtime.
 
 mod bindings;
+mod compile;
+mod engine;
 mod key_value;
 mod log;
 mod manifest;
@@ -24,12 +26,14 @@ use clap::Parser;
 #[command(name = "sbert-host", version)]
 enum Command {
     Up(up::UpCommand),
+    Compile(compile::CompileCommand),
     Wizer(wizer::WizerCommand),
 }
 
 fn main() -> ExitCode {
     let result = match Command::parse() {
         Command::Up(command) => command.run(),
+        Command::Compile(command) => command.run(),
         Command::Wizer(command) => command.run(),
     };
     match result {

@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use tokio::net::TcpListener;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{
-    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
-};
+use wasmtime::Engine;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+use crate::engine;
 use crate::key_value::{self, ComponentStores};
 use crate::log;
 use crate::manifest::App;
@@ -188,7 +187,8 @@ impl UpCommand {
                 .map_or_else(default_threads, NonZeroUsize::get),
             sessions: self.nn_sessions.get(),
         };
-        let engine = engine()?;
+        let engine = engine::new()?;
+        server::start_epoch_ticker(&engine)?;
         let mut linker = Linker::new(&engine);
         state::add_to_linker(&mut linker)?;
 
@@ -312,30 +312,6 @@ fn prepare(
         .with_context(|| {
             format!("component `{id}` does not export wasi:http/incoming-handler@0.2.x")
         })
-}
-
-/// The engine every component runs on: pooled instance allocation (instantiation per request is the hot
-/// path) and wasmtime's compilation cache (restarts skip recompiling an unchanged component).
-fn engine() -> Result<Engine> {
-    let mut config = Config::new();
-    // Request deadlines: a store past its deadline traps at the next epoch check.
-    config.epoch_interruption(true);
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(
-        PoolingAllocationConfig::default(),
-    ));
-    match Cache::new(CacheConfig::new()) {
-        Ok(cache) => {
-            config.cache(Some(cache));
-        }
-        Err(error) => log::write(serde_json::json!({
-            "level": "warn",
-            "message": "compilation cache disabled: the component is compiled at every start",
-            "error": format!("{error:#}"),
-        })),
-    }
-    let engine = Engine::new(&config)?;
-    server::start_epoch_ticker(&engine)?;
-    Ok(engine)
 }
 
 /// A positive whole number of seconds.

@@ -15,6 +15,7 @@ mod bindings {
     export!(Component);
 }
 
+mod alloc;
 pub mod http;
 mod kv;
 mod nn;
@@ -26,5 +27,6 @@ struct Component;
 impl bindings::Guest for Component {
     fn wizer_initialize() {
         crate::tokenize::pre_initialize();
+        alloc::switch_to_fresh_heap();
     }
 }
