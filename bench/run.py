@@ -51,7 +51,7 @@ STARTUP_TIMEOUT_S = 60
 
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
-from conftest import free_port  # noqa: E402  (one way to pick ports, shared with the tests)
+from conftest import free_port, stop_process  # noqa: E402  (shared with the tests)
 import latency  # noqa: E402
 
 
@@ -182,13 +182,7 @@ class Host:
                 "seconds": float(seconds.group(1)) if seconds else 0.0}
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=20)
         self.log.close()
 
     def __enter__(self):

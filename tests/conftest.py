@@ -106,14 +106,21 @@ def start_server(workdir: Path, *, manifest: Path = ROOT / "spin.toml",
     raise RuntimeError(f"sbert-host did not answer within {STARTUP_TIMEOUT_S}s:\n{server.log()}")
 
 
+def stop_process(process: subprocess.Popen, timeout: float) -> None:
+    """Asks `process` to stop (SIGTERM), kills it if it has not exited after `timeout` seconds, and reaps it.
+    Shared by every harness that starts a server: the tests' sbert-host and redis-server, and the benchmark."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def stop_server(server: Server) -> None:
-    if server.alive():
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+    stop_process(server.process, timeout=15)
 
 
 @pytest.fixture(scope="session")

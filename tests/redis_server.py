@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import free_port
+from conftest import free_port, stop_process
 
 STARTUP_TIMEOUT_S = 10
 
@@ -59,12 +59,7 @@ class RedisServer:
         """Stops the server (its data is gone: nothing is persisted) and waits until the port is closed."""
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, timeout=10)
         self.process = None
 
     def restart(self) -> None:
