@@ -29,7 +29,7 @@ use std::cell::Cell;
 use sha2::{Digest, Sha256};
 
 use super::model::Model;
-use super::Input;
+use super::input::Input;
 use crate::config::CacheSettings;
 
 /// Every key the cache writes starts with this.
