@@ -276,7 +276,8 @@ impl Embedding {
         match format {
             EncodingFormat::Float => Self::Float(vector),
             EncodingFormat::Base64 => {
-                let bytes: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
+                // Little-endian f32, as OpenAI's clients decode it: the target is little-endian.
+                let bytes: &[u8] = bytemuck::cast_slice(&vector);
                 Self::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
             }
         }
