@@ -3,20 +3,32 @@ in its route family's error shape (as spin.toml's `error_bodies` configure it), 
 from __future__ import annotations
 
 import threading
+import time
 
 import requests
 
-from conftest import serving, unique_text
+from conftest import free_port, serving, unique_text
 
 # Enough work to keep the only admission slot busy for a while: long unique sentences, never cached.
-BUSY_SENTENCES = 256
+BUSY_SENTENCES = 96
 BUSY_WORDS = 120
 # Bounded: the probes stop once the busy request is answered, or after this many rounds.
 MAX_PROBE_ROUNDS = 2000
+# Bounded wait for the busy request to be admitted (polls of the metrics listener, which takes no slot).
+ADMITTED_POLLS = 400
+
+
+def in_flight(metrics_url: str) -> float:
+    text = requests.get(metrics_url, timeout=10).text
+    return float(next(line.split()[1] for line in text.splitlines()
+                      if line.startswith("http_requests_in_flight ")))
 
 
 def test_a_request_over_the_bound_gets_429_with_retry_after_and_the_configured_body(tmp_path):
-    with serving(tmp_path, extra_args=["--max-concurrent-requests", "1"]) as srv:
+    metrics_port = free_port()
+    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+    with serving(tmp_path, extra_args=["--max-concurrent-requests", "1",
+                                       "--metrics-listen", f"127.0.0.1:{metrics_port}"]) as srv:
         sentences = [unique_text(f"busy {n} " + "word " * BUSY_WORDS) for n in range(BUSY_SENTENCES)]
         busy: dict = {}
 
@@ -27,6 +39,11 @@ def test_a_request_over_the_bound_gets_429_with_retry_after_and_the_configured_b
         holder.start()
         refused: dict[str, requests.Response] = {}
         try:
+            # Probe only once the busy request holds the slot (a probe in flight could take it first).
+            for _ in range(ADMITTED_POLLS):
+                if in_flight(metrics_url) == 1 or not holder.is_alive():
+                    break
+                time.sleep(0.005)
             for _ in range(MAX_PROBE_ROUNDS):
                 if not holder.is_alive() or len(refused) == 2:
                     break
