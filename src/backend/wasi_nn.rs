@@ -41,7 +41,11 @@ pub struct WasiNn<G>(pub G);
 // wasi:nn tensors carry little-endian bytes; the casts below are native-endian (see lib.rs).
 
 impl<G: Graphs> Infer for WasiNn<G> {
-    fn embed(&self, model: &Model, sequences: &[Sequence<'_>]) -> Result<Vec<Vec<f32>>, InferError> {
+    fn embed(
+        &self,
+        model: &Model,
+        sequences: &[Sequence<'_>],
+    ) -> Result<Vec<Vec<f32>>, InferError> {
         if sequences.is_empty() {
             return Ok(Vec::new());
         }
@@ -98,10 +102,12 @@ mod tests {
     use super::*;
     use crate::embed::model::{ModelKind, DIMENSIONS};
 
+    type Named = Vec<(String, Tensor)>;
+
     /// Answers every compute with `output`, recording the graph and inputs it was given.
     struct FakeGraphs {
-        output: Box<dyn Fn(usize) -> Vec<(String, Tensor)>>,
-        calls: RefCell<Vec<(String, Vec<(String, Tensor)>)>>,
+        output: Box<dyn Fn(usize) -> Named>,
+        calls: RefCell<Vec<(String, Named)>>,
     }
 
     impl Graphs for FakeGraphs {
@@ -151,7 +157,10 @@ mod tests {
             .embed(&model, &[seq(&long), seq(&[101, 102]), seq(&[101, 7, 102])])
             .unwrap();
         assert_eq!(vectors.len(), 3);
-        assert!(vectors.iter().enumerate().all(|(row, v)| v == &vec![row as f32; DIMENSIONS]));
+        assert!(vectors
+            .iter()
+            .enumerate()
+            .all(|(row, v)| v == &vec![row as f32; DIMENSIONS]));
         let calls = backend.0.calls.borrow();
         assert_eq!(calls.len(), 1);
         let (graph, inputs) = &calls[0];
@@ -159,7 +168,10 @@ mod tests {
         let names: Vec<_> = inputs.iter().map(|(name, _)| name.as_str()).collect();
         assert_eq!(names, ["input_ids", "attention_mask", "token_type_ids"]);
         let ids = &inputs[0].1;
-        assert_eq!((ids.dimensions.clone(), ids.ty), (vec![3, 40], TensorType::I64));
+        assert_eq!(
+            (ids.dimensions.clone(), ids.ty),
+            (vec![3, 40], TensorType::I64)
+        );
         // Little-endian int64: the second row starts at element 40 with [CLS] = 101.
         assert_eq!(ids.data[40 * 8..41 * 8], 101i64.to_le_bytes());
         assert_eq!(ids.data.len(), 3 * 40 * 8);

@@ -52,5 +52,9 @@ impl Graphs for WasiNnGraphs {
 }
 
 fn nn_error(doing: &str, error: Error) -> InferError {
-    InferError(format!("wasi:nn {doing}: {:?}: {}", error.code(), error.data()))
+    InferError(format!(
+        "wasi:nn {doing}: {:?}: {}",
+        error.code(),
+        error.data()
+    ))
 }
