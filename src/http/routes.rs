@@ -202,10 +202,10 @@ pub fn admit<'c>(
         return Err(with_cors(preflight()));
     }
     let admitted = find_route(request).and_then(|route| {
-        let config = config.as_ref().map_err(|error| {
-            eprintln!("configuration: {error}");
-            ApiError::Misconfigured(error.to_string())
-        })?;
+        // Not logged here: the answer names the variable, and so does the host's start-up check.
+        let config = config
+            .as_ref()
+            .map_err(|error| ApiError::Misconfigured(error.to_string()))?;
         if route.access == Access::Protected {
             auth::authorize(request.header("authorization"), &config.credentials, now)?;
         }
