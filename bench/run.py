@@ -185,8 +185,8 @@ class Host:
     def inference_totals(self) -> dict[str, float]:
         """ONNX runs, their rows and their seconds so far, from the host's metrics."""
         text = requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
-        rows = dict(re.findall(r"^sbert_inference_batch_size_(count|sum) (\S+)$", text, re.M))
-        seconds = re.search(r"^sbert_inference_duration_seconds_sum (\S+)$", text, re.M)
+        rows = dict(re.findall(r"^nn_inference_batch_size_(count|sum) (\S+)$", text, re.M))
+        seconds = re.search(r"^nn_inference_duration_seconds_sum (\S+)$", text, re.M)
         return {"runs": float(rows.get("count", 0)), "rows": float(rows.get("sum", 0)),
                 "seconds": float(seconds.group(1)) if seconds else 0.0}
 
