@@ -114,6 +114,15 @@ def int8_section(r: dict, single: float, ceiling_p50: float, u10_rps: float) -> 
     return lines, targets
 
 
+def busy_warning(m: dict) -> list[str]:
+    """Other work on the machine slows the ceiling and the servers unequally, so ratios stop meaning much."""
+    if m["load_before"] <= 0.5 * m["cores"]:
+        return []
+    return [f"**The machine was busy: load average {m['load_before']:.1f} on {m['cores']} cores before the run. "
+            "Throughput and ratios below are not comparable with a quiet run; rerun `make bench` on a quiet "
+            "machine before reading them as the service's figures.**", ""]
+
+
 def render(r: dict) -> str:
     m, c = r["machine"], r["ceiling"]
     u1, u10, u40 = (r["uncached"][k] for k in (1, 10, 40))
@@ -142,6 +151,7 @@ def render(r: dict) -> str:
         f"{r['ceiling_threads']} intra-op threads, measured before and after the servers ({spread} sentences/s; "
         f"the mean is used). wrk: 1 thread, on the same machine.",
         "",
+        *busy_warning(m),
         "## Results",
         "",
         "| scenario | throughput | p50 | p99 | errors | rows per ONNX run | ONNX run | ONNX busy | vs ceiling |",
