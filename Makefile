@@ -80,8 +80,8 @@ integration-test: build venv test-services ## Boot sbert-host with the real mode
 test-services: ## Install the servers the tests start themselves (redis-server)
 	@scripts/apt_install.sh redis-server:redis-server
 
-bench: build venv ## Benchmark against the in-process ceiling; report in target/bench/report.md
-	@scripts/apt_install.sh wrk:wrk
+bench: build venv ## Benchmark against the in-process ceiling and nginx; report in target/bench/report.md
+	@scripts/apt_install.sh wrk:wrk nginx:nginx
 	cargo build --release --locked -p sbert-bench
 	$(PYTHON) bench/run.py
 
