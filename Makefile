@@ -77,8 +77,8 @@ unit-test: wit models docs-assets test-services ## Native unit tests of the comp
 integration-test: build venv test-services ## Boot sbert-host with the real model and test over HTTP
 	$(VENV)/bin/pytest -q tests
 
-test-services: ## Install the servers the tests start themselves (redis-server)
-	@scripts/apt_install.sh redis-server:redis-server
+test-services: ## Install the servers the tests start themselves (redis-server, haproxy)
+	@scripts/apt_install.sh redis-server:redis-server haproxy:haproxy
 
 bench: build venv ## Benchmark against the in-process ceiling; report in target/bench/report.md
 	@scripts/apt_install.sh wrk:wrk
