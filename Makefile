@@ -19,7 +19,7 @@ ORT_DYLIB_PATH := $(CACHE_DIR)/onnxruntime/libonnxruntime.so
 export ORT_DYLIB_PATH
 export SBERT_HOST := $(HOST_BIN)
 
-.PHONY: help run test bench toolchain venv models wit docs-assets host component build unit-test integration-test test-services clean
+.PHONY: help run test bench soak toolchain venv models wit docs-assets host component build unit-test integration-test test-services clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -84,6 +84,10 @@ bench: build venv ## Benchmark against the in-process ceiling; report in target/
 	@scripts/apt_install.sh wrk:wrk
 	cargo build --release --locked -p sbert-bench
 	$(PYTHON) bench/run.py
+
+SOAK_SECONDS ?= 600
+soak: build venv ## SOAK_SECONDS (default 600) at 40 connections of a realistic mix; report in target/soak/report.md
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PYTHON) soak/run.py
 
 clean: ## Remove build output (keeps downloads and the venv)
 	rm -rf build .spin
