@@ -108,9 +108,10 @@ def main() -> int:
                 pss, rss, fds = memory_and_fds(srv.process.pid)
                 samples.append(Sample(elapsed, pss, rss, fds))
                 time.sleep(min(sample_s, max(0.0, args.seconds - elapsed)))
-            load.stop()
+            # The last sample ("minute 10") is taken under load, like the others.
             pss, rss, fds = memory_and_fds(srv.process.pid)
             samples.append(Sample(time.monotonic() - started, pss, rss, fds))
+            load.stop()
             alive = srv.alive()
         finally:
             stop_server(srv)
