@@ -46,7 +46,9 @@ class Cluster:
     balancer: Balancer
 
     def start_replica(self, index: int) -> Server:
+        # One inference thread each: three replicas share this machine's two cores.
         self.replicas[index] = start_server(self.workdirs[index], port=self.ports[index],
+                                            extra_args=["--nn-threads", "1"],
                                             env={"SPIN_VARIABLE_CONTAINER_ID": f"replica{index + 1}"})
         return self.replicas[index]
 
