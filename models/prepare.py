@@ -74,11 +74,12 @@ def update_checksums(cache_dir: Path) -> None:
         print(
             f"models: {relative(model)}: cosine to reference mean {report.mean_cosine:.7f}, "
             f"min {report.min_cosine:.7f} (1 - min = {1 - report.min_cosine:.1e}), "
-            f"padded batch vs single min {report.batch_min_cosine:.7f}"
+            f"padded batch vs single min {report.batch_min_cosine:.7f}, max |norm - 1| {report.max_norm_error:.1e}"
         )
         if not report.passed(min_cosine):
             raise PrepareError(
-                f"{relative(model)} misses the reference (min cosine must be >= {min_cosine}, token counts equal); "
+                f"{relative(model)} misses the reference (min cosine must be >= {min_cosine}, outputs unit length, "
+                f"token counts equal); "
                 f"fix the converter, checksums not updated"
             )
     CHECKSUMS.write_text("".join(f"{sha256_of(p)}  {relative(p)}\n" for p in GENERATED))
