@@ -4,6 +4,7 @@ mod bindings;
 mod compile;
 mod engine;
 mod key_value;
+mod llm;
 mod log;
 mod manifest;
 mod metrics;

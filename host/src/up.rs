@@ -15,6 +15,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::engine;
 use crate::key_value::{self, ComponentStores};
+use crate::llm::{CheckedModels, Llm};
 use crate::log;
 use crate::manifest::App;
 use crate::metrics;
@@ -87,6 +88,9 @@ struct CheckedComponent {
     variables: ComponentVariables,
     stores: Vec<String>,
     graphs: BTreeMap<String, PathBuf>,
+    /// The component's `ai_models` allow-list, and the llm models the host serves it.
+    ai_models: Vec<String>,
+    llm_models: CheckedModels,
 }
 
 impl UpCommand {
@@ -156,19 +160,24 @@ impl UpCommand {
                     );
                 }
             }
-            let graphs: BTreeMap<String, PathBuf> = component
-                .host_tool()?
+            let tool = component.host_tool()?;
+            let graphs: BTreeMap<String, PathBuf> = tool
                 .graphs
                 .into_iter()
                 .map(|(name, path)| (name, app.resolve(&path)))
                 .collect();
             nn::check_model_files(&graphs)?;
+            let llm_models =
+                CheckedModels::check(tool.llm_models, &graphs, |path| app.resolve(path))
+                    .with_context(|| format!("component `{id}`"))?;
             checked.push(CheckedComponent {
                 id: id.to_string(),
                 source,
                 variables: variables.remove(id).unwrap_or_default(),
                 stores: component.key_value_stores.clone(),
                 graphs,
+                ai_models: component.ai_models.clone(),
+                llm_models,
             });
         }
         Ok(checked)
@@ -211,6 +220,8 @@ impl UpCommand {
             let nn = nn
                 .await?
                 .with_context(|| format!("component `{}`", component.id))?;
+            let llm = Llm::load(&component.ai_models, &component.llm_models, &nn)
+                .with_context(|| format!("component `{}`", component.id))?;
             let services = ComponentServices {
                 variables: component.variables,
                 stores: ComponentStores::new(
@@ -221,6 +232,7 @@ impl UpCommand {
                         .collect(),
                 ),
                 nn,
+                llm,
             };
             served.insert(
                 component.id.clone(),
