@@ -109,7 +109,7 @@ def test_every_request_writes_one_json_line_with_its_fields(server):
         ("GET", "/v1/encode", {"params": {"query": "x"}}, False),  # 401
         ("GET", "/v1/no-such-route", {}, True),  # 404
         ("POST", "/v1/encode", {"data": b"{oops"}, True),  # 400
-        ("OPTIONS", "/v1/encode", {}, False),  # 204 preflight
+        ("OPTIONS", "/v1/encode", {}, False),  # 200 preflight
     ]
     for method, path, kw, auth in cases:
         request_id = f"obs-{uuid.uuid4().hex}"

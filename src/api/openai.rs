@@ -5,58 +5,59 @@ use base64::Engine;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{
-    json_object, optional, required, string, truncate, type_name, whole_number, wrong_type,
+use super::inputs::{InputField, Inputs};
+use super::json::{
+    json_object, optional, required, string, strings, truncate, type_name, whole_number,
+    wrong_type,
 };
-use crate::error::{excerpt, ApiError, FieldRef};
+use crate::config::Models;
+use crate::embed::model::{Model, DIMENSIONS};
+use crate::embed::tokenize::VOCAB_SIZE;
+use crate::embed::Input;
+use crate::http::error::{excerpt, ApiError, FieldRef};
 use crate::http::Request;
-use crate::inputs::{Input, InputField, Inputs};
-use crate::tokenize::VOCAB_SIZE;
 
-/// The served model's id, as sentence-transformers and the Hugging Face Hub name it.
-pub const MODEL_ID: &str = "sentence-transformers/all-MiniLM-L6-v2";
-/// The short name it is also known by here (and its wasi:nn graph name).
-pub const MODEL_ALIAS: &str = "all-minilm-l6-v2";
-/// `created` of the model object: fixed, 2021-08-30T00:00:00Z, about when the model was published.
-const MODEL_CREATED: u64 = 1_630_281_600;
-const MODEL_OWNER: &str = "sentence-transformers";
-/// The model's embedding width, the largest `dimensions`.
-pub const MODEL_DIMENSIONS: usize = 384;
-
+/// OpenAI's model object.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Model {
+pub struct ModelObject {
     pub id: &'static str,
     pub object: &'static str,
     pub created: u64,
     pub owned_by: &'static str,
 }
 
-pub const SERVED_MODEL: Model = Model {
-    id: MODEL_ID,
-    object: "model",
-    created: MODEL_CREATED,
-    owned_by: MODEL_OWNER,
-};
-
-/// The served model, if `name` is its id or alias (in any letter case).
-pub fn find_model(name: &str) -> Option<Model> {
-    (name.eq_ignore_ascii_case(MODEL_ID) || name.eq_ignore_ascii_case(MODEL_ALIAS))
-        .then_some(SERVED_MODEL)
+impl ModelObject {
+    pub fn of(model: &Model) -> Self {
+        Self {
+            id: model.id,
+            object: "model",
+            created: model.created,
+            owned_by: model.owned_by,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
 pub struct ModelList {
     pub object: &'static str,
-    pub data: Vec<Model>,
+    pub data: Vec<ModelObject>,
 }
 
 impl ModelList {
-    pub fn served() -> Self {
+    pub fn of(models: &Models) -> Self {
         Self {
             object: "list",
-            data: vec![SERVED_MODEL],
+            data: models.all().iter().map(ModelObject::of).collect(),
         }
     }
+}
+
+/// The served model named `name`, or OpenAI's 404 naming the served ones.
+pub fn find_model<'m>(models: &'m Models, name: &str) -> Result<&'m Model, ApiError> {
+    models.find(name).ok_or_else(|| ApiError::ModelNotFound {
+        requested: name.to_owned(),
+        served: models.describe(),
+    })
 }
 
 /// One input as sent: a text, or token ids without `[CLS]`/`[SEP]`.
@@ -91,7 +92,8 @@ pub enum EncodingFormat {
 
 /// `POST /v1/embeddings`. `user` is accepted and ignored; `truncate` is this service's extension.
 #[derive(Debug, PartialEq)]
-pub struct EmbeddingsRequest {
+pub struct EmbeddingsRequest<'m> {
+    pub model: &'m Model,
     pub input: EmbeddingInput,
     pub encoding_format: EncodingFormat,
     /// Keep only the first N dimensions (then re-normalize).
@@ -99,24 +101,26 @@ pub struct EmbeddingsRequest {
     pub truncate: bool,
 }
 
-impl EmbeddingsRequest {
+impl<'m> EmbeddingsRequest<'m> {
     /// Reads and checks every field; an unknown model is a 404 after the fields are known good.
-    pub fn from_request(request: &Request) -> Result<Self, ApiError> {
+    pub fn from_request(request: &Request, models: &'m Models) -> Result<Self, ApiError> {
         let body = json_object(request)?;
         let [input, model] = required(&body, ["input", "model"])?;
         let input = embedding_input(input)?;
         let model = string(model, FieldRef::whole("model"))?;
-        let parsed = Self {
-            input,
-            encoding_format: encoding_format(&body)?,
-            dimensions: dimensions(&body)?,
-            truncate: truncate(&body)?,
-        };
+        let encoding_format = encoding_format(&body)?;
+        let dimensions = dimensions(&body)?;
+        let truncate = truncate(&body)?;
         if let Some(user) = optional(&body, "user") {
             string(user, FieldRef::whole("user"))?;
         }
-        find_model(model).ok_or_else(|| ApiError::ModelNotFound(model.to_owned()))?;
-        Ok(parsed)
+        Ok(Self {
+            model: find_model(models, model)?,
+            input,
+            encoding_format,
+            dimensions,
+            truncate,
+        })
     }
 
     pub fn inputs(&self) -> Inputs<'_> {
@@ -142,7 +146,7 @@ fn embedding_input(value: &Value) -> Result<EmbeddingInput, ApiError> {
     match items.first() {
         None => Err(ApiError::invalid(at, "must not be an empty array")),
         Some(Value::String(_)) => Ok(EmbeddingInput {
-            items: super::strings(value, "input")?
+            items: strings(value, "input")?
                 .into_iter()
                 .map(OwnedInput::Text)
                 .collect(),
@@ -232,13 +236,13 @@ fn dimensions(body: &Map<String, Value>) -> Result<Option<usize>, ApiError> {
     };
     whole_number(value)
         .and_then(|n| usize::try_from(n).ok())
-        .filter(|n| (1..=MODEL_DIMENSIONS).contains(n))
+        .filter(|n| (1..=DIMENSIONS).contains(n))
         .map(Some)
         .ok_or_else(|| {
             ApiError::invalid(
                 FieldRef::whole("dimensions"),
                 format!(
-                    "must be an integer from 1 to {MODEL_DIMENSIONS}, not {}",
+                    "must be an integer from 1 to {DIMENSIONS}, not {}",
                     excerpt(&value.to_string())
                 ),
             )
@@ -286,7 +290,7 @@ pub struct Usage {
 }
 
 impl EmbeddingsResponse {
-    pub fn new(embeddings: Vec<Embedding>, tokens: usize) -> Self {
+    pub fn new(model: &Model, embeddings: Vec<Embedding>, tokens: usize) -> Self {
         Self {
             object: "list",
             data: embeddings
@@ -298,7 +302,7 @@ impl EmbeddingsResponse {
                     embedding,
                 })
                 .collect(),
-            model: MODEL_ID,
+            model: model.id,
             usage: Usage {
                 prompt_tokens: tokens,
                 total_tokens: tokens,
@@ -312,7 +316,16 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::config::tests::FakeVariables;
+    use crate::embed::model::ModelKind;
     use crate::http::Method;
+
+    const MODEL_ID: &str = "sentence-transformers/all-MiniLM-L6-v2";
+    const MODEL_ALIAS: &str = "all-minilm-l6-v2";
+
+    fn models() -> &'static Models {
+        Box::leak(Box::new(FakeVariables::default().config().models))
+    }
 
     fn post(body: Value) -> Request {
         Request {
@@ -324,12 +337,12 @@ mod tests {
         }
     }
 
-    fn parse(fields: Value) -> Result<EmbeddingsRequest, ApiError> {
+    fn parse(fields: Value) -> Result<EmbeddingsRequest<'static>, ApiError> {
         let mut body = json!({"model": MODEL_ALIAS, "input": "hi"});
         body.as_object_mut()
             .unwrap()
             .extend(fields.as_object().unwrap().clone());
-        EmbeddingsRequest::from_request(&post(body))
+        EmbeddingsRequest::from_request(&post(body), models())
     }
 
     fn param(error: ApiError) -> (u16, Option<&'static str>) {
@@ -339,7 +352,7 @@ mod tests {
                 at.map(|at| at.field)
             }
             ApiError::MissingFields(fields) => fields.first().copied(),
-            ApiError::ModelNotFound(_) => Some("model"),
+            ApiError::ModelNotFound { .. } => Some("model"),
             _ => None,
         };
         (status, param)
@@ -416,8 +429,12 @@ mod tests {
             "ALL-MINILM-L6-V2",
             "Sentence-Transformers/all-minilm-l6-v2",
         ] {
-            assert!(parse(json!({"model": model})).is_ok(), "{model}");
-            assert_eq!(find_model(model), Some(SERVED_MODEL));
+            let parsed = parse(json!({"model": model})).unwrap();
+            assert_eq!(parsed.model.kind, ModelKind::Fp32, "{model}");
+        }
+        for model in ["all-minilm-l6-v2-int8", "ALL-MiniLM-L6-v2-INT8"] {
+            let parsed = parse(json!({"model": model})).unwrap();
+            assert_eq!(parsed.model.kind, ModelKind::Int8, "{model}");
         }
         assert_eq!(
             param(parse(json!({"model": "text-embedding-3-small"})).unwrap_err()),
@@ -436,9 +453,9 @@ mod tests {
     #[test]
     fn missing_fields_are_400_naming_them() {
         let missing =
-            EmbeddingsRequest::from_request(&post(json!({"model": MODEL_ID}))).unwrap_err();
+            EmbeddingsRequest::from_request(&post(json!({"model": MODEL_ID})), models()).unwrap_err();
         assert_eq!(param(missing), (400, Some("input")));
-        let missing = EmbeddingsRequest::from_request(&post(json!({"input": "hi"}))).unwrap_err();
+        let missing = EmbeddingsRequest::from_request(&post(json!({"input": "hi"})), models()).unwrap_err();
         assert_eq!(param(missing), (400, Some("model")));
     }
 
@@ -508,7 +525,8 @@ mod tests {
 
     #[test]
     fn the_response_has_openai_s_shape() {
-        let response = EmbeddingsResponse::new(vec![Embedding::Float(vec![1.0])], 7);
+        let model = &models().all()[0];
+        let response = EmbeddingsResponse::new(model, vec![Embedding::Float(vec![1.0])], 7);
         assert_eq!(
             serde_json::to_value(response).unwrap(),
             json!({
@@ -518,5 +536,13 @@ mod tests {
                 "usage": {"prompt_tokens": 7, "total_tokens": 7},
             })
         );
+    }
+
+    #[test]
+    fn the_model_list_holds_every_served_model_fp32_first() {
+        let list = serde_json::to_value(ModelList::of(models())).unwrap();
+        let ids: Vec<_> = list["data"].as_array().unwrap().iter().map(|m| m["id"].clone()).collect();
+        assert_eq!(ids, [json!(MODEL_ID), json!("all-minilm-l6-v2-int8")]);
+        assert_eq!(list["data"][0], json!({"id": MODEL_ID, "object": "model", "created": 1_630_281_600, "owned_by": "sentence-transformers"}));
     }
 }

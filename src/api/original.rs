@@ -4,12 +4,13 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{
+use super::inputs::{InputField, Inputs};
+use super::json::{
     json_object, optional_count, required, string, strings, text_or_texts, truncate, TextOrTexts,
 };
-use crate::error::{ApiError, FieldRef};
+use crate::embed::Input;
+use crate::http::error::{ApiError, FieldRef};
 use crate::http::Request;
-use crate::inputs::{Input, InputField, Inputs};
 use crate::similarity::ScoredPair;
 
 /// `GET|POST /v1/encode`: the text comes from `?query=`, or else from a JSON body `{"query"}`.
@@ -26,7 +27,7 @@ impl EncodeRequest {
             .query_param("query")
             .map_err(|error| ApiError::Malformed {
                 field: None,
-                problem: format!("The {error}."),
+                problem: error.to_string(),
             })?;
         let (query, truncate) = match from_url {
             Some(query) => (query, true),
@@ -34,7 +35,7 @@ impl EncodeRequest {
                 let body = json_object(request)?;
                 let [query] = required(&body, ["query"])?;
                 let query = string(query, FieldRef::whole("query"))?.to_owned();
-                (query, super::truncate(&body)?)
+                (query, truncate(&body)?)
             }
         };
         let query = query.trim();
@@ -179,6 +180,18 @@ impl PingResponse {
     }
 }
 
+/// `GET /health`'s answer when the service is ready.
+#[derive(Debug, Serialize)]
+pub struct HealthResponse {
+    pub status: &'static str,
+    /// `ok`, or `degraded` when the store cannot be read (requests are then served uncached).
+    pub cache: &'static str,
+    /// Whether the configuration turns the cache on at all.
+    pub cache_enabled: bool,
+    /// The ids of the served models, each of which just embedded a test input.
+    pub models: Vec<&'static str>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +239,16 @@ mod tests {
         assert_eq!(status(request(Method::Get, "", "")), 400);
         assert_eq!(status(request(Method::Get, "query=%20", "")), 400);
         assert_eq!(status(request(Method::Get, "query=%FF", "")), 400);
+        let invalid = EncodeRequest::from_request(&request(Method::Get, "query=%FF", ""));
+        let response = invalid.unwrap_err().into_response(crate::http::error::Family::Original);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&response.body).unwrap(),
+            serde_json::json!({
+                "code": 400,
+                "name": "Bad Request",
+                "description": "The query string parameter `query` is not valid UTF-8 once percent-decoded."
+            })
+        );
         assert_eq!(status(post(r#"{"query": ""}"#)), 400);
         assert_eq!(status(post(r#"{"query": null}"#)), 422);
         assert_eq!(status(post(r#"{"query": ["hi"]}"#)), 422);

@@ -17,16 +17,30 @@ mod bindings {
 
 mod alloc;
 pub mod http;
-mod kv;
+pub mod kv;
+#[cfg(feature = "wasi-nn")]
 mod nn;
-mod variables;
+pub mod variables;
+
+/// The inference backend this build was made with (one cargo feature per backend).
+#[cfg(feature = "wasi-nn")]
+pub fn backend() -> impl crate::backend::Infer {
+    crate::backend::wasi_nn::WasiNn(nn::WasiNnGraphs)
+}
+
+/// Unix seconds now: JWT validity and cache expiry are judged by it, once per request.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
 
 /// The type our world's exports are implemented on.
 struct Component;
 
 impl bindings::Guest for Component {
     fn wizer_initialize() {
-        crate::tokenize::pre_initialize();
+        crate::embed::tokenize::pre_initialize();
         alloc::switch_to_fresh_heap();
     }
 }
