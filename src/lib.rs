@@ -17,6 +17,11 @@ pub mod similarity;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 
+// The byte codecs (wasi:nn tensors, cache values, base64 embeddings) cast native-endian slices with
+// `bytemuck` where the formats are little-endian.
+#[cfg(target_endian = "big")]
+compile_error!("sbert-service assumes a little-endian target");
+
 /// The component's HTTP entry point: configuration → route → respond.
 #[cfg(target_arch = "wasm32")]
 #[spin_sdk::http_component]

@@ -11,7 +11,7 @@ use super::original::{
     Encoded, HealthResponse, MultipleEncodeResponse, ParaphraseRequest, ParaphraseResponse,
     PingResponse, SentencesRequest,
 };
-use super::json::TextOrTexts;
+use super::fields::TextOrTexts;
 use super::Services;
 use crate::backend::Sequence;
 use crate::embed::cache::{entry_hash, Cache};
@@ -236,9 +236,8 @@ pub fn cos_sim_weight(request: &Request, services: &Services) -> Result<Response
 
 pub fn paraphrase(request: &Request, services: &Services) -> Result<Response, ApiError> {
     let request = ParaphraseRequest::from_request(request)?;
-    let sentences = &request.sentences;
     let model = services.config.models.default_model();
-    let embedded = embed(services, model, &sentences.inputs(), sentences.truncate)?;
+    let embedded = embed(services, model, &request.inputs(), request.truncate)?;
     // Counts beyond the address space mean "all of them".
     let saturate = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
     let pairs = paraphrase_mining(
@@ -254,8 +253,9 @@ pub fn paraphrase(request: &Request, services: &Services) -> Result<Response, Ap
 }
 
 pub fn embeddings(request: &Request, services: &Services) -> Result<Response, ApiError> {
-    let request = EmbeddingsRequest::from_request(request, &services.config.models)?;
-    let embedded = embed(services, request.model, &request.inputs(), request.truncate)?;
+    let request = EmbeddingsRequest::from_request(request)?;
+    let model = openai::find_model(&services.config.models, &request.model)?;
+    let embedded = embed(services, model, &request.inputs(), request.truncate)?;
     let tokens = embedded.token_counts.iter().sum();
     let vectors = embedded
         .vectors
@@ -267,7 +267,7 @@ pub fn embeddings(request: &Request, services: &Services) -> Result<Response, Ap
         .map(|vector| Embedding::encode(vector, request.encoding_format))
         .collect();
     Ok(embedded_response(
-        &EmbeddingsResponse::new(request.model, vectors, tokens),
+        &EmbeddingsResponse::new(model, vectors, tokens),
         embedded.cache,
         embedded.timings,
     ))

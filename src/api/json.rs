@@ -1,17 +1,18 @@
 //! The JSON-body reading both API families share.
 //!
-//! Bodies are parsed into a `serde_json` value first and then read field by field, so that every
-//! problem is reported with the field it concerns (serde's own messages name Rust types). The
-//! parser keeps serde_json's default recursion limit (128), so deep nesting is a 400, not a
-//! stack overflow; invalid UTF-8 and lone surrogate escapes are refused by the parser too.
+//! A body is parsed into a `serde_json` value first, which tells malformed JSON (400) from a
+//! well-formed value of the wrong shape (422), keeps serde_json's recursion limit (128, so deep
+//! nesting is a 400, not a stack overflow) and refuses invalid UTF-8 and lone surrogates. The
+//! object is then deserialized into the route's derived request type, whose field types (see
+//! `fields.rs`) word their own errors ("must be a string, not null"); `serde_path_to_error`
+//! says which field and list item an error was found at.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
-use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
+use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
+use serde_path_to_error::Segment;
 
-use super::inputs::InputField;
-use crate::embed::Input;
 use crate::http::error::{excerpt, ApiError, FieldRef};
 use crate::http::Request;
 
@@ -113,93 +114,88 @@ pub(super) fn type_name(value: &Value) -> &'static str {
     }
 }
 
-/// The required fields' values, or one error naming every absent field. `null` is present: it
-/// is then reported as a wrong type by the field's own reader.
-pub(super) fn required<'v, const N: usize>(
-    object: &'v Map<String, Value>,
-    names: [&'static str; N],
-) -> Result<[&'v Value; N], ApiError> {
-    static ABSENT: Value = Value::Null;
-    let missing: Vec<_> = names
-        .into_iter()
+/// A request body type: derived `Deserialize`, and the fields it cannot do without.
+pub(super) trait Body: DeserializeOwned {
+    /// Checked before deserializing, so that one error names every absent field (serde stops at
+    /// the first). `null` counts as present: the field's own type then reports it.
+    const REQUIRED: &'static [&'static str];
+}
+
+/// The request's JSON body as `T`. A value of the wrong type or out of range is a 422 naming the
+/// field (and the list item) it was found at, with the problem the field's type describes.
+pub(super) fn read<T: Body>(request: &Request) -> Result<T, ApiError> {
+    from_object(json_object(request)?)
+}
+
+pub(super) fn from_object<T: Body>(object: Map<String, Value>) -> Result<T, ApiError> {
+    let missing: Vec<_> = T::REQUIRED
+        .iter()
+        .copied()
         .filter(|name| !object.contains_key(*name))
         .collect();
     if !missing.is_empty() {
         return Err(ApiError::MissingFields(missing));
     }
-    Ok(names.map(|name| object.get(name).unwrap_or(&ABSENT)))
+    serde_path_to_error::deserialize(Value::Object(object)).map_err(|error| {
+        let mut path = error.path().iter();
+        let field = match path.next() {
+            Some(Segment::Map { key }) => field_names::<T>().iter().copied().find(|name| name == key),
+            _ => None,
+        };
+        let item = match path.next() {
+            Some(Segment::Seq { index }) => Some(*index),
+            _ => None,
+        };
+        ApiError::Unprocessable {
+            at: field.map(|field| FieldRef { field, item }),
+            problem: error.into_inner().to_string(),
+        }
+    })
 }
 
-/// An optional field: absent and `null` both mean "use the default".
-pub(super) fn optional<'v>(object: &'v Map<String, Value>, name: &str) -> Option<&'v Value> {
-    object.get(name).filter(|value| !value.is_null())
-}
+/// The field names serde derived for `T`: what it passes to `deserialize_struct`, caught by a
+/// deserializer that stops right there. (Errors locate a field by its name as a `String`; this
+/// gives the `&'static str` the error types hold.)
+fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
+    struct Catch<'c>(&'c Cell<&'static [&'static str]>);
 
-pub(super) fn wrong_type(at: FieldRef, expected: &str, value: &Value) -> ApiError {
-    ApiError::invalid(at, format!("must be {expected}, not {}", type_name(value)))
-}
+    impl<'de> Deserializer<'de> for Catch<'_> {
+        type Error = serde::de::value::Error;
 
-pub(super) fn string(value: &Value, at: FieldRef) -> Result<&str, ApiError> {
-    value
-        .as_str()
-        .ok_or_else(|| wrong_type(at, "a string", value))
-}
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("not a struct"))
+        }
 
-/// An array of strings.
-pub(super) fn strings(value: &Value, field: &'static str) -> Result<Vec<String>, ApiError> {
-    let Value::Array(items) = value else {
-        return Err(wrong_type(
-            FieldRef::whole(field),
-            "an array of strings",
-            value,
-        ));
-    };
-    items
-        .iter()
-        .enumerate()
-        .map(|(index, item)| string(item, FieldRef::item(field, index)).map(str::to_owned))
-        .collect()
-}
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0.set(fields);
+            Err(serde::de::Error::custom("caught"))
+        }
 
-/// A string or an array of strings: what `a` and `b` of `cos_sim_weight` take.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TextOrTexts {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl TextOrTexts {
-    pub(super) fn field(&self, name: &'static str) -> InputField<'_> {
-        match self {
-            Self::One(text) => InputField::single(name, Input::Text(text)),
-            Self::Many(texts) => InputField::texts(name, texts),
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
         }
     }
+
+    let fields = Cell::new(&[][..]);
+    let _ = T::deserialize(Catch(&fields));
+    fields.get()
 }
 
-pub(super) fn text_or_texts(value: &Value, field: &'static str) -> Result<TextOrTexts, ApiError> {
-    match value {
-        Value::String(text) => Ok(TextOrTexts::One(text.clone())),
-        Value::Array(_) => strings(value, field).map(TextOrTexts::Many),
-        other => Err(wrong_type(
-            FieldRef::whole(field),
-            "a string or an array of strings",
-            other,
-        )),
-    }
+/// "must be an array of strings, not a number": what a field's type says about a wrong value.
+pub(super) fn not<E: serde::de::Error>(expected: &str, found: &str) -> E {
+    E::custom(format!("must be {expected}, not {found}"))
 }
 
-/// The optional `truncate` flag every embedding request takes (default `true`).
-pub(super) fn truncate(object: &Map<String, Value>) -> Result<bool, ApiError> {
-    match optional(object, "truncate") {
-        None => Ok(true),
-        Some(Value::Bool(flag)) => Ok(*flag),
-        Some(other) => Err(wrong_type(
-            FieldRef::whole("truncate"),
-            "true or false",
-            other,
-        )),
-    }
+/// [`not`] for a value already read.
+pub(super) fn wrong_type<E: serde::de::Error>(expected: &str, value: &Value) -> E {
+    not(expected, type_name(value))
 }
 
 /// A non-negative integer that fits `u64`. JSON Schema counts `3.0` as an integer, so an
@@ -212,26 +208,6 @@ pub(super) fn whole_number(value: &Value) -> Option<u64> {
             .filter(|f| f.fract() == 0.0 && (0.0..TWO_TO_THE_64).contains(f))
             .map(|f| f as u64)
     })
-}
-
-/// An optional integer of at least 1. Values beyond `u64` are refused rather than rounded.
-pub(super) fn optional_count(
-    object: &Map<String, Value>,
-    name: &'static str,
-    default: u64,
-) -> Result<u64, ApiError> {
-    match optional(object, name) {
-        None => Ok(default),
-        Some(value) => whole_number(value).filter(|&n| n >= 1).ok_or_else(|| {
-            ApiError::invalid(
-                FieldRef::whole(name),
-                format!(
-                    "must be an integer of at least 1, not {}",
-                    excerpt(&value.to_string())
-                ),
-            )
-        }),
-    }
 }
 
 #[cfg(test)]
@@ -341,89 +317,39 @@ mod tests {
         assert_eq!(pair["q"], "\u{1F642}");
     }
 
-    #[test]
-    fn every_missing_required_field_is_named_and_null_is_present() {
-        let body = object(json!({"b": null}));
-        match required(&body, ["a", "b", "c"]) {
-            Err(ApiError::MissingFields(fields)) => assert_eq!(fields, vec!["a", "c"]),
-            other => panic!("{other:?}"),
-        }
-        let [b] = required(&body, ["b"]).unwrap();
-        assert!(string(b, FieldRef::whole("b")).is_err());
+    #[derive(Debug, serde::Deserialize)]
+    struct Pair {
+        #[allow(dead_code)]
+        first: super::super::fields::Text,
+        #[allow(dead_code)]
+        second: Option<super::super::fields::Texts>,
+    }
+
+    impl Body for Pair {
+        const REQUIRED: &'static [&'static str] = &["first", "needed"];
     }
 
     #[test]
-    fn string_lists_name_the_bad_item() {
-        assert_eq!(strings(&json!(["a", "b"]), "s").unwrap(), vec!["a", "b"]);
-        let error = strings(&json!(["a", 3]), "sentences").unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "unprocessable: must be a string, not a number"
-        );
+    fn every_missing_required_field_is_named_and_null_is_present() {
+        match from_object::<Pair>(object(json!({"second": null}))) {
+            Err(ApiError::MissingFields(fields)) => assert_eq!(fields, vec!["first", "needed"]),
+            other => panic!("{other:?}"),
+        }
+        let error = from_object::<Pair>(object(json!({"first": null, "needed": 1}))).unwrap_err();
+        assert_eq!(error.to_string(), "unprocessable: must be a string, not null");
+    }
+
+    #[test]
+    fn errors_name_the_field_and_the_item() {
+        let error = from_object::<Pair>(object(json!({"first": "x", "needed": 1, "second": ["a", 3]})))
+            .unwrap_err();
         assert!(matches!(
             error,
             ApiError::Unprocessable {
-                at: Some(FieldRef {
-                    field: "sentences",
-                    item: Some(1)
-                }),
+                at: Some(FieldRef { field: "second", item: Some(1) }),
                 ..
             }
         ));
-        assert!(strings(&json!("a"), "sentences").is_err());
-        assert!(strings(&json!({"0": "a"}), "sentences").is_err());
-    }
-
-    #[test]
-    fn text_or_texts_keeps_the_shape() {
-        assert_eq!(
-            text_or_texts(&json!("x"), "a").unwrap(),
-            TextOrTexts::One("x".into())
-        );
-        assert_eq!(
-            text_or_texts(&json!(["x"]), "a").unwrap(),
-            TextOrTexts::Many(vec!["x".into()])
-        );
-        for bad in [json!(null), json!(1), json!({"t": "x"}), json!(["y", 2])] {
-            assert_eq!(text_or_texts(&bad, "b").unwrap_err().status(), 422, "{bad}");
-        }
-    }
-
-    #[test]
-    fn truncate_defaults_to_true_and_must_be_a_boolean() {
-        assert!(truncate(&object(json!({}))).unwrap());
-        assert!(truncate(&object(json!({"truncate": null}))).unwrap());
-        assert!(!truncate(&object(json!({"truncate": false}))).unwrap());
-        for bad in [json!("no"), json!(1), json!(0)] {
-            assert_eq!(
-                truncate(&object(json!({"truncate": bad})))
-                    .unwrap_err()
-                    .status(),
-                422
-            );
-        }
-    }
-
-    #[test]
-    fn counts_are_integers_of_at_least_one() {
-        let read = |value: Value| optional_count(&object(json!({"n": value})), "n", 7);
-        assert_eq!(read(Value::Null).unwrap(), 7);
-        assert_eq!(read(json!(1)).unwrap(), 1);
-        assert_eq!(read(json!(1u64 << 62)).unwrap(), 1 << 62);
-        assert_eq!(read(json!(u64::MAX)).unwrap(), u64::MAX);
-        assert_eq!(read(json!(379.0)).unwrap(), 379);
-        assert_eq!(read(json!(1e19)).unwrap(), 10_000_000_000_000_000_000);
-        let beyond_u64: Value = serde_json::from_str("18446744073709551616").unwrap();
-        for bad in [
-            json!(0),
-            json!(-1),
-            json!(1.5),
-            json!(-2.0),
-            json!("10"),
-            json!(true),
-            beyond_u64,
-        ] {
-            assert_eq!(read(bad.clone()).unwrap_err().status(), 422, "{bad}");
-        }
+        assert_eq!(field_names::<Pair>(), ["first", "second"]);
     }
 }

@@ -2,6 +2,7 @@
 //! does ([`handlers`]), and the documents that describe it ([`docs`]).
 
 pub mod docs;
+mod fields;
 pub mod handlers;
 pub mod inputs;
 mod json;

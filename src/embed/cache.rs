@@ -29,7 +29,7 @@ use std::cell::Cell;
 use sha2::{Digest, Sha256};
 
 use super::model::Model;
-use super::Input;
+use super::input::Input;
 use crate::config::CacheSettings;
 
 /// Every key the cache writes starts with this.
@@ -74,7 +74,7 @@ pub fn entry_hash(model_digest: &str, truncate: bool, input: Input) -> EntryHash
         }
         Input::Tokens(ids) => {
             hasher.update([1]);
-            ids.iter().for_each(|id| hasher.update(id.to_le_bytes()));
+            hasher.update(bytemuck::cast_slice::<u32, u8>(ids));
         }
     }
     hasher.finalize().into()
@@ -88,9 +88,7 @@ pub struct Entry {
     pub tokens: usize,
 }
 
-// The values are little-endian; the casts below are native-endian.
-#[cfg(target_endian = "big")]
-compile_error!("the cache's value codec assumes a little-endian target");
+// The values are little-endian; the casts below are native-endian (see lib.rs).
 
 fn encode_entry(hash: &EntryHash, expires_at: u64, vector: &[f32], tokens: usize) -> Vec<u8> {
     let tokens = u32::try_from(tokens).unwrap_or(u32::MAX);

@@ -6,6 +6,7 @@
 //! batch only as far as its longest sequence.
 
 pub mod cache;
+mod input;
 pub mod model;
 pub mod pooling;
 pub mod tokenize;
@@ -13,17 +14,12 @@ pub mod tokenize;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+pub use self::input::Input;
+
 use self::cache::{Cache, Entry, EntryHash};
 use self::model::Model;
 use self::tokenize::{TextTokenizer, TokenizeError, TooManyTokens};
 use crate::backend::{Infer, InferError, Sequence};
-
-/// One thing to embed: a text, or token ids of the model's vocabulary without `[CLS]`/`[SEP]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Input<'a> {
-    Text(&'a str),
-    Tokens(&'a [u32]),
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {

@@ -6,6 +6,8 @@ pub mod message;
 pub mod routes;
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;
 
 pub use message::{Method, Request, Response};
