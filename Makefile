@@ -15,11 +15,23 @@ PYTHON      := $(VENV)/bin/python
 HOST_BIN    := $(CARGO_TARGET_DIR)/release/sbert-host
 RAW_WASM    := $(CARGO_TARGET_DIR)/wasm32-wasip2/release/sbert_service.wasm
 WASM        := build/sbert_service.wasm
+# The spin-llm build (cargo feature `spin-llm`, spin-llm.toml) has a target dir of its own: the same crate built
+# with other features would overwrite the fast build's output.
+SPIN_LLM_TARGET_DIR := $(CARGO_TARGET_DIR)/spin-llm
+RAW_SPIN_LLM_WASM   := $(SPIN_LLM_TARGET_DIR)/wasm32-wasip2/release/sbert_service.wasm
+SPIN_LLM_WASM       := build/sbert_service_spin_llm.wasm
+PORTABLE_WASM       := build/sbert_service_portable.wasm
+# Every component build `make build` produces; tests/test_portability.py checks each one listed here.
+WASM_BUILDS := $(WASM) $(SPIN_LLM_WASM)
+# wasm-tools, for the offline check of each build against Spin's world (tests/test_portability.py).
+WASM_TOOLS_VERSION := 1.263.0
+WASM_TOOLS := $(CACHE_DIR)/wasm-tools-$(WASM_TOOLS_VERSION)/bin/wasm-tools
+export WASM_TOOLS
 ORT_DYLIB_PATH := $(CACHE_DIR)/onnxruntime/libonnxruntime.so
 export ORT_DYLIB_PATH
 export SBERT_HOST := $(HOST_BIN)
 
-.PHONY: help run test bench soak toolchain venv models wit docs-assets host component build unit-test integration-test test-services clean
+.PHONY: help run test bench soak toolchain venv models wit docs-assets host component build wasm-builds print-wasm-builds wasm-tools unit-test integration-test test-services clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -45,8 +57,9 @@ $(VENV_STAMP):
 	@rm -f $(VENV)/.installed-*
 	touch $@
 
-models: venv ## Fetch (sha256-verified) and convert the model and ONNX Runtime
+models: venv ## Fetch (sha256-verified) and convert the model and ONNX Runtime; lay out Spin's ai-models
 	$(PYTHON) models/prepare.py --cache-dir $(CACHE_DIR)
+	$(PYTHON) scripts/spin_ai_models.py --cache-dir $(CACHE_DIR)
 
 wit: ## Copy third-party WIT out of the crates that ship it
 	@python3 scripts/fetch_wit.py
@@ -68,13 +81,37 @@ $(WASM): $(RAW_WASM) $(HOST_BIN)
 	$(HOST_BIN) wizer $(RAW_WASM) -o $@
 	$(HOST_BIN) compile $@
 
-build: host component
+# The spin-llm build: inference through Spin's llm interface, so it runs on stock Spin (spin-llm.toml's build
+# command). Pre-initialized and compiled like the fast build, when its raw output or the host changed.
+$(SPIN_LLM_WASM): toolchain wit models docs-assets host
+	cargo build --release --locked --target wasm32-wasip2 -p sbert-service --no-default-features --features spin-llm --target-dir $(SPIN_LLM_TARGET_DIR)
+	@mkdir -p $(dir $@)
+	@if [ ! -f $@ ] || [ $(RAW_SPIN_LLM_WASM) -nt $@ ] || [ $(HOST_BIN) -nt $@ ]; then \
+		echo "$(HOST_BIN) wizer $(RAW_SPIN_LLM_WASM) -o $@" && $(HOST_BIN) wizer $(RAW_SPIN_LLM_WASM) -o $@ && \
+		echo "$(HOST_BIN) compile $@" && $(HOST_BIN) compile $@; fi
+
+# The portable build's recipe comes with its engine (issue 11); spin-portable.toml's build command names it.
+$(PORTABLE_WASM):
+	@echo "$@: this branch has no portable engine yet (cargo feature \`portable\`)" >&2; exit 1
+
+wasm-builds: component $(filter-out $(WASM),$(WASM_BUILDS))
+
+build: host wasm-builds ## Build the host and every component build (`make print-wasm-builds` lists them)
+
+print-wasm-builds: ## The component builds `make build` produces, one per line (for the tests)
+	@printf '%s\n' $(WASM_BUILDS)
+
+wasm-tools: ## wasm-tools $(WASM_TOOLS_VERSION) in the cache (for the portability check)
+	@test -x $(WASM_TOOLS) || env -u CARGO_TARGET_DIR cargo install --locked wasm-tools@$(WASM_TOOLS_VERSION) \
+		--no-default-features --features component --root $(CACHE_DIR)/wasm-tools-$(WASM_TOOLS_VERSION)
 
 unit-test: wit models docs-assets test-services ## Native unit tests of the component logic and the host
 	cargo test --release --locked -p sbert-service
+	# The spin-llm backend's own tests (everything else is the same code, tested above).
+	cargo test --release --locked -p sbert-service --no-default-features --features spin-llm backend::spin_llm
 	cargo test --release --locked -p sbert-host
 
-integration-test: build venv test-services ## Boot sbert-host with the real model and test over HTTP
+integration-test: build venv test-services wasm-tools ## Boot sbert-host with the real model and test over HTTP
 	$(VENV)/bin/pytest -q tests
 
 test-services: ## Install the servers the tests start themselves (redis-server, haproxy)

@@ -2,9 +2,13 @@
 """Copy the third-party WIT packages we build against out of the crates that ship them.
 
 WIT files are not committed: the component's guest bindings (wasi:nn) and the host's
-bindings (fermyon:spin key-value and variables) are generated from the copies that the
+bindings (fermyon:spin key-value, llm and variables) are generated from the copies that the
 pinned `wasmtime-wasi-nn` and `spin-sdk` crates carry in cargo's registry. This script asks
 `cargo metadata` where those crates live and copies their WIT into `wit/deps/`.
+
+It also fills `wit/spin-check/deps/` for the portability check (tests/test_portability.py):
+spin-sdk's whole `wit/` folder, whose package `spin:up` holds Spin's `platform` world (every
+import a Spin host provides), with its dependencies, plus wasi:nn.
 """
 import json
 import subprocess
@@ -13,6 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEST = ROOT / "wit" / "deps"
+CHECK_DEST = ROOT / "wit" / "spin-check" / "deps"
 
 # crate name -> list of (path inside the crate, destination folder under wit/deps)
 SOURCES = {
@@ -20,6 +25,7 @@ SOURCES = {
     "spin-sdk": [
         ("wit/deps/spin@2.0.0/key-value.wit", "spin"),
         ("wit/deps/spin@2.0.0/variables.wit", "spin"),
+        ("wit/deps/spin@2.0.0/llm.wit", "spin"),
     ],
 }
 
@@ -40,6 +46,18 @@ def crate_dirs() -> dict:
     return dirs
 
 
+def spin_check_files(dirs: dict) -> dict:
+    """wit/spin-check/deps/: Spin's world package (spin-sdk's `wit/world.wit`) and its deps, flattened
+    beside it as a `deps/` folder expects, and wasi:nn for the world that adds it."""
+    spin_wit = dirs["spin-sdk"] / "wit"
+    files = {CHECK_DEST / "spin-up" / "world.wit": (spin_wit / "world.wit").read_bytes()}
+    for source in (p for p in (spin_wit / "deps").rglob("*.wit") if p.is_file()):
+        files[CHECK_DEST / source.relative_to(spin_wit / "deps")] = source.read_bytes()
+    nn = dirs["wasmtime-wasi-nn"] / "wit" / "wasi-nn.wit"
+    files[CHECK_DEST / "wasi-nn" / nn.name] = nn.read_bytes()
+    return files
+
+
 def main() -> int:
     dirs = crate_dirs()
     missing = sorted(set(SOURCES) - set(dirs))
@@ -53,10 +71,12 @@ def main() -> int:
             wanted[DEST / dst / source.name] = source.read_bytes()
     for dst, line in PACKAGE_LINES.items():
         wanted[DEST / dst / "package.wit"] = line.encode()
+    wanted.update(spin_check_files(dirs))
     # Rewrite nothing that is already right: cargo builds running at the same time read these
     # files, and an unchanged mtime keeps them from rebuilding.
-    for stale in (p for p in DEST.rglob("*") if p.is_file() and p not in wanted) if DEST.exists() else ():
-        stale.unlink()
+    for dest in (DEST, CHECK_DEST):
+        for stale in (p for p in dest.rglob("*") if p.is_file() and p not in wanted) if dest.exists() else ():
+            stale.unlink()
     changed = 0
     for path, content in wanted.items():
         if not path.exists() or path.read_bytes() != content:
@@ -66,7 +86,7 @@ def main() -> int:
             tmp.replace(path)
             changed += 1
     if changed:
-        print(f"fetch_wit: {changed} WIT file(s) updated in {DEST.relative_to(ROOT)}")
+        print(f"fetch_wit: {changed} WIT file(s) updated in {DEST.relative_to(ROOT)} and {CHECK_DEST.relative_to(ROOT)}")
     return 0
 
 

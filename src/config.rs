@@ -155,10 +155,14 @@ impl Config {
                 .trim()
                 .to_owned())
         };
+        #[cfg(not(feature = "spin-llm"))]
         let served = vec![
             Model::new(ModelKind::Fp32, digest(MODEL_DIGEST)?),
             Model::new(ModelKind::Int8, digest(INT8_MODEL_DIGEST)?),
         ];
+        // Spin hosts embed with their `all-minilm-l6-v2` only: the spin-llm build has no int8 model.
+        #[cfg(feature = "spin-llm")]
+        let served = vec![Model::new(ModelKind::Fp32, digest(MODEL_DIGEST)?)];
         let default = match read.text(DEFAULT_MODEL, false)? {
             None => 0,
             Some(name) => served

@@ -8,6 +8,7 @@ wasmtime::component::bindgen!({
 
         world spin-imports {
             import fermyon:spin/key-value@2.0.0;
+            import fermyon:spin/llm@2.0.0;
             import fermyon:spin/variables@2.0.0;
         }
     ",

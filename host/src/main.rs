@@ -6,6 +6,7 @@ mod compile;
 mod engine;
 mod http;
 mod key_value;
+mod llm;
 mod log;
 mod metrics;
 mod nn;

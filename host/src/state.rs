@@ -8,18 +8,20 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 use wasmtime_wasi_nn::wit::{WasiNnCtx, WasiNnView};
 
-use crate::bindings::fermyon::spin::{key_value, variables};
+use crate::bindings::fermyon::spin::{key_value, llm, variables};
 use crate::key_value::{ComponentStores, HasKeyValue, KeyValueView};
+use crate::llm::Llm;
 use crate::nn::Nn;
 use crate::variables::ComponentVariables;
 
-/// The shared, start-up-built pieces a component's requests use. The default has no variables, stores
-/// or graphs.
+/// The shared, start-up-built pieces a component's requests use. The default has no variables, stores,
+/// graphs or llm models.
 #[derive(Clone, Default)]
 pub struct ComponentServices {
     pub variables: ComponentVariables,
     pub stores: ComponentStores,
     pub nn: Nn,
+    pub llm: Llm,
 }
 
 /// Per-request store data: one of these per `Store`, dropped with it.
@@ -29,6 +31,7 @@ pub struct RequestState {
     http: WasiHttpCtx,
     outbound: NoOutboundHttp,
     nn: WasiNnCtx,
+    llm: Llm,
     stores: ComponentStores,
     variables: ComponentVariables,
     /// Caps the instance's linear memory; installed with [`wasmtime::Store::limiter`].
@@ -46,6 +49,7 @@ impl RequestState {
             http: WasiHttpCtx::new(),
             outbound: NoOutboundHttp,
             nn: services.nn.ctx(),
+            llm: services.llm.clone(),
             stores: services.stores.clone(),
             variables: services.variables.clone(),
             limits: StoreLimitsBuilder::new().memory_size(memory_limit).build(),
@@ -53,7 +57,7 @@ impl RequestState {
     }
 }
 
-/// Adds every interface a component may import: WASI p2, wasi:http, wasi:nn and the Spin key-value and
+/// Adds every interface a component may import: WASI p2, wasi:http, wasi:nn and the Spin key-value, llm and
 /// variables interfaces.
 pub fn add_to_linker(linker: &mut Linker<RequestState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
@@ -65,6 +69,7 @@ pub fn add_to_linker(linker: &mut Linker<RequestState>) -> wasmtime::Result<()> 
         stores: &state.stores,
         table: &mut state.table,
     })?;
+    llm::add_to_linker::<_, HasSelf<Llm>>(linker, |state| &mut state.llm)?;
     variables::add_to_linker::<_, HasSelf<ComponentVariables>>(linker, |state| {
         &mut state.variables
     })?;

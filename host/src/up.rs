@@ -20,6 +20,7 @@ use crate::http::{
     self, Admission, AdmissionLimits, AnswerStyle, RequestLimits, Router, ServedComponent,
 };
 use crate::key_value::{self, ComponentStores};
+use crate::llm::{CheckedModels, Llm};
 use crate::metrics;
 use crate::nn::{self, Nn, SessionOptions};
 use crate::state::{self, ComponentServices, RequestState};
@@ -109,6 +110,9 @@ struct CheckedComponent {
     stores: Vec<String>,
     graphs: BTreeMap<String, PathBuf>,
     tool: HostTool,
+    /// The component's `ai_models` allow-list, and the llm models the host serves it.
+    ai_models: Vec<String>,
+    llm_models: CheckedModels,
 }
 
 impl UpCommand {
@@ -185,6 +189,9 @@ impl UpCommand {
                 .map(|(name, path)| (name.clone(), app.resolve(path)))
                 .collect();
             nn::check_model_files(&graphs)?;
+            let llm_models =
+                CheckedModels::check(tool.llm_models.clone(), &graphs, |path| app.resolve(path))
+                    .with_context(|| format!("component `{id}`"))?;
             checked.push(CheckedComponent {
                 id: id.to_string(),
                 source,
@@ -192,6 +199,8 @@ impl UpCommand {
                 stores: component.key_value_stores.clone(),
                 graphs,
                 tool,
+                ai_models: component.ai_models.clone(),
+                llm_models,
             });
         }
         Ok(checked)
@@ -239,6 +248,8 @@ impl UpCommand {
             let nn = nn
                 .await?
                 .with_context(|| format!("component `{}`", component.id))?;
+            let llm = Llm::load(&component.ai_models, &component.llm_models, &nn)
+                .with_context(|| format!("component `{}`", component.id))?;
             let services = ComponentServices {
                 variables: component.variables,
                 stores: ComponentStores::new(
@@ -249,6 +260,7 @@ impl UpCommand {
                         .collect(),
                 ),
                 nn,
+                llm,
             };
             let counted_header = component.tool.counted_header.as_ref();
             if let Some(counted) = counted_header {

@@ -3,7 +3,11 @@
 //! One backend per build, chosen by a cargo feature of this crate; `wasm::backend()` creates it.
 //! Adding one is a file here, a `mod` line below and a line in `wasm::backend()`:
 //! - `wasi-nn` (default, [`wasi_nn`]): the host's wasi:nn runs the pooled ONNX graph (sbert-host).
+//! - `spin-llm` ([`spin_llm`]): Spin's llm interface, one text per call (stock Spin, Fermyon Cloud,
+//!   sbert-host).
 
+#[cfg(feature = "spin-llm")]
+pub mod spin_llm;
 #[cfg(feature = "wasi-nn")]
 pub mod wasi_nn;
 

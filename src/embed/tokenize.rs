@@ -84,6 +84,17 @@ impl TextTokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// The text a framed sequence (`[CLS] … [SEP]`) spells, for backends that take text
+    /// (spin-llm) given token-id inputs. The frame is left out; special tokens inside it, like
+    /// `[UNK]`, are spelled out, because the tokenizer reads them back as themselves.
+    pub fn decode(&self, framed: &[u32]) -> Result<String, TokenizeError> {
+        let inner = framed.strip_prefix(&[CLS]).unwrap_or(framed);
+        let inner = inner.strip_suffix(&[SEP]).unwrap_or(inner);
+        self.0
+            .decode(inner, false)
+            .map_err(|e| TokenizeError::from_library("decoding", e))
+    }
+
     /// The prefix of `text` that the first `kept` ids of its framed sequence cover, `[CLS]`
     /// and the final `[SEP]` included in `kept` (what [`fit`] kept of a truncated text). Only
     /// truncated texts need this, so it re-encodes with byte offsets rather than making every

@@ -2,10 +2,24 @@
 //! variables, Spin key-value and wasi:nn to the plain types and traits the rest of the crate
 //! works with.
 
-/// Guest bindings for our world in `wit/sbert.wit` (wasi:nn and the `wizer-initialize` export).
+#[cfg(all(feature = "wasi-nn", feature = "spin-llm"))]
+compile_error!(
+    "choose one inference backend: features `wasi-nn` (default) and `spin-llm` exclude each other"
+);
+
+/// Guest bindings for our world in `wit/sbert.wit`: `component` (wasi:nn and the `wizer-initialize`
+/// export), or `spin-llm` (only the export: spin-sdk binds Spin's llm interface itself).
 mod bindings {
+    #[cfg(feature = "wasi-nn")]
     spin_sdk::wit_bindgen::generate!({
         world: "component",
+        path: "wit",
+        runtime_path: "::spin_sdk::wit_bindgen::rt",
+        generate_all,
+    });
+    #[cfg(feature = "spin-llm")]
+    spin_sdk::wit_bindgen::generate!({
+        world: "spin-llm",
         path: "wit",
         runtime_path: "::spin_sdk::wit_bindgen::rt",
         generate_all,
@@ -18,6 +32,8 @@ mod bindings {
 mod alloc;
 pub mod http;
 pub mod kv;
+#[cfg(feature = "spin-llm")]
+mod llm;
 #[cfg(feature = "wasi-nn")]
 mod nn;
 pub mod variables;
@@ -26,6 +42,16 @@ pub mod variables;
 #[cfg(feature = "wasi-nn")]
 pub fn backend() -> impl crate::backend::Infer {
     crate::backend::wasi_nn::WasiNn(nn::WasiNnGraphs)
+}
+
+/// The inference backend this build was made with (one cargo feature per backend).
+#[cfg(feature = "spin-llm")]
+pub fn backend() -> impl crate::backend::Infer {
+    use crate::backend::spin_llm::{EmbeddedTokenizer, SpinLlm};
+    SpinLlm {
+        llm: llm::SpinLlmHost,
+        tokenizer: EmbeddedTokenizer,
+    }
 }
 
 /// Unix seconds now: JWT validity and cache expiry are judged by it, once per request.

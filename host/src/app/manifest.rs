@@ -142,6 +142,10 @@ pub struct Component {
     /// Key-value store labels the component may open.
     #[serde(default)]
     pub key_value_stores: Vec<String>,
+    /// Models the component may use through `fermyon:spin/llm` (Spin's allow-list); the host serves those
+    /// configured in `[component.<id>.tool.sbert-host] llm_models`.
+    #[serde(default)]
+    pub ai_models: Vec<String>,
     /// Hosts the component may connect to. This host grants no outbound network access, so it must be empty.
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<String>,
@@ -194,6 +198,9 @@ pub struct HostTool {
     /// A response header whose values are counted in the metrics and copied into the request log.
     #[serde(default)]
     pub counted_header: Option<CountedHeader>,
+    /// Embedding models for `fermyon:spin/llm` `generate-embeddings`, by the model name the component passes.
+    #[serde(default)]
+    pub llm_models: BTreeMap<String, crate::llm::ModelConfig>,
 }
 
 /// `startup_check`: an absolute path, with an optional query.
@@ -335,6 +342,7 @@ component = "web"
 source = "build/web.wasm"
 description = "the web component"
 key_value_stores = ["default"]
+ai_models = ["all-minilm-l6-v2"]
 
 [component.web.variables]
 api_keys = "{{ api_keys }}"
@@ -346,6 +354,7 @@ watch = ["src/**/*.rs"]
 
 [component.web.tool.sbert-host]
 graphs = { "all-minilm-l6-v2" = "models/all-minilm-l6-v2/model.onnx" }
+llm_models = { "all-minilm-l6-v2" = { graph = "all-minilm-l6-v2", tokenizer = "models/all-minilm-l6-v2/tokenizer.json", max_tokens = 256 } }
 
 [component.web.tool.other-tool]
 anything = 1
@@ -382,10 +391,15 @@ anything = 1
         let web = &manifest.component["web"];
         assert_eq!(app.resolve(&web.source), dir.path().join("build/web.wasm"));
         assert_eq!(web.key_value_stores, ["default"]);
+        assert_eq!(web.ai_models, ["all-minilm-l6-v2"]);
+        let tool = web.host_tool().unwrap();
         assert_eq!(
-            web.host_tool().unwrap().graphs["all-minilm-l6-v2"],
+            tool.graphs["all-minilm-l6-v2"],
             Path::new("models/all-minilm-l6-v2/model.onnx")
         );
+        let llm_model = &tool.llm_models["all-minilm-l6-v2"];
+        assert_eq!(llm_model.graph, "all-minilm-l6-v2");
+        assert_eq!(llm_model.max_tokens, 256);
     }
 
     #[test]
@@ -405,6 +419,21 @@ anything = 1
         let error = load_error(&MANIFEST.replace("graphs =", "models ="));
         assert!(error.contains("tool.sbert-host"), "{error}");
         assert!(error.contains("unknown field `models`"), "{error}");
+        let error = load_error(
+            &MANIFEST.replace("max_tokens = 256", "max_tokens = 256, pooling = \"mean\""),
+        );
+        assert!(error.contains("unknown field `pooling`"), "{error}");
+    }
+
+    /// Every manifest the repository ships (one per build) passes this loader's checks, which refuse unknown
+    /// keys as Spin's own loader does.
+    #[test]
+    fn the_repository_manifests_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for name in ["spin.toml", "spin-llm.toml", "spin-portable.toml"] {
+            // Loading validates everything, the `tool.sbert-host` sections included.
+            App::load(&root.join(name)).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        }
     }
 
     #[test]

@@ -58,6 +58,11 @@ impl Nn {
         })
     }
 
+    /// The preloaded graph `name`: fermyon:spin/llm runs its embedding models on these, sharing their sessions.
+    pub fn graph(&self, name: &str) -> Option<Graph> {
+        self.graphs.0.get(name).cloned()
+    }
+
     /// A fresh context for one request.
     pub fn ctx(&self) -> WasiNnCtx {
         WasiNnCtx::new(
