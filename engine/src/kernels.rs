@@ -42,7 +42,7 @@ impl QuantizedRows {
             let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
             self.scales.push(scale);
             self.quants
-                .extend(block.iter().map(|v| (v * inverse).round() as i16));
+                .extend(block.iter().map(|v| (v * inverse).round_ties_even() as i16));
         }
     }
 
@@ -78,10 +78,19 @@ pub fn linear(
     out.clear();
     out.resize(rows * outputs, 0.0);
     // Weight row outermost: it is read from memory once and stays in L1 while every activation row
-    // (a few KiB for short inputs) is multiplied with it.
+    // (a few KiB for short inputs) is multiplied with it, four rows at a time so that each block of
+    // weights is widened once for four dot products.
     for o in 0..outputs {
         let (w_quants, w_scales) = weight.row(o);
-        for r in 0..rows {
+        let mut r = 0;
+        while r + 4 <= rows {
+            let sums = block_dot4(x, r, w_quants, w_scales);
+            for (k, sum) in sums.into_iter().enumerate() {
+                out[(r + k) * outputs + o] = sum + bias[o];
+            }
+            r += 4;
+        }
+        for r in r..rows {
             let (x_quants, x_scales) = x.row(r);
             out[r * outputs + o] = block_dot(x_quants, x_scales, w_quants, w_scales) + bias[o];
         }
@@ -98,6 +107,20 @@ fn block_dot(x_quants: &[i16], x_scales: &[f32], w_quants: &[i8], w_scales: &[f3
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     {
         block_dot_scalar(x_quants, x_scales, w_quants, w_scales)
+    }
+}
+
+/// [`block_dot`] of activation rows `first..first + 4` with one weight row.
+#[inline]
+fn block_dot4(x: &QuantizedRows, first: usize, w_quants: &[i8], w_scales: &[f32]) -> [f32; 4] {
+    let rows = [0, 1, 2, 3].map(|k| x.row(first + k));
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        simd128::block_dot4(rows, w_quants, w_scales)
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        rows.map(|(x_quants, x_scales)| block_dot_scalar(x_quants, x_scales, w_quants, w_scales))
     }
 }
 
@@ -128,46 +151,70 @@ mod simd128 {
     /// `i32x4.dot_i16x8_s` (at most 8 · 32767 · 127 per lane, far from overflow), then scaled in float.
     #[inline]
     pub fn block_dot(x_quants: &[i16], x_scales: &[f32], w_quants: &[i8], w_scales: &[f32]) -> f32 {
-        let blocks = x_scales.len();
-        assert!(
-            x_quants.len() == blocks * BLOCK
-                && w_quants.len() == blocks * BLOCK
-                && w_scales.len() == blocks
-        );
-        let mut acc = f32x4_splat(0.0);
-        for b in 0..blocks {
-            // SAFETY: the assert above keeps every 16-byte load inside the slices; v128 loads
-            // need no alignment.
-            let (w0, w1, x0, x1, x2, x3) = unsafe {
-                let w = w_quants.as_ptr().add(b * BLOCK) as *const v128;
-                let x = x_quants.as_ptr().add(b * BLOCK) as *const v128;
-                (
-                    v128_load(w),
-                    v128_load(w.add(1)),
-                    v128_load(x),
-                    v128_load(x.add(1)),
-                    v128_load(x.add(2)),
-                    v128_load(x.add(3)),
-                )
-            };
-            let low = i32x4_add(
-                i32x4_dot_i16x8(x0, i16x8_extend_low_i8x16(w0)),
-                i32x4_dot_i16x8(x1, i16x8_extend_high_i8x16(w0)),
-            );
-            let high = i32x4_add(
-                i32x4_dot_i16x8(x2, i16x8_extend_low_i8x16(w1)),
-                i32x4_dot_i16x8(x3, i16x8_extend_high_i8x16(w1)),
-            );
-            let scale = f32x4_splat(x_scales[b] * w_scales[b]);
-            acc = f32x4_add(
-                acc,
-                f32x4_mul(f32x4_convert_i32x4(i32x4_add(low, high)), scale),
-            );
+        let [sum] = block_dots([(x_quants, x_scales)], w_quants, w_scales);
+        sum
+    }
+
+    /// [`block_dot`] for four activation rows: each block of weights is loaded and widened once.
+    #[inline]
+    pub fn block_dot4(rows: [(&[i16], &[f32]); 4], w_quants: &[i8], w_scales: &[f32]) -> [f32; 4] {
+        block_dots(rows, w_quants, w_scales)
+    }
+
+    #[inline(always)]
+    fn block_dots<const ROWS: usize>(
+        rows: [(&[i16], &[f32]); ROWS],
+        w_quants: &[i8],
+        w_scales: &[f32],
+    ) -> [f32; ROWS] {
+        let blocks = w_scales.len();
+        assert!(w_quants.len() == blocks * BLOCK);
+        for (x_quants, x_scales) in rows {
+            assert!(x_quants.len() == blocks * BLOCK && x_scales.len() == blocks);
         }
-        f32x4_extract_lane::<0>(acc)
-            + f32x4_extract_lane::<1>(acc)
-            + f32x4_extract_lane::<2>(acc)
-            + f32x4_extract_lane::<3>(acc)
+        let mut acc = [f32x4_splat(0.0); ROWS];
+        for b in 0..blocks {
+            // SAFETY: the asserts above keep every load inside the slices.
+            let w = unsafe { widened_weights(w_quants, b) };
+            for (acc, (x_quants, x_scales)) in acc.iter_mut().zip(rows) {
+                // SAFETY: as above.
+                let x = unsafe { activations(x_quants, b) };
+                let sum = i32x4_add(
+                    i32x4_add(i32x4_dot_i16x8(x[0], w[0]), i32x4_dot_i16x8(x[1], w[1])),
+                    i32x4_add(i32x4_dot_i16x8(x[2], w[2]), i32x4_dot_i16x8(x[3], w[3])),
+                );
+                let scale = f32x4_splat(x_scales[b] * w_scales[b]);
+                *acc = f32x4_add(*acc, f32x4_mul(f32x4_convert_i32x4(sum), scale));
+            }
+        }
+        acc.map(horizontal_sum)
+    }
+
+    /// Block `b`'s 32 int8 weights as four int16x8 vectors (`v128.load8x8_s`: load 8, sign-extend).
+    ///
+    /// SAFETY: `quants` holds at least `(b + 1) * 32` values. No alignment is needed.
+    #[inline(always)]
+    unsafe fn widened_weights(quants: &[i8], b: usize) -> [v128; 4] {
+        let p = unsafe { quants.as_ptr().add(b * BLOCK) };
+        [0, 8, 16, 24].map(|offset| unsafe { i16x8_load_extend_i8x8(p.add(offset)) })
+    }
+
+    /// Block `b`'s 32 int16 activations as four int16x8 vectors.
+    ///
+    /// SAFETY: `quants` holds at least `(b + 1) * 32` values.
+    #[inline(always)]
+    unsafe fn activations(quants: &[i16], b: usize) -> [v128; 4] {
+        let p = unsafe { quants.as_ptr().add(b * BLOCK) };
+        // Unaligned reads: rows start wherever the allocator and the row length put them.
+        [0, 8, 16, 24].map(|offset| unsafe { (p.add(offset) as *const v128).read_unaligned() })
+    }
+
+    #[inline]
+    fn horizontal_sum(v: v128) -> f32 {
+        f32x4_extract_lane::<0>(v)
+            + f32x4_extract_lane::<1>(v)
+            + f32x4_extract_lane::<2>(v)
+            + f32x4_extract_lane::<3>(v)
     }
 }
 
@@ -241,7 +288,7 @@ mod tests {
 
     #[test]
     fn linear_matches_the_float_product_of_the_dequantized_operands() {
-        let (rows, inputs, outputs) = (3, 96, 5);
+        let (rows, inputs, outputs) = (6, 96, 5); // one group of four rows, then two single rows
         let x = values(rows * inputs, 2, true);
         let w = values(outputs * inputs, 3, false);
         let bias = values(outputs, 4, false);
