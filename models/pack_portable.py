@@ -14,7 +14,7 @@ safetensors file the engine runs on directly (zero-copy, from the bytes embedded
 
 Why this precision: measured with numpy against ../shared/reference (31 items), these 8-bit blocks
 with float activations give mean cosine 0.99981, min 0.99956 (the engine quantizes activations to
-int16 per block of 32, which measures the same); per-tensor int8 measured min 0.971-0.980, and
+int16 per row, which measures the same); per-tensor int8 measured min 0.971-0.980, and
 float32 weights (90 MB) do not fit the 50 MiB limit. The file is ~25 MB.
 
 Every tensor's byte length is a multiple of 4 and the header is padded to a multiple of 8, so each
