@@ -40,9 +40,14 @@ pub struct InWasm;
 
 impl Infer for InWasm {
     /// Each row runs unpadded (the tokens its mask keeps); padding positions stay zero, which the
-    /// caller's masked mean pooling skips.
+    /// caller's masked mean pooling skips. Token types must be 0: the engine embeds type 0 only.
     fn infer(&self, batch: &TokenBatch) -> Result<HiddenStates, InferError> {
         let model = model()?;
+        if batch.token_type_ids.iter().any(|&t| t != 0) {
+            return Err(InferError(
+                "the in-wasm engine takes single-segment input (token type 0) only".into(),
+            ));
+        }
         let hidden = model.config().hidden;
         let mut values = vec![0.0; batch.batch * batch.seq * hidden];
         if batch.seq == 0 {
@@ -100,5 +105,13 @@ mod tests {
             l2_normalize(&mut vector);
             assert_eq!(vector, model().unwrap().embed(ids).unwrap());
         }
+    }
+
+    #[test]
+    fn a_second_segment_is_refused_not_embedded_as_the_first() {
+        let mut batch = TokenBatch::from_sequences(&[&[101, 7592, 102, 2088, 102]]);
+        batch.token_type_ids[3] = 1;
+        let error = InWasm.infer(&batch).expect_err("token type 1 is refused");
+        assert!(error.0.contains("token type 0"), "{}", error.0);
     }
 }
