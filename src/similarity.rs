@@ -3,7 +3,7 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use crate::pooling::l2_normalize;
+use crate::embed::pooling::l2_normalize;
 
 /// One mined pair: its cosine similarity and the two sentences' indices, `i < j`.
 pub type ScoredPair = (f32, usize, usize);

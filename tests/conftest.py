@@ -273,7 +273,7 @@ def serving(workdir: Path, **kw):
 
 
 def is_embedding_key(key: str) -> bool:
-    """A cache entry's key in the key-value store: `emb:` prefix, hex sha256 last (index keys don't count)."""
+    """A cache entry's key in the key-value store: `emb:v2:<slot>` (src/embed/cache.rs)."""
     import re
 
-    return re.fullmatch(r"emb:.*[0-9a-f]{64}", key) is not None
+    return re.fullmatch(r"emb:v2:\d+", key) is not None

@@ -89,10 +89,14 @@ def test_missing_or_empty_query_is_400(server, method, kwargs):
     assert body["query"] == ["required field"]
 
 
-def test_cos_sim_weight_hello_hi(server):
+def test_cos_sim_weight_hello_hi(server, similarity_reference):
+    # sentence-transformers' score for the pair, from the shared reference's paraphrase mining.
+    mining = similarity_reference["paraphrase_mining"]
+    a, b = mining["sentences"].index("hello world"), mining["sentences"].index("hi world")
+    [expected] = [score for score, i, j in mining["pairs"] if {i, j} == {a, b}]
     resp = server.post("/v1/encode/cos_sim_weight", json={"a": "hello world", "b": "hi world"})
     assert resp.status_code == 200, resp.text
-    assert resp.json()["cos_sim_weight"] == pytest.approx(0.8390059, abs=1e-4)
+    assert resp.json()["cos_sim_weight"] == pytest.approx(expected, abs=1e-4)
 
 
 @pytest.mark.parametrize("path", ["/v1/encode?query=hi", "/v1/encode/cos_sim_weight"])

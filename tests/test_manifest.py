@@ -1,6 +1,8 @@
 """spin.toml stays consistent with the model files `make models` produces and verifies."""
 import tomllib
 
+import pytest
+
 from conftest import ROOT
 
 
@@ -9,12 +11,14 @@ def recorded_checksums() -> dict[str, str]:
     return {path: digest for digest, path in (line.split() for line in lines if line.strip())}
 
 
-def test_model_digest_variable_names_the_served_model():
+@pytest.mark.parametrize("graph,variable", [("all-minilm-l6-v2", "model_digest"),
+                                            ("all-minilm-l6-v2-int8", "int8_model_digest")])
+def test_model_digest_variables_name_the_served_models(graph, variable):
     # The digest is part of every cache key: if it drifted from the model file, a new model
     # could be served old vectors from the cache.
     manifest = tomllib.loads((ROOT / "spin.toml").read_text())
-    graph_path = manifest["component"]["sbert-service"]["tool"]["sbert-host"]["graphs"]["all-minilm-l6-v2"]
-    digest = manifest["variables"]["model_digest"]["default"]
+    graph_path = manifest["component"]["sbert-service"]["tool"]["sbert-host"]["graphs"][graph]
+    digest = manifest["variables"][variable]["default"]
     assert digest == "sha256:" + recorded_checksums()[graph_path]
 
 

@@ -24,14 +24,20 @@ SETTLE_S = 5
 
 METRIC_FAMILIES = {
     # family (as the exposition parser names it: counters without `_total`) → (type, required labels)
-    "sbert_http_requests": ("counter", {"route", "method", "status"}),
-    "sbert_http_request_duration_seconds": ("histogram", {"route"}),
-    "sbert_inference_duration_seconds": ("histogram", set()),
-    "sbert_inference_batch_size": ("histogram", set()),
-    "sbert_tokens_processed": ("counter", set()),
-    "sbert_cache_responses": ("counter", {"status"}),
-    "sbert_model_load_seconds": ("gauge", {"graph"}),
+    "http_requests": ("counter", {"route", "method", "status"}),
+    "http_request_duration_seconds": ("histogram", {"route"}),
+    "http_response_header_values": ("counter", {"header", "value"}),
+    "http_requests_in_flight": ("gauge", set()),
+    "nn_inference_duration_seconds": ("histogram", set()),
+    "nn_inference_batch_size": ("histogram", set()),
+    "nn_tokens_processed": ("counter", set()),
+    "nn_queued_tokens": ("gauge", set()),
+    "nn_queue_wait_seconds": ("histogram", set()),
+    "nn_model_load_seconds": ("gauge", {"graph"}),
 }
+
+# The response header spin.toml names as counted (`counted_header`), as the metrics label it.
+COUNTED_HEADER = "x-cache"
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +98,10 @@ def scrape_when(srv, settled) -> Scrape:
 
 
 COUNTED = (
-    "sbert_inference_duration_seconds_count",
-    "sbert_inference_batch_size_count",
-    "sbert_inference_batch_size_sum",
-    "sbert_tokens_processed_total",
+    "nn_inference_duration_seconds_count",
+    "nn_inference_batch_size_count",
+    "nn_inference_batch_size_sum",
+    "nn_tokens_processed_total",
 )
 
 
@@ -109,7 +115,7 @@ def test_every_request_writes_one_json_line_with_its_fields(server):
         ("GET", "/v1/encode", {"params": {"query": "x"}}, False),  # 401
         ("GET", "/v1/no-such-route", {}, True),  # 404
         ("POST", "/v1/encode", {"data": b"{oops"}, True),  # 400
-        ("OPTIONS", "/v1/encode", {}, False),  # 204 preflight
+        ("OPTIONS", "/v1/encode", {}, False),  # 200 preflight
     ]
     for method, path, kw, auth in cases:
         request_id = f"obs-{uuid.uuid4().hex}"
@@ -119,9 +125,9 @@ def test_every_request_writes_one_json_line_with_its_fields(server):
         assert record["path"] == path
         assert record["status"] == resp.status_code
         assert isinstance(record["duration_ms"], (int, float)) and record["duration_ms"] >= 0
-        assert record["cache"] == resp.headers.get("x-cache", "-"), (path, record)
-        logged_at = datetime.fromisoformat(record["time"])
-        assert logged_at.tzinfo is not None, record["time"]
+        assert record["counted_header"] == resp.headers.get("x-cache", "-"), (path, record)
+        logged_at = datetime.fromisoformat(record["timestamp"])
+        assert logged_at.tzinfo is not None, record["timestamp"]
         assert abs(time.time() - logged_at.timestamp()) < 3600, "the time is now, not some other clock"
 
 
@@ -137,7 +143,7 @@ def test_the_query_string_is_never_logged(server):
     assert secret not in log and token not in log
 
 
-def test_the_cache_field_follows_x_cache(server):
+def test_the_counted_header_field_follows_x_cache(server):
     a, b = unique_text("log cache a"), unique_text("log cache b")
     for method, path, kw, expected in [
         ("GET", "/v1/encode", {"params": {"query": a}}, "MISS"),
@@ -148,7 +154,7 @@ def test_the_cache_field_follows_x_cache(server):
         request_id = f"obs-{uuid.uuid4().hex}"
         resp = server.request(method, path, headers={"X-Request-Id": request_id}, **kw)
         assert resp.headers.get("x-cache", "-") == expected
-        assert request_record(server, request_id)["cache"] == expected
+        assert request_record(server, request_id)["counted_header"] == expected
 
 
 def test_a_sent_request_id_is_echoed_and_logged(server):
@@ -193,8 +199,8 @@ def test_metrics_are_prometheus_text_with_the_contract_families(metered):
         assert family.samples, name
         for sample in family.samples:
             assert labels <= sample.labels.keys(), (name, sample)
-    for sample in current.families["sbert_http_requests"].samples:
-        assert sample.name == "sbert_http_requests_total"
+    for sample in current.families["http_requests"].samples:
+        assert sample.name == "http_requests_total"
 
 
 @pytest.mark.parametrize("path", ["/", "/metrics/extra", "/v1/encode", "/metricsx"])
@@ -203,7 +209,7 @@ def test_the_metrics_listener_serves_only_metrics(metered, path):
 
 
 def test_model_load_time_is_a_gauge_per_graph(metered):
-    loaded = list(scrape(metered).samples("sbert_model_load_seconds", graph=MODEL_ALIAS))
+    loaded = list(scrape(metered).samples("nn_model_load_seconds", graph=MODEL_ALIAS))
     assert len(loaded) == 1 and loaded[0].value > 0, loaded
 
 
@@ -221,34 +227,34 @@ def test_request_counters_and_latency_move_by_route_and_status(metered):
     def delta(current, name, **labels):
         return current.value(name, **labels) - before.value(name, **labels)
 
-    after = scrape_when(metered, lambda s: delta(s, "sbert_http_request_duration_seconds_count") >= sent)
-    assert delta(after, "sbert_http_requests_total") == sent
-    assert delta(after, "sbert_http_requests_total", method="GET", status="200") == 2
-    assert delta(after, "sbert_http_requests_total", method="GET", status="401") == 1
-    assert delta(after, "sbert_http_requests_total", method="GET", status="404") == 3
-    assert delta(after, "sbert_http_request_duration_seconds_count") == sent
-    assert delta(after, "sbert_http_request_duration_seconds_sum") > 0
+    after = scrape_when(metered, lambda s: delta(s, "http_request_duration_seconds_count") >= sent)
+    assert delta(after, "http_requests_total") == sent
+    assert delta(after, "http_requests_total", method="GET", status="200") == 2
+    assert delta(after, "http_requests_total", method="GET", status="401") == 1
+    assert delta(after, "http_requests_total", method="GET", status="404") == 3
+    assert delta(after, "http_request_duration_seconds_count") == sent
+    assert delta(after, "http_request_duration_seconds_sum") > 0
 
-    routes = {s.labels["route"] for s in after.samples("sbert_http_requests_total")}
-    encode_moved = {route: delta(after, "sbert_http_requests_total", route=route, method="GET", status="200")
+    routes = {s.labels["route"] for s in after.samples("http_requests_total")}
+    encode_moved = {route: delta(after, "http_requests_total", route=route, method="GET", status="200")
                     for route in routes}
     encode_routes = [route for route, moved in encode_moved.items() if moved]
     # The contract allows the manifest's route pattern (`/...`) or the path family as the label.
     assert encode_routes in (["/v1/encode"], ["/..."]) and encode_moved[encode_routes[0]] == 2, encode_moved
     for route in routes:
         assert "?" not in route and secret_query not in route and not any(p in route for p in stray), route
-    before_routes = {s.labels["route"] for s in before.samples("sbert_http_requests_total")}
+    before_routes = {s.labels["route"] for s in before.samples("http_requests_total")}
     assert len(routes - before_routes) <= 2, f"raw paths became route labels: {routes - before_routes}"
 
     for route in routes:
         buckets = sorted(
-            ((float(s.labels["le"]), s.value) for s in after.samples("sbert_http_request_duration_seconds_bucket",
+            ((float(s.labels["le"]), s.value) for s in after.samples("http_request_duration_seconds_bucket",
                                                                         route=route)),
         )
         counts = [count for _, count in buckets]
         assert buckets and buckets[-1][0] == float("inf"), route
         assert counts == sorted(counts), f"{route}: buckets are not cumulative"
-        assert counts[-1] == after.value("sbert_http_request_duration_seconds_count", route=route)
+        assert counts[-1] == after.value("http_request_duration_seconds_count", route=route)
 
 
 def test_inference_token_batch_and_cache_metrics_follow_the_work_done(metered, tokenizer):
@@ -262,29 +268,30 @@ def test_inference_token_batch_and_cache_metrics_follow_the_work_done(metered, t
         before = scrape(metered)
         resp = send()
         assert resp.status_code == 200, resp.text
-        after = scrape_when(metered, lambda s: s.value("sbert_cache_responses_total")
-                            > before.value("sbert_cache_responses_total"))
+        after = scrape_when(metered, lambda s: s.value("http_response_header_values_total", header=COUNTED_HEADER)
+                            > before.value("http_response_header_values_total", header=COUNTED_HEADER))
         moved = {name: after.value(name) - before.value(name) for name in COUNTED}
         for status in CACHE_STATUSES:
-            moved[status] = (after.value("sbert_cache_responses_total", status=status)
-                             - before.value("sbert_cache_responses_total", status=status))
+            labels = {"header": COUNTED_HEADER, "value": status}
+            moved[status] = (after.value("http_response_header_values_total", **labels)
+                             - before.value("http_response_header_values_total", **labels))
         return moved
 
     miss = work(lambda: metered.get("/v1/encode", params={"query": a}))
-    assert miss["sbert_inference_duration_seconds_count"] >= 1
-    assert miss["sbert_inference_batch_size_sum"] == 1, "one row embedded"
-    assert miss["sbert_tokens_processed_total"] == tokens(a)
+    assert miss["nn_inference_duration_seconds_count"] >= 1
+    assert miss["nn_inference_batch_size_sum"] == 1, "one row embedded"
+    assert miss["nn_tokens_processed_total"] == tokens(a)
     assert (miss["MISS"], miss["HIT"], miss["PARTIAL"]) == (1, 0, 0)
 
     hit = work(lambda: metered.get("/v1/encode", params={"query": a}))
-    assert hit["sbert_inference_duration_seconds_count"] == 0, "a HIT runs no inference"
-    assert hit["sbert_inference_batch_size_count"] == 0
-    assert hit["sbert_tokens_processed_total"] == 0
+    assert hit["nn_inference_duration_seconds_count"] == 0, "a HIT runs no inference"
+    assert hit["nn_inference_batch_size_count"] == 0
+    assert hit["nn_tokens_processed_total"] == 0
     assert (hit["MISS"], hit["HIT"], hit["PARTIAL"]) == (0, 1, 0)
 
     partial = work(lambda: metered.post("/v1/encode/multiple_encode", json={"sentences": [a, b, c]}))
-    assert partial["sbert_inference_batch_size_sum"] == 2, "only the two new texts are embedded"
-    assert partial["sbert_inference_batch_size_count"] >= 1
-    assert partial["sbert_inference_duration_seconds_count"] == partial["sbert_inference_batch_size_count"]
-    assert partial["sbert_tokens_processed_total"] == tokens(b, c)
+    assert partial["nn_inference_batch_size_sum"] == 2, "only the two new texts are embedded"
+    assert partial["nn_inference_batch_size_count"] >= 1
+    assert partial["nn_inference_duration_seconds_count"] == partial["nn_inference_batch_size_count"]
+    assert partial["nn_tokens_processed_total"] == tokens(b, c)
     assert (partial["MISS"], partial["HIT"], partial["PARTIAL"]) == (0, 0, 1)

@@ -168,7 +168,7 @@ def test_requests_succeed_uncached_while_redis_is_down(outages):
         assert incident.statuses_while_down, "the scenario sent requests"
         assert all(status == (200, "MISS") for status in incident.statuses_while_down), incident.statuses_while_down
         assert all(vector == outages.cached_vector for vector in incident.vectors_while_down)
-        assert [r.get("cache") for r in incident.requests_logged_while_down] == ["MISS"] * len(
+        assert [r.get("counted_header") for r in incident.requests_logged_while_down] == ["MISS"] * len(
             incident.statuses_while_down
         )
 

@@ -1,5 +1,6 @@
 """sbert-host fails fast, with one clear line, on anything it cannot serve; and backend failures are JSON."""
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -101,3 +102,46 @@ def test_backend_failure_is_a_json_500(tmp):
         assert srv.get("/v1/ping", auth=False).status_code == 200
     finally:
         stop_server(srv)
+
+
+def test_a_failing_startup_check_stops_startup_with_one_line(tmp):
+    # A protected route asked without credentials answers 401: the host must not start listening.
+    manifest = manifest_in(tmp, re.sub(r'^startup_check = ".*"$', 'startup_check = "/v1/encode?query=x"',
+                                       MANIFEST, flags=re.M))
+    line = error_line(run_up(manifest, {}))
+    assert "sbert-service" in line and "start-up check" in line, line
+    assert "GET /v1/encode?query=x" in line and "401" in line, line
+    # The component's own message, from its body.
+    assert "Unauthorized" in line or "token" in line.lower(), line
+
+
+def up_until_listening_or_exit(manifest: Path, env_overrides: dict) -> subprocess.CompletedProcess:
+    """`sbert-host up`, stopped as soon as it listens (so a host that should have refused to start fails the
+    test at once instead of running until a timeout)."""
+    env = {**os.environ, "SPIN_VARIABLE_API_KEYS": ",".join(API_KEYS), **env_overrides}
+    process = subprocess.Popen(
+        [str(host_binary()), "up", "--from", str(manifest), "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=manifest.parent,
+    )
+    stdout = []
+    for line in process.stdout:
+        stdout.append(line)
+        if line.startswith("Serving http"):
+            process.terminate()
+            break
+    stderr = process.stderr.read()
+    process.wait(timeout=60)
+    return subprocess.CompletedProcess(process.args, process.returncode, "".join(stdout), stderr)
+
+
+def test_an_invalid_variable_stops_startup_naming_it(tmp):
+    # The component's readiness route (startup_check) answers 503 naming the variable it cannot parse.
+    result = up_until_listening_or_exit(manifest_in(tmp, MANIFEST), {"SPIN_VARIABLE_MAX_INPUTS": "three"})
+    line = error_line(result)
+    assert "max_inputs" in line and "sbert-service" in line, line
+
+
+def test_startup_check_path_must_be_a_path(tmp):
+    manifest = manifest_in(tmp, re.sub(r'^startup_check = ".*"$', 'startup_check = "health"', MANIFEST, flags=re.M))
+    line = error_line(run_up(manifest, {}))
+    assert "startup_check `health`" in line and "spin.toml" in line, line

@@ -45,13 +45,6 @@ impl<'a> Model<'a> {
 
     /// The unit-length embedding (`hidden` floats) of one sequence of token ids (`[CLS] … [SEP]`).
     pub fn embed(&self, ids: &[u32]) -> Result<Vec<f32>, EmbedError> {
-        let hidden = self.hidden_states(ids)?;
-        Ok(mean_pool_normalized(&hidden, self.weights.config.hidden))
-    }
-
-    /// The last hidden state of one sequence, `[ids.len(), hidden]` row-major: what callers that pool
-    /// for themselves (over a padded batch's mask) take.
-    pub fn hidden_states(&self, ids: &[u32]) -> Result<Vec<f32>, EmbedError> {
         let config = &self.weights.config;
         if ids.is_empty() {
             return Err(EmbedError::Empty);
@@ -68,11 +61,8 @@ impl<'a> Model<'a> {
                 vocab: config.vocab,
             });
         }
-        Ok(forward::hidden_states(
-            &self.weights,
-            ids,
-            &mut Scratch::default(),
-        ))
+        let hidden = forward::hidden_states(&self.weights, ids, &mut Scratch::default());
+        Ok(mean_pool_normalized(&hidden, config.hidden))
     }
 }
 

@@ -23,7 +23,7 @@ pub struct CompileCommand {
 impl CompileCommand {
     pub fn run(self) -> Result<()> {
         let started = Instant::now();
-        let engine = engine::new()?;
+        let engine = engine::new(1)?;
         Component::from_file(&engine, &self.component)
             .map_err(anyhow::Error::from)
             .with_context(|| {

@@ -1,18 +1,15 @@
 //! sbert-host: a Spin-compatible runtime for sbert-service, with wasi:nn on ONNX Runtime.
 
+mod app;
 mod bindings;
 mod compile;
 mod engine;
+mod http;
 mod key_value;
 mod log;
-mod manifest;
 mod metrics;
 mod nn;
-mod runtime_config;
-mod server;
 mod state;
-mod timer;
-mod toml_file;
 mod up;
 mod variables;
 mod wizer;
@@ -31,7 +28,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let result = match Command::parse() {
+    let command = Command::parse();
+    log::init();
+    let result = match command {
         Command::Up(command) => command.run(),
         Command::Compile(command) => command.run(),
         Command::Wizer(command) => command.run(),

@@ -1,62 +1,64 @@
 //! OpenAI's embeddings API (`POST /v1/embeddings`, `GET /v1/models[/{id}]`), so that its client
 //! libraries work against this service unchanged.
 
+use std::fmt;
+
 use base64::Engine;
-use serde::Serialize;
-use serde_json::{Map, Value};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::{
-    json_object, optional, required, string, truncate, type_name, whole_number, wrong_type,
-};
-use crate::error::{excerpt, ApiError, FieldRef};
+use super::fields::{self, reject, Text};
+use super::inputs::{InputField, Inputs};
+use super::json::{not, read, whole_number, wrong_type, Body};
+use crate::config::Models;
+use crate::embed::model::{Model, DIMENSIONS};
+use crate::embed::tokenize::VOCAB_SIZE;
+use crate::embed::Input;
+use crate::http::error::{excerpt, ApiError};
 use crate::http::Request;
-use crate::inputs::{Input, InputField, Inputs};
-use crate::tokenize::VOCAB_SIZE;
 
-/// The served model's id, as sentence-transformers and the Hugging Face Hub name it.
-pub const MODEL_ID: &str = "sentence-transformers/all-MiniLM-L6-v2";
-/// The short name it is also known by here (and its wasi:nn graph name).
-pub const MODEL_ALIAS: &str = "all-minilm-l6-v2";
-/// `created` of the model object: fixed, 2021-08-30T00:00:00Z, about when the model was published.
-const MODEL_CREATED: u64 = 1_630_281_600;
-const MODEL_OWNER: &str = "sentence-transformers";
-/// The model's embedding width, the largest `dimensions`.
-pub const MODEL_DIMENSIONS: usize = 384;
-
+/// OpenAI's model object.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Model {
+pub struct ModelObject {
     pub id: &'static str,
     pub object: &'static str,
     pub created: u64,
     pub owned_by: &'static str,
 }
 
-pub const SERVED_MODEL: Model = Model {
-    id: MODEL_ID,
-    object: "model",
-    created: MODEL_CREATED,
-    owned_by: MODEL_OWNER,
-};
-
-/// The served model, if `name` is its id or alias (in any letter case).
-pub fn find_model(name: &str) -> Option<Model> {
-    (name.eq_ignore_ascii_case(MODEL_ID) || name.eq_ignore_ascii_case(MODEL_ALIAS))
-        .then_some(SERVED_MODEL)
+impl ModelObject {
+    pub fn of(model: &Model) -> Self {
+        Self {
+            id: model.id,
+            object: "model",
+            created: model.created,
+            owned_by: model.owned_by,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
 pub struct ModelList {
     pub object: &'static str,
-    pub data: Vec<Model>,
+    pub data: Vec<ModelObject>,
 }
 
 impl ModelList {
-    pub fn served() -> Self {
+    pub fn of(models: &Models) -> Self {
         Self {
             object: "list",
-            data: vec![SERVED_MODEL],
+            data: models.all().iter().map(ModelObject::of).collect(),
         }
     }
+}
+
+/// The served model named `name`, or OpenAI's 404 naming the served ones.
+pub fn find_model<'m>(models: &'m Models, name: &str) -> Result<&'m Model, ApiError> {
+    models.find(name).ok_or_else(|| ApiError::ModelNotFound {
+        requested: name.to_owned(),
+        served: models.describe(),
+    })
 }
 
 /// One input as sent: a text, or token ids without `[CLS]`/`[SEP]`.
@@ -82,41 +84,39 @@ pub struct EmbeddingInput {
     pub list: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum EncodingFormat {
+    #[default]
     Float,
     /// The little-endian f32 bytes of each vector, in standard base64.
     Base64,
 }
 
 /// `POST /v1/embeddings`. `user` is accepted and ignored; `truncate` is this service's extension.
-#[derive(Debug, PartialEq)]
+/// The model is looked up (a 404 if unknown) once every field is known good.
+#[derive(Debug, PartialEq, Deserialize)]
 pub struct EmbeddingsRequest {
+    #[serde(deserialize_with = "fields::text")]
+    pub model: String,
     pub input: EmbeddingInput,
+    #[serde(default, deserialize_with = "encoding_format")]
     pub encoding_format: EncodingFormat,
     /// Keep only the first N dimensions (then re-normalize).
+    #[serde(default, deserialize_with = "dimensions")]
     pub dimensions: Option<usize>,
+    #[serde(default = "fields::yes", deserialize_with = "fields::truncate")]
     pub truncate: bool,
+    #[serde(default, rename = "user", deserialize_with = "fields::optional_text")]
+    pub _user: Option<String>,
+}
+
+impl Body for EmbeddingsRequest {
+    const REQUIRED: &'static [&'static str] = &["input", "model"];
 }
 
 impl EmbeddingsRequest {
-    /// Reads and checks every field; an unknown model is a 404 after the fields are known good.
     pub fn from_request(request: &Request) -> Result<Self, ApiError> {
-        let body = json_object(request)?;
-        let [input, model] = required(&body, ["input", "model"])?;
-        let input = embedding_input(input)?;
-        let model = string(model, FieldRef::whole("model"))?;
-        let parsed = Self {
-            input,
-            encoding_format: encoding_format(&body)?,
-            dimensions: dimensions(&body)?,
-            truncate: truncate(&body)?,
-        };
-        if let Some(user) = optional(&body, "user") {
-            string(user, FieldRef::whole("user"))?;
-        }
-        find_model(model).ok_or_else(|| ApiError::ModelNotFound(model.to_owned()))?;
-        Ok(parsed)
+        read(request)
     }
 
     pub fn inputs(&self) -> Inputs<'_> {
@@ -125,71 +125,115 @@ impl EmbeddingsRequest {
     }
 }
 
-fn embedding_input(value: &Value) -> Result<EmbeddingInput, ApiError> {
-    const EXPECTED: &str =
-        "a string, an array of strings, an array of token ids or an array of arrays of token ids";
-    let at = FieldRef::whole("input");
-    let items = match value {
-        Value::String(text) => {
-            return Ok(EmbeddingInput {
-                items: vec![OwnedInput::Text(text.clone())],
-                list: false,
-            })
-        }
-        Value::Array(items) => items,
-        other => return Err(wrong_type(at, EXPECTED, other)),
-    };
-    match items.first() {
-        None => Err(ApiError::invalid(at, "must not be an empty array")),
-        Some(Value::String(_)) => Ok(EmbeddingInput {
-            items: super::strings(value, "input")?
-                .into_iter()
-                .map(OwnedInput::Text)
-                .collect(),
-            list: true,
-        }),
-        Some(Value::Number(_)) => Ok(EmbeddingInput {
-            items: vec![OwnedInput::Tokens(token_ids(items, at)?)],
-            list: false,
-        }),
-        Some(Value::Array(_)) => {
-            let sequences = items
-                .iter()
-                .enumerate()
-                .map(|(index, item)| {
-                    let at = FieldRef::item("input", index);
-                    match item {
-                        Value::Array(ids) if !ids.is_empty() => {
-                            token_ids(ids, at).map(OwnedInput::Tokens)
-                        }
-                        Value::Array(_) => Err(ApiError::invalid(at, "must not be an empty array")),
-                        other => Err(wrong_type(at, "an array of token ids", other)),
-                    }
+const INPUT_SHAPES: &str =
+    "a string, an array of strings, an array of token ids or an array of arrays of token ids";
+
+impl<'de> Deserialize<'de> for EmbeddingInput {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Shape;
+
+        impl<'de> Visitor<'de> for Shape {
+            type Value = EmbeddingInput;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(INPUT_SHAPES)
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<EmbeddingInput, E> {
+                Ok(EmbeddingInput {
+                    items: vec![OwnedInput::Text(text.to_owned())],
+                    list: false,
                 })
-                .collect::<Result<_, _>>()?;
-            Ok(EmbeddingInput {
-                items: sequences,
-                list: true,
-            })
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<EmbeddingInput, A::Error> {
+                let Some(first) = seq.next_element::<First>()? else {
+                    return Err(de::Error::custom("must not be an empty array"));
+                };
+                let mut items = Vec::new();
+                let list = match first {
+                    First::Text(text) => {
+                        items.push(OwnedInput::Text(text));
+                        while let Some(Text(text)) = seq.next_element()? {
+                            items.push(OwnedInput::Text(text));
+                        }
+                        true
+                    }
+                    First::TokenId(id) => {
+                        // One input of token ids: a bad one is named by its position.
+                        let mut ids = vec![id];
+                        while let Some(value) = seq.next_element::<Value>()? {
+                            ids.push(value);
+                        }
+                        items.push(OwnedInput::Tokens(token_ids(&ids)?));
+                        false
+                    }
+                    First::TokenIds(ids) => {
+                        items.push(OwnedInput::Tokens(ids));
+                        while let Some(TokenIds(ids)) = seq.next_element()? {
+                            items.push(OwnedInput::Tokens(ids));
+                        }
+                        true
+                    }
+                    First::Other(kinds) => {
+                        let shapes = format!("{INPUT_SHAPES}, not an array of {kinds}");
+                        return Err(de::Error::custom(format!("must be {shapes}")));
+                    }
+                };
+                Ok(EmbeddingInput { items, list })
+            }
+
+            reject!(INPUT_SHAPES; bool, number, null, map);
         }
-        Some(other) => Err(ApiError::invalid(
-            at,
-            format!("must be {EXPECTED}, not an array of {}", plural(other)),
-        )),
+
+        deserializer.deserialize_any(Shape)
     }
 }
 
-fn plural(value: &Value) -> &'static str {
-    match type_name(value) {
-        "null" => "nulls",
-        "a boolean" => "booleans",
-        "an object" => "objects",
-        _ => "mixed values",
+/// The first item of an `input` array, which decides what the others must be.
+enum First {
+    Text(String),
+    /// Checked with the rest of its array.
+    TokenId(Value),
+    TokenIds(Vec<u32>),
+    /// What an array of these is called in an error: "nulls", "booleans", "objects".
+    Other(&'static str),
+}
+
+impl<'de> Deserialize<'de> for First {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match Value::deserialize(deserializer)? {
+            Value::String(text) => Self::Text(text),
+            number @ Value::Number(_) => Self::TokenId(number),
+            array @ Value::Array(_) => Self::TokenIds(TokenIds::from_value(array)?.0),
+            Value::Null => Self::Other("nulls"),
+            Value::Bool(_) => Self::Other("booleans"),
+            Value::Object(_) => Self::Other("objects"),
+        })
+    }
+}
+
+/// One input of token ids, as an item of a list of them.
+struct TokenIds(Vec<u32>);
+
+impl TokenIds {
+    fn from_value<E: de::Error>(value: Value) -> Result<Self, E> {
+        match value {
+            Value::Array(ids) if ids.is_empty() => Err(E::custom("must not be an empty array")),
+            Value::Array(ids) => token_ids(&ids).map(Self),
+            other => Err(wrong_type("an array of token ids", &other)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TokenIds {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Self::from_value(Value::deserialize(deserializer)?)
     }
 }
 
 /// Token ids of the model's vocabulary: integers from 0 to `VOCAB_SIZE - 1`.
-fn token_ids(items: &[Value], at: FieldRef) -> Result<Vec<u32>, ApiError> {
+fn token_ids<E: de::Error>(items: &[Value]) -> Result<Vec<u32>, E> {
     items
         .iter()
         .enumerate()
@@ -198,50 +242,36 @@ fn token_ids(items: &[Value], at: FieldRef) -> Result<Vec<u32>, ApiError> {
                 .and_then(|id| u32::try_from(id).ok())
                 .filter(|&id| id < VOCAB_SIZE)
                 .ok_or_else(|| {
-                    ApiError::invalid(
-                        at,
-                        format!(
-                            "must hold token ids from 0 to {}; position {position} is {}",
-                            VOCAB_SIZE - 1,
-                            excerpt(&item.to_string())
-                        ),
-                    )
+                    E::custom(format!(
+                        "must hold token ids from 0 to {}; position {position} is {}",
+                        VOCAB_SIZE - 1,
+                        excerpt(&item.to_string())
+                    ))
                 })
         })
         .collect()
 }
 
-fn encoding_format(body: &Map<String, Value>) -> Result<EncodingFormat, ApiError> {
-    match optional(body, "encoding_format") {
+fn encoding_format<'de, D: Deserializer<'de>>(deserializer: D) -> Result<EncodingFormat, D::Error> {
+    match Option::<Value>::deserialize(deserializer)? {
         None => Ok(EncodingFormat::Float),
         Some(Value::String(format)) if format == "float" => Ok(EncodingFormat::Float),
         Some(Value::String(format)) if format == "base64" => Ok(EncodingFormat::Base64),
-        Some(other) => Err(ApiError::invalid(
-            FieldRef::whole("encoding_format"),
-            format!(
-                "must be \"float\" or \"base64\", not {}",
-                excerpt(&other.to_string())
-            ),
-        )),
+        Some(other) => Err(not(r#""float" or "base64""#, &excerpt(&other.to_string()))),
     }
 }
 
-fn dimensions(body: &Map<String, Value>) -> Result<Option<usize>, ApiError> {
-    let Some(value) = optional(body, "dimensions") else {
+fn dimensions<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<usize>, D::Error> {
+    let Some(value) = Option::<Value>::deserialize(deserializer)? else {
         return Ok(None);
     };
-    whole_number(value)
+    whole_number(&value)
         .and_then(|n| usize::try_from(n).ok())
-        .filter(|n| (1..=MODEL_DIMENSIONS).contains(n))
+        .filter(|n| (1..=DIMENSIONS).contains(n))
         .map(Some)
         .ok_or_else(|| {
-            ApiError::invalid(
-                FieldRef::whole("dimensions"),
-                format!(
-                    "must be an integer from 1 to {MODEL_DIMENSIONS}, not {}",
-                    excerpt(&value.to_string())
-                ),
-            )
+            let expected = format!("an integer from 1 to {DIMENSIONS}");
+            not(&expected, &excerpt(&value.to_string()))
         })
 }
 
@@ -272,7 +302,8 @@ impl Embedding {
         match format {
             EncodingFormat::Float => Self::Float(vector),
             EncodingFormat::Base64 => {
-                let bytes: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
+                // Little-endian f32, as OpenAI's clients decode it: the target is little-endian.
+                let bytes: &[u8] = bytemuck::cast_slice(&vector);
                 Self::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
             }
         }
@@ -286,7 +317,7 @@ pub struct Usage {
 }
 
 impl EmbeddingsResponse {
-    pub fn new(embeddings: Vec<Embedding>, tokens: usize) -> Self {
+    pub fn new(model: &Model, embeddings: Vec<Embedding>, tokens: usize) -> Self {
         Self {
             object: "list",
             data: embeddings
@@ -298,7 +329,7 @@ impl EmbeddingsResponse {
                     embedding,
                 })
                 .collect(),
-            model: MODEL_ID,
+            model: model.id,
             usage: Usage {
                 prompt_tokens: tokens,
                 total_tokens: tokens,
@@ -312,7 +343,16 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::config::tests::FakeVariables;
+    use crate::embed::model::ModelKind;
     use crate::http::Method;
+
+    const MODEL_ID: &str = "sentence-transformers/all-MiniLM-L6-v2";
+    const MODEL_ALIAS: &str = "all-minilm-l6-v2";
+
+    fn models() -> &'static Models {
+        Box::leak(Box::new(FakeVariables::default().config().models))
+    }
 
     fn post(body: Value) -> Request {
         Request {
@@ -324,12 +364,15 @@ mod tests {
         }
     }
 
+    /// Reads the request, then looks its model up, as the handler does.
     fn parse(fields: Value) -> Result<EmbeddingsRequest, ApiError> {
         let mut body = json!({"model": MODEL_ALIAS, "input": "hi"});
         body.as_object_mut()
             .unwrap()
             .extend(fields.as_object().unwrap().clone());
-        EmbeddingsRequest::from_request(&post(body))
+        let request = EmbeddingsRequest::from_request(&post(body))?;
+        find_model(models(), &request.model)?;
+        Ok(request)
     }
 
     fn param(error: ApiError) -> (u16, Option<&'static str>) {
@@ -339,7 +382,7 @@ mod tests {
                 at.map(|at| at.field)
             }
             ApiError::MissingFields(fields) => fields.first().copied(),
-            ApiError::ModelNotFound(_) => Some("model"),
+            ApiError::ModelNotFound { .. } => Some("model"),
             _ => None,
         };
         (status, param)
@@ -417,7 +460,10 @@ mod tests {
             "Sentence-Transformers/all-minilm-l6-v2",
         ] {
             assert!(parse(json!({"model": model})).is_ok(), "{model}");
-            assert_eq!(find_model(model), Some(SERVED_MODEL));
+            assert_eq!(find_model(models(), model).unwrap().kind, ModelKind::Fp32, "{model}");
+        }
+        for model in ["all-minilm-l6-v2-int8", "ALL-MiniLM-L6-v2-INT8"] {
+            assert_eq!(find_model(models(), model).unwrap().kind, ModelKind::Int8, "{model}");
         }
         assert_eq!(
             param(parse(json!({"model": "text-embedding-3-small"})).unwrap_err()),
@@ -508,7 +554,8 @@ mod tests {
 
     #[test]
     fn the_response_has_openai_s_shape() {
-        let response = EmbeddingsResponse::new(vec![Embedding::Float(vec![1.0])], 7);
+        let model = &models().all()[0];
+        let response = EmbeddingsResponse::new(model, vec![Embedding::Float(vec![1.0])], 7);
         assert_eq!(
             serde_json::to_value(response).unwrap(),
             json!({
@@ -518,5 +565,13 @@ mod tests {
                 "usage": {"prompt_tokens": 7, "total_tokens": 7},
             })
         );
+    }
+
+    #[test]
+    fn the_model_list_holds_every_served_model_fp32_first() {
+        let list = serde_json::to_value(ModelList::of(models())).unwrap();
+        let ids: Vec<_> = list["data"].as_array().unwrap().iter().map(|m| m["id"].clone()).collect();
+        assert_eq!(ids, [json!(MODEL_ID), json!("all-minilm-l6-v2-int8")]);
+        assert_eq!(list["data"][0], json!({"id": MODEL_ID, "object": "model", "created": 1_630_281_600, "owned_by": "sentence-transformers"}));
     }
 }

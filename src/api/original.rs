@@ -1,23 +1,28 @@
 //! The routes and shapes of the Python service we replace, kept as its clients know them, with
 //! the natural extensions (`truncate`, lists in `cos_sim_weight`, `top_k`/`max_pairs`).
 
-use serde::Serialize;
-use serde_json::{Map, Value};
+use serde::{Deserialize, Serialize};
 
-use super::{
-    json_object, optional_count, required, string, strings, text_or_texts, truncate, TextOrTexts,
-};
-use crate::error::{ApiError, FieldRef};
+use super::fields::{self, TextOrTexts};
+use super::inputs::{InputField, Inputs};
+use super::json::{read, Body};
+use crate::embed::Input;
+use crate::http::error::ApiError;
 use crate::http::Request;
-use crate::inputs::{Input, InputField, Inputs};
 use crate::similarity::ScoredPair;
 
 /// `GET|POST /v1/encode`: the text comes from `?query=`, or else from a JSON body `{"query"}`.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, PartialEq, Deserialize)]
 pub struct EncodeRequest {
     /// The text without surrounding whitespace: what is encoded and echoed back.
+    #[serde(deserialize_with = "fields::text")]
     pub query: String,
+    #[serde(default = "fields::yes", deserialize_with = "fields::truncate")]
     pub truncate: bool,
+}
+
+impl Body for EncodeRequest {
+    const REQUIRED: &'static [&'static str] = &["query"];
 }
 
 impl EncodeRequest {
@@ -26,16 +31,14 @@ impl EncodeRequest {
             .query_param("query")
             .map_err(|error| ApiError::Malformed {
                 field: None,
-                problem: format!("The {error}."),
+                problem: error.to_string(),
             })?;
-        let (query, truncate) = match from_url {
-            Some(query) => (query, true),
-            None => {
-                let body = json_object(request)?;
-                let [query] = required(&body, ["query"])?;
-                let query = string(query, FieldRef::whole("query"))?.to_owned();
-                (query, super::truncate(&body)?)
-            }
+        let Self { query, truncate } = match from_url {
+            Some(query) => Self {
+                query,
+                truncate: true,
+            },
+            None => read(request)?,
         };
         let query = query.trim();
         if query.is_empty() {
@@ -60,23 +63,21 @@ pub struct EncodeResponse {
 
 /// `{"sentences": [...], "truncate"?}`: the body of `GET|POST /v1/encode/multiple_encode`,
 /// and the core of `/v1/paraphrase`'s. Sentences are encoded as sent (not trimmed).
-#[derive(Debug, PartialEq)]
+#[derive(Debug, PartialEq, Deserialize)]
 pub struct SentencesRequest {
+    #[serde(deserialize_with = "fields::texts")]
     pub sentences: Vec<String>,
+    #[serde(default = "fields::yes", deserialize_with = "fields::truncate")]
     pub truncate: bool,
+}
+
+impl Body for SentencesRequest {
+    const REQUIRED: &'static [&'static str] = &["sentences"];
 }
 
 impl SentencesRequest {
     pub fn from_request(request: &Request) -> Result<Self, ApiError> {
-        Self::from_body(&json_object(request)?)
-    }
-
-    fn from_body(body: &Map<String, Value>) -> Result<Self, ApiError> {
-        let [sentences] = required(body, ["sentences"])?;
-        Ok(Self {
-            sentences: strings(sentences, "sentences")?,
-            truncate: truncate(body)?,
-        })
+        read(request)
     }
 
     pub fn inputs(&self) -> Inputs<'_> {
@@ -96,22 +97,21 @@ pub struct Encoded {
 }
 
 /// `POST /v1/encode/cos_sim_weight`: `{"a", "b"}`, each a text or a list of texts.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, PartialEq, Deserialize)]
 pub struct CosSimWeightRequest {
     pub a: TextOrTexts,
     pub b: TextOrTexts,
+    #[serde(default = "fields::yes", deserialize_with = "fields::truncate")]
     pub truncate: bool,
+}
+
+impl Body for CosSimWeightRequest {
+    const REQUIRED: &'static [&'static str] = &["a", "b"];
 }
 
 impl CosSimWeightRequest {
     pub fn from_request(request: &Request) -> Result<Self, ApiError> {
-        let body = json_object(request)?;
-        let [a, b] = required(&body, ["a", "b"])?;
-        Ok(Self {
-            a: text_or_texts(a, "a")?,
-            b: text_or_texts(b, "b")?,
-            truncate: truncate(&body)?,
-        })
+        read(request)
     }
 
     /// `a`'s texts, then `b`'s.
@@ -133,26 +133,45 @@ pub enum CosSimWeight {
     Matrix(Vec<Vec<f32>>),
 }
 
+/// sentence-transformers' `paraphrase_mining` defaults.
+pub const DEFAULT_TOP_K: u64 = 100;
+pub const DEFAULT_MAX_PAIRS: u64 = 500_000;
+
+const fn default_top_k() -> u64 {
+    DEFAULT_TOP_K
+}
+
+const fn default_max_pairs() -> u64 {
+    DEFAULT_MAX_PAIRS
+}
+
 /// `POST /v1/paraphrase`: paraphrase mining over `sentences`.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, PartialEq, Deserialize)]
 pub struct ParaphraseRequest {
-    pub sentences: SentencesRequest,
+    #[serde(deserialize_with = "fields::texts")]
+    pub sentences: Vec<String>,
+    #[serde(default = "fields::yes", deserialize_with = "fields::truncate")]
+    pub truncate: bool,
+    #[serde(default = "default_top_k", deserialize_with = "fields::count_or::<_, DEFAULT_TOP_K>")]
     pub top_k: u64,
+    #[serde(
+        default = "default_max_pairs",
+        deserialize_with = "fields::count_or::<_, DEFAULT_MAX_PAIRS>"
+    )]
     pub max_pairs: u64,
 }
 
-impl ParaphraseRequest {
-    /// sentence-transformers' `paraphrase_mining` defaults.
-    pub const DEFAULT_TOP_K: u64 = 100;
-    pub const DEFAULT_MAX_PAIRS: u64 = 500_000;
+impl Body for ParaphraseRequest {
+    const REQUIRED: &'static [&'static str] = &["sentences"];
+}
 
+impl ParaphraseRequest {
     pub fn from_request(request: &Request) -> Result<Self, ApiError> {
-        let body = json_object(request)?;
-        Ok(Self {
-            sentences: SentencesRequest::from_body(&body)?,
-            top_k: optional_count(&body, "top_k", Self::DEFAULT_TOP_K)?,
-            max_pairs: optional_count(&body, "max_pairs", Self::DEFAULT_MAX_PAIRS)?,
-        })
+        read(request)
+    }
+
+    pub fn inputs(&self) -> Inputs<'_> {
+        Inputs::new(vec![InputField::texts("sentences", &self.sentences)])
     }
 }
 
@@ -179,9 +198,22 @@ impl PingResponse {
     }
 }
 
+/// `GET /health`'s answer when the service is ready.
+#[derive(Debug, Serialize)]
+pub struct HealthResponse {
+    pub status: &'static str,
+    /// `ok`, or `degraded` when the store cannot be read (requests are then served uncached).
+    pub cache: &'static str,
+    /// Whether the configuration turns the cache on at all.
+    pub cache_enabled: bool,
+    /// The ids of the served models, each of which just embedded a test input.
+    pub models: Vec<&'static str>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::error::FieldRef;
     use crate::http::Method;
 
     fn request(method: Method, query: &str, body: &str) -> Request {
@@ -226,6 +258,16 @@ mod tests {
         assert_eq!(status(request(Method::Get, "", "")), 400);
         assert_eq!(status(request(Method::Get, "query=%20", "")), 400);
         assert_eq!(status(request(Method::Get, "query=%FF", "")), 400);
+        let invalid = EncodeRequest::from_request(&request(Method::Get, "query=%FF", ""));
+        let response = invalid.unwrap_err().into_response(crate::http::error::Family::Original);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&response.body).unwrap(),
+            serde_json::json!({
+                "code": 400,
+                "name": "Bad Request",
+                "description": "The query string parameter `query` is not valid UTF-8 once percent-decoded."
+            })
+        );
         assert_eq!(status(post(r#"{"query": ""}"#)), 400);
         assert_eq!(status(post(r#"{"query": null}"#)), 422);
         assert_eq!(status(post(r#"{"query": ["hi"]}"#)), 422);
@@ -280,6 +322,11 @@ mod tests {
         };
         assert_eq!(status(r#"{"sentences": ["a"], "top_k": 0}"#), 422);
         assert_eq!(status(r#"{"sentences": ["a"], "max_pairs": 1.5}"#), 422);
+        let error = ParaphraseRequest::from_request(&post(r#"{"sentences": ["a", 2]}"#));
+        assert_eq!(
+            error.unwrap_err().into_response(crate::http::error::Family::Original).body,
+            br#"{"code":422,"name":"Unprocessable Entity","description":"`sentences` item 1 must be a string, not a number"}"#
+        );
     }
 
     #[test]

@@ -2,14 +2,14 @@
 //! the model file `models/pack_portable.py` writes, embedded in the wasm, so no host inference is
 //! needed. The engine reads the embedded bytes in place; [`pre_initialize`] parses the file's header
 //! at build time, so a wizer snapshot holds the weights once (as embedded) plus a few hundred bytes of
-//! tensor views.
+//! tensor views. Both served model names run on these 8-bit weights in this build.
 
 use std::sync::OnceLock;
 
-use sbert_engine::Model;
+use sbert_engine::Model as Engine;
 
-use crate::embed::{HiddenStates, Infer, InferError};
-use crate::tokenize::TokenBatch;
+use super::{Infer, InferError, Sequence};
+use crate::embed::model::Model;
 
 /// The packed model, 8-byte aligned so that its float32 tensors can be read in place.
 #[repr(C, align(8))]
@@ -20,18 +20,18 @@ static PACKED: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(
     "/models/all-minilm-l6-v2-portable/model.safetensors"
 )));
 
-static MODEL: OnceLock<Result<Model<'static>, String>> = OnceLock::new();
+static ENGINE: OnceLock<Result<Engine<'static>, String>> = OnceLock::new();
 
-fn model() -> Result<&'static Model<'static>, InferError> {
-    MODEL
-        .get_or_init(|| Model::from_bytes(&PACKED.0).map_err(|e| e.to_string()))
+fn engine() -> Result<&'static Engine<'static>, InferError> {
+    ENGINE
+        .get_or_init(|| Engine::from_bytes(&PACKED.0).map_err(|e| e.to_string()))
         .as_ref()
         .map_err(|e| InferError(format!("the embedded model does not load: {e}")))
 }
 
 /// Views the embedded model. At build time (wizer), a model that does not load fails the build.
 pub fn pre_initialize() {
-    if let Err(error) = model() {
+    if let Err(error) = engine() {
         panic!("{error}");
     }
 }
@@ -39,79 +39,66 @@ pub fn pre_initialize() {
 pub struct InWasm;
 
 impl Infer for InWasm {
-    /// Each row runs unpadded (the tokens its mask keeps); padding positions stay zero, which the
-    /// caller's masked mean pooling skips. Token types must be 0: the engine embeds type 0 only.
-    fn infer(&self, batch: &TokenBatch) -> Result<HiddenStates, InferError> {
-        let model = model()?;
-        if batch.token_type_ids.iter().any(|&t| t != 0) {
-            return Err(InferError(
-                "the in-wasm engine takes single-segment input (token type 0) only".into(),
-            ));
+    /// Each sequence runs alone, unpadded: nothing to mask, and no work on padding.
+    fn embed(
+        &self,
+        model: &Model,
+        sequences: &[Sequence<'_>],
+    ) -> Result<Vec<Vec<f32>>, InferError> {
+        let engine = engine()?;
+        if engine.config().hidden != model.dimensions {
+            return Err(InferError(format!(
+                "the embedded model is {} wide, `{}` is {}",
+                engine.config().hidden,
+                model.id,
+                model.dimensions
+            )));
         }
-        let hidden = model.config().hidden;
-        let mut values = vec![0.0; batch.batch * batch.seq * hidden];
-        if batch.seq == 0 {
-            return Ok(HiddenStates { values, hidden });
-        }
-        let rows = batch
-            .input_ids
-            .chunks_exact(batch.seq)
-            .zip(batch.attention_mask.chunks_exact(batch.seq));
-        for ((ids, mask), out) in rows.zip(values.chunks_exact_mut(batch.seq * hidden)) {
-            let kept: Vec<usize> = (0..batch.seq).filter(|&i| mask[i] != 0).collect();
-            let tokens = kept
-                .iter()
-                .map(|&i| {
-                    u32::try_from(ids[i]).map_err(|_| {
-                        InferError(format!("token id {} is negative or too large", ids[i]))
-                    })
-                })
-                .collect::<Result<Vec<u32>, _>>()?;
-            if tokens.is_empty() {
-                continue;
-            }
-            let states = model
-                .hidden_states(&tokens)
-                .map_err(|e| InferError(e.to_string()))?;
-            for (&position, state) in kept.iter().zip(states.chunks_exact(hidden)) {
-                out[position * hidden..(position + 1) * hidden].copy_from_slice(state);
-            }
-        }
-        Ok(HiddenStates { values, hidden })
+        sequences
+            .iter()
+            .map(|sequence| {
+                engine
+                    .embed(sequence.ids)
+                    .map_err(|e| InferError(e.to_string()))
+            })
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pooling::{l2_normalize, mean_pool};
+    use crate::embed::model::ModelKind;
 
-    /// A padded batch gives, per row, exactly what the engine gives for that row alone.
+    fn ids(ids: &[u32]) -> Sequence<'_> {
+        Sequence { ids, text: None }
+    }
+
+    /// In order, unit length, and each as that sequence alone gives it (no state carried between them).
     #[test]
-    fn padded_rows_pool_to_the_engines_own_embedding() {
-        let (short, long): (&[u32], &[u32]) = (
-            &[101, 7592, 2088, 102],
-            &[101, 1996, 4937, 7719, 2006, 1996, 13523, 1012, 102],
+    fn one_unit_vector_per_sequence_in_order() {
+        let model = Model::new(ModelKind::Fp32, String::new());
+        let (hello, cat) = (
+            [101, 7592, 2088, 102],
+            [101, 1996, 4937, 7719, 2006, 1996, 13523, 1012, 102],
         );
-        let batch = TokenBatch::from_sequences(&[short, long]);
-        let states = InWasm.infer(&batch).expect("infers");
-        let pooled = mean_pool(
-            &states.values,
-            &batch.attention_mask,
-            batch.seq,
-            states.hidden,
-        );
-        for (mut vector, ids) in pooled.into_iter().zip([short, long]) {
-            l2_normalize(&mut vector);
-            assert_eq!(vector, model().unwrap().embed(ids).unwrap());
+        let both = InWasm.embed(&model, &[ids(&hello), ids(&cat)]).unwrap();
+        assert_eq!(both.len(), 2);
+        for (vector, sequence) in both.iter().zip([&hello[..], &cat[..]]) {
+            assert_eq!(vector.len(), model.dimensions);
+            let norm: f32 = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
+            assert_eq!(vector, &InWasm.embed(&model, &[ids(sequence)]).unwrap()[0]);
         }
+        assert_ne!(both[0], both[1]);
     }
 
     #[test]
-    fn a_second_segment_is_refused_not_embedded_as_the_first() {
-        let mut batch = TokenBatch::from_sequences(&[&[101, 7592, 102, 2088, 102]]);
-        batch.token_type_ids[3] = 1;
-        let error = InWasm.infer(&batch).expect_err("token type 1 is refused");
-        assert!(error.0.contains("token type 0"), "{}", error.0);
+    fn an_id_outside_the_vocabulary_is_an_error_not_a_panic() {
+        let model = Model::new(ModelKind::Fp32, String::new());
+        let error = InWasm
+            .embed(&model, &[ids(&[101, 999_999, 102])])
+            .unwrap_err();
+        assert!(error.0.contains("999999"), "{}", error.0);
     }
 }

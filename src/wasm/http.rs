@@ -1,83 +1,37 @@
 //! The host's HTTP request and response ↔ our [`crate::http`] types.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use futures::StreamExt;
 use spin_sdk::http::{IncomingRequest, Method as SpinMethod, Response as SpinResponse};
 
-use super::kv::SpinKv;
-use super::variables::SpinVariables;
-use super::Backend;
-use crate::cache::Kv;
-use crate::handlers::Services;
 use crate::http::{Method, Request, Response};
-use crate::routes;
-use crate::settings;
 
 /// Past this many bytes the rest of an over-long body is no longer read: the client gets its
 /// 413 with the connection closed under it, rather than the component draining it forever.
 const MAX_DRAIN_BYTES: usize = 64 * 1024 * 1024;
 
-pub async fn handle(incoming: IncomingRequest) -> SpinResponse {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
-    let limits = settings::limits(&SpinVariables);
-    let (path, query) = split_target(&incoming.path_with_query().unwrap_or_default());
-    let method = method(&incoming.method());
-    let headers = incoming
-        .headers()
-        .entries()
-        .into_iter()
-        .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
-        .collect();
-    let mut request = Request {
-        method,
-        path,
-        query,
-        headers,
+/// Everything of the request but its body, which is read only once the request is admitted.
+pub fn head(incoming: &IncomingRequest) -> Request {
+    let target = incoming.path_with_query().unwrap_or_default();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    Request {
+        method: method(&incoming.method()),
+        path: path.to_owned(),
+        query: query.to_owned(),
+        headers: incoming
+            .headers()
+            .entries()
+            .into_iter()
+            .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
+            .collect(),
         body: Vec::new(),
-    };
-    let kv = SpinKv::open_default();
-    let services = Services {
-        variables: &SpinVariables,
-        infer: &Backend,
-        kv: kv.as_ref().map(|kv| kv as &dyn Kv),
-        limits,
-        cache: settings::cache(&SpinVariables),
-        now,
-    };
-    // Routing and authorization come first: a client that would be refused anyway must not
-    // make the component read its body.
-    let response = match routes::admit(&request, &services) {
-        Ok(admitted) => {
-            request.body = read_body(incoming, limits.max_body_bytes).await;
-            routes::handle_admitted(admitted, &request, &services)
-        }
-        Err(refused) => refused,
-    };
-    let Response {
-        status,
-        headers,
-        body,
-    } = response;
-    SpinResponse::builder()
-        .status(status)
-        .headers(headers)
-        .body(body)
-        .build()
-}
-
-fn split_target(target: &str) -> (String, String) {
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    (path.to_owned(), query.to_owned())
+    }
 }
 
 /// Keeps at most `limit + 1` bytes, enough for the router to see that the body is too large,
 /// while still reading (and dropping) the rest so that a client that declared no
 /// `Content-Length` (a longer declared one is refused before this) can finish sending and
 /// read its 413. A broken body stream ends the body where it broke.
-async fn read_body(request: IncomingRequest, limit: usize) -> Vec<u8> {
+pub async fn read_body(request: IncomingRequest, limit: usize) -> Vec<u8> {
     let mut body = Vec::new();
     let mut received = 0usize;
     let mut stream = request.into_body_stream();
@@ -90,6 +44,19 @@ async fn read_body(request: IncomingRequest, limit: usize) -> Vec<u8> {
         }
     }
     body
+}
+
+pub fn response(response: Response) -> SpinResponse {
+    let Response {
+        status,
+        headers,
+        body,
+    } = response;
+    SpinResponse::builder()
+        .status(status)
+        .headers(headers)
+        .body(body)
+        .build()
 }
 
 fn method(method: &SpinMethod) -> Method {

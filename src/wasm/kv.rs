@@ -2,7 +2,7 @@
 
 use spin_sdk::key_value::{Error, Store};
 
-use crate::cache::{Kv, KvError};
+use crate::embed::cache::{Kv, KvError};
 
 pub struct SpinKv(Store);
 

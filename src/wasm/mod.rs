@@ -8,7 +8,7 @@ compile_error!(
 );
 
 /// Guest bindings for our world in `wit/sbert.wit`: `component` (wasi:nn and the `wizer-initialize`
-/// export), or `portable` (only the export) for the build that runs the model inside the wasm.
+/// export), or `portable` (the export only) for the build that runs the model inside the wasm.
 mod bindings {
     #[cfg(not(feature = "portable"))]
     spin_sdk::wit_bindgen::generate!({
@@ -31,23 +31,35 @@ mod bindings {
 
 mod alloc;
 pub mod http;
-mod kv;
-#[cfg(not(feature = "portable"))]
+pub mod kv;
+#[cfg(feature = "wasi-nn")]
 mod nn;
-mod variables;
+pub mod variables;
+
+/// The inference backend this build was made with (one cargo feature per backend).
+#[cfg(feature = "wasi-nn")]
+pub fn backend() -> impl crate::backend::Infer {
+    crate::backend::wasi_nn::WasiNn(nn::WasiNnGraphs)
+}
 
 #[cfg(feature = "portable")]
-use crate::backend::in_wasm::InWasm as Backend;
-/// The [`crate::embed::Infer`] this build serves with.
-#[cfg(not(feature = "portable"))]
-use nn::WasiNn as Backend;
+pub fn backend() -> impl crate::backend::Infer {
+    crate::backend::in_wasm::InWasm
+}
+
+/// Unix seconds now: JWT validity and cache expiry are judged by it, once per request.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
 
 /// The type our world's exports are implemented on.
 struct Component;
 
 impl bindings::Guest for Component {
     fn wizer_initialize() {
-        crate::tokenize::pre_initialize();
+        crate::embed::tokenize::pre_initialize();
         #[cfg(feature = "portable")]
         crate::backend::in_wasm::pre_initialize();
         alloc::switch_to_fresh_heap();

@@ -2,7 +2,7 @@
 
 use spin_sdk::variables::{self, Error};
 
-use crate::settings::{VariableError, Variables};
+use crate::config::{VariableError, Variables};
 
 pub struct SpinVariables;
 
@@ -12,10 +12,7 @@ impl Variables for SpinVariables {
             Ok(value) => Ok(Some(value)),
             Err(Error::Undefined(_)) => Ok(None),
             Err(Error::InvalidName(reason) | Error::Provider(reason) | Error::Other(reason)) => {
-                Err(VariableError {
-                    name: name.to_owned(),
-                    reason,
-                })
+                Err(VariableError { reason })
             }
         }
     }

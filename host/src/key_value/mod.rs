@@ -12,8 +12,8 @@ use anyhow::Result;
 use async_trait::async_trait;
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
+use crate::app::runtime_config::KeyValueBackend;
 use crate::bindings::fermyon::spin::key_value::{Error, Host, HostStore};
-use crate::runtime_config::KeyValueBackend;
 
 /// A key-value store backend. Errors are `fermyon:spin/key-value` errors, so they reach the guest as-is.
 #[async_trait]
@@ -138,7 +138,7 @@ fn backend_error(error: impl std::fmt::Display) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime_config::KeyValueBackend;
+    use crate::app::runtime_config::KeyValueBackend;
 
     fn stores() -> ComponentStores {
         let store = open("default", &KeyValueBackend::Sqlite { path: None }).unwrap();

@@ -12,11 +12,9 @@ use anyhow::{Context, Result};
 use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, AsyncConnectionConfig, RedisError};
-use serde_json::json;
 use tokio::sync::Mutex;
 
 use super::{backend_error, Error, Store};
-use crate::log;
 
 /// Bound connecting and each command, so an unreachable or hung server delays a request by at most this
 /// much before the component falls back to serving uncached. A cache that answers slower is no help anyway.
@@ -98,10 +96,10 @@ impl RedisStore {
         {
             Ok(connection) => {
                 if link.connected(connection.clone()) {
-                    log::write(json!({
-                        "level": "info",
-                        "message": format!("key-value store `{}` (Redis) is available again", self.label),
-                    }));
+                    tracing::info!(
+                        "key-value store `{}` (Redis) is available again",
+                        self.label
+                    );
                 }
                 Ok((connection, link.generation))
             }
@@ -115,14 +113,11 @@ impl RedisStore {
     /// Records a failed connection: wait before the next attempt, and warn once per outage.
     fn lost(&self, link: &mut Link, error: &RedisError) {
         if link.failed(Instant::now()) {
-            log::write(json!({
-                "level": "warn",
-                "message": format!(
-                    "key-value store `{}` (Redis) is unavailable; requests go on without it until it is back",
-                    self.label
-                ),
-                "error": error.to_string(),
-            }));
+            tracing::warn!(
+                error = %error,
+                "key-value store `{}` (Redis) is unavailable; requests go on without it until it is back",
+                self.label
+            );
         }
     }
 
@@ -255,10 +250,8 @@ mod tests {
     #[tokio::test]
     async fn round_trips_and_survives_an_outage() {
         let port = free_port();
-        let Some(server) = TestServer::start(port) else {
-            eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
-            return;
-        };
+        let server = TestServer::start(port)
+            .expect("redis-server is needed by this test: run `make test-services`");
         let store = RedisStore::new("default", &format!("redis://127.0.0.1:{port}")).unwrap();
         until_up(&store).await;
 

@@ -9,15 +9,13 @@ use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::server::conn::http1;
-use serde_json::json;
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::io::TokioIo;
 
-use crate::log;
-use crate::timer::{TokioTimer, HEADER_READ_TIMEOUT};
+use crate::http::timer::{TokioTimer, HEADER_READ_TIMEOUT};
 
 /// The Prometheus text exposition format.
-const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+const TEXT_FORMAT: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// Serves scrapes until the task is dropped.
 pub async fn serve(listener: TcpListener) {
@@ -26,11 +24,7 @@ pub async fn serve(listener: TcpListener) {
             Ok((stream, _)) => stream,
             // Out of file descriptors and the like: the application keeps serving; scrapes retry.
             Err(error) => {
-                log::write(json!({
-                    "level": "warn",
-                    "message": "metrics listener: accept failed",
-                    "error": error.to_string(),
-                }));
+                tracing::warn!(error = %error, "metrics listener: accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }

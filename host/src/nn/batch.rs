@@ -7,25 +7,33 @@
 //! of similar length from any queued jobs share a run, each padded with zeros to the longest in that run.
 //!
 //! Joining must not change anyone's result, so it is allowed only for graphs whose every input is an int64
-//! `[batch, seq]` tensor and whose every output is `[batch, seq, fixed...]`, judged by the graph's symbolic
-//! dimension names. Rows are trimmed and padded only when the graph has an `attention_mask` input, which makes
-//! masked positions inert; without one, only rows of equal length are joined. A job's outputs at positions its
-//! attention mask excludes are zeros: the model's values there mean nothing (they change with the padding).
+//! `[batch, seq]` tensor and whose every output is one row per input row: either per token,
+//! `[batch, seq, fixed...]` (hidden states), or per row, `[batch, fixed...]` (a pooled sentence embedding),
+//! judged by the graph's symbolic dimension names. Rows are trimmed and padded only when the graph has an
+//! `attention_mask` input, which makes masked positions inert; without one, only rows of equal length are
+//! joined. A job's per-token outputs at positions its attention mask excludes are zeros: the model's values
+//! there mean nothing (they change with the padding).
+//!
+//! This is the only place rows are sorted and grouped: a guest sends each request's rows as they come, padded
+//! to its longest row, and gets its outputs back in the same row order ([`super::assembly`]).
 
 use ort::session::{Input, Output};
 use ort::tensor::TensorElementType;
 use ort::value::ValueType;
-use wasmtime::format_err;
-use wasmtime_wasi_nn::backend::{BackendError, NamedTensor};
+use wasmtime_wasi_nn::backend::NamedTensor;
 use wasmtime_wasi_nn::wit::TensorType;
 use wasmtime_wasi_nn::Tensor;
+
+use super::assembly::Assembly;
 
 /// At most this many rows share a run.
 const MAX_ROWS: usize = 64;
 
-/// At most this many tokens, padding included, share a run (16 rows of the model's 256 tokens): a run's
-/// memory grows with its tokens, and ONNX Runtime keeps the largest run's memory for the next ones.
-const MAX_TOKENS: usize = 4096;
+/// The token budget of one run: at most this many tokens, padding included, share a run (16 rows of
+/// all-MiniLM-L6-v2's 256-token limit). A run's memory grows with its tokens, and ONNX Runtime keeps the
+/// largest run's memory for the next ones. It is not a model's sequence limit (the guest truncates to that);
+/// a job whose rows are longer than the budget is run whole, as it was given.
+pub const RUN_TOKEN_BUDGET: usize = 4096;
 
 /// What running a batch costs beyond its tokens, in tokens. For all-MiniLM-L6-v2 on ONNX Runtime's CPU
 /// provider a run costs about 1.9 ms plus 0.12 ms per token, padding included (2 intra-op threads): a run's
@@ -45,6 +53,8 @@ pub struct Batching {
     /// The position of the attention mask among the inputs, if the graph has one: rows are then trimmed and
     /// padded.
     mask: Option<usize>,
+    /// The outputs with a `seq` axis (`[batch, seq, ...]`); the others are `[batch, ...]`, one value per row.
+    token_outputs: Vec<String>,
 }
 
 /// Row `row` of a job whose inputs are `inputs` (prepared by [`Batching::prepare`]), trimmed to `len` tokens.
@@ -79,6 +89,7 @@ impl Batching {
             }
         }
         let (batch, seq) = axes?;
+        let mut token_outputs = Vec::new();
         for output in outputs {
             let ValueType::Tensor {
                 shape,
@@ -88,17 +99,29 @@ impl Batching {
             else {
                 return None;
             };
-            let leading_axes = dimension_symbols.len() >= 2
-                && dimension_symbols[0] == *batch
-                && dimension_symbols[1] == *seq;
-            if !leading_axes || shape.iter().skip(2).any(|&d| d < 0) {
+            if dimension_symbols.first() != Some(batch) {
                 return None;
+            }
+            // Per token: `[batch, seq, fixed...]`; per row: `[batch, fixed...]`.
+            let per_token = dimension_symbols.get(1) == Some(seq);
+            let inner = if per_token { 2 } else { 1 };
+            if shape.iter().skip(inner).any(|&d| d < 0) {
+                return None;
+            }
+            if per_token {
+                token_outputs.push(output.name.clone());
             }
         }
         Some(Self {
             inputs: inputs.iter().map(|input| input.name.clone()).collect(),
             mask: inputs.iter().position(|input| input.name == ATTENTION_MASK),
+            token_outputs,
         })
+    }
+
+    /// Where the outputs of a job of `rows` rows of `seq` tokens are put together.
+    pub fn assembly(&self, rows: usize, seq: usize) -> Assembly {
+        Assembly::new(rows, seq, self.token_outputs.clone())
     }
 
     /// Puts a job's inputs in the graph's order and returns its rows' lengths, if its rows may be joined with
@@ -123,7 +146,7 @@ impl Batching {
                 && input.tensor.dimensions == *dimensions
                 && input.tensor.data.len() == rows * seq * I64_BYTES
         });
-        if rows == 0 || seq == 0 || seq > MAX_TOKENS || !consistent {
+        if rows == 0 || seq == 0 || seq > RUN_TOKEN_BUDGET || !consistent {
             return None;
         }
         let lengths = match self.mask {
@@ -141,7 +164,7 @@ impl Batching {
     /// Which `queued` rows (by position, with their lengths; `None` runs alone) join a run that starts with a
     /// row of `first` tokens. The rows, `first` among them, are split into runs of neighbouring lengths as
     /// cheaply as possible, a run costing [`RUN_COST_TOKENS`] plus its rows times its longest row, within
-    /// [`MAX_ROWS`] and [`MAX_TOKENS`]; the run that holds `first` is the answer. Without an attention mask,
+    /// [`MAX_ROWS`] and [`RUN_TOKEN_BUDGET`]; the run that holds `first` is the answer. Without an attention mask,
     /// only rows of `first`'s length are considered. Positions come back in ascending order.
     pub fn select(&self, first: usize, queued: impl Iterator<Item = Option<usize>>) -> Vec<usize> {
         // By length; `first` (position `None`) leads the rows of its length.
@@ -160,7 +183,7 @@ impl Batching {
             cheapest[end] = usize::MAX;
             for begin in (end.saturating_sub(MAX_ROWS)..end).rev() {
                 let count = end - begin;
-                if count > 1 && count * longest > MAX_TOKENS {
+                if count > 1 && count * longest > RUN_TOKEN_BUDGET {
                     break;
                 }
                 let cost = cheapest[begin] + RUN_COST_TOKENS + count * longest;
@@ -218,112 +241,6 @@ pub fn join(rows: &[RowSource]) -> Vec<NamedTensor> {
         .collect()
 }
 
-/// A job's outputs, put together row by row from the runs its rows were part of. Positions beyond a row's
-/// length stay zero.
-pub struct Assembly {
-    rows: usize,
-    seq: usize,
-    /// Allocated when the first row arrives: only then are the outputs' types and inner dimensions known.
-    outputs: Vec<NamedTensor>,
-}
-
-impl Assembly {
-    /// For a job of `rows` rows of `seq` tokens.
-    pub fn new(rows: usize, seq: usize) -> Self {
-        Self {
-            rows,
-            seq,
-            outputs: Vec::new(),
-        }
-    }
-
-    /// Copies row `from` of a run's `outputs`, its first `len` positions, into row `row`. An error if the
-    /// outputs are not `[rows, seq, ...]` as the graph promised.
-    pub fn fill(
-        &mut self,
-        outputs: &[NamedTensor],
-        from: usize,
-        row: usize,
-        len: usize,
-    ) -> Result<(), BackendError> {
-        if self.outputs.is_empty() {
-            self.outputs = outputs
-                .iter()
-                .map(|output| self.allocate(output))
-                .collect::<Result<_, _>>()?;
-        }
-        if outputs.len() != self.outputs.len() {
-            return Err(misshapen("a run returned a different set of outputs"));
-        }
-        for (output, assembled) in outputs.iter().zip(&mut self.outputs) {
-            let dimensions = &output.tensor.dimensions;
-            let fits = output.name == assembled.name
-                && output.tensor.ty == assembled.tensor.ty
-                && dimensions.len() == assembled.tensor.dimensions.len()
-                && dimensions[2..] == assembled.tensor.dimensions[2..]
-                && from < dimensions[0] as usize
-                && len <= dimensions[1] as usize;
-            let token_bytes = token_bytes(&assembled.tensor);
-            let run_row_bytes = dimensions.get(1).map_or(0, |&seq| seq as usize) * token_bytes;
-            if !fits || output.tensor.data.len() != dimensions[0] as usize * run_row_bytes {
-                return Err(misshapen(&format!(
-                    "output `{}` is {:?} {dimensions:?} with {} bytes; expected [rows, seq, ...]",
-                    output.name,
-                    output.tensor.ty,
-                    output.tensor.data.len()
-                )));
-            }
-            let source = &output.tensor.data[from * run_row_bytes..][..len * token_bytes];
-            let target = row * self.seq * token_bytes;
-            assembled.tensor.data[target..target + source.len()].copy_from_slice(source);
-        }
-        Ok(())
-    }
-
-    /// The job's outputs.
-    pub fn finish(self) -> Vec<NamedTensor> {
-        self.outputs
-    }
-
-    /// A zeroed `[rows, seq, ...]` tensor for `output`, a run's output of rank 2 or more.
-    fn allocate(&self, output: &NamedTensor) -> Result<NamedTensor, BackendError> {
-        let dimensions = &output.tensor.dimensions;
-        let elements: usize = dimensions.iter().map(|&d| d as usize).product();
-        let element_bytes = output.tensor.data.len().checked_div(elements).unwrap_or(0);
-        if dimensions.len() < 2 || element_bytes == 0 {
-            return Err(misshapen(&format!(
-                "output `{}` is {dimensions:?}; expected [rows, seq, ...]",
-                output.name
-            )));
-        }
-        let mut assembled = dimensions.clone();
-        assembled[0] = self.rows as u32;
-        assembled[1] = self.seq as u32;
-        let per_token: usize = dimensions[2..].iter().map(|&d| d as usize).product();
-        Ok(NamedTensor {
-            name: output.name.clone(),
-            tensor: Tensor::new(
-                assembled,
-                output.tensor.ty,
-                vec![0; self.rows * self.seq * per_token * element_bytes],
-            ),
-        })
-    }
-}
-
-/// Bytes per position of an assembled `[rows, seq, ...]` tensor.
-fn token_bytes(tensor: &Tensor) -> usize {
-    let rows_by_seq = tensor.dimensions[..2]
-        .iter()
-        .map(|&d| d as usize)
-        .product::<usize>();
-    tensor.data.len().checked_div(rows_by_seq).unwrap_or(0)
-}
-
-fn misshapen(message: &str) -> BackendError {
-    BackendError::BackendAccess(format_err!("cannot split a batched run: {message}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,36 +289,13 @@ mod tests {
             tensor: Tensor::new(
                 dimensions.iter().map(|&d| d as u32).collect(),
                 TensorType::I64,
-                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                bytemuck::cast_slice(values).to_vec(),
             ),
         }
     }
 
     fn i64_values(tensor: &Tensor) -> Vec<i64> {
-        tensor
-            .data
-            .chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-            .collect()
-    }
-
-    fn f32_tensor(name: &str, dimensions: Vec<u32>, values: &[f32]) -> NamedTensor {
-        NamedTensor {
-            name: name.into(),
-            tensor: Tensor::new(
-                dimensions,
-                TensorType::Fp32,
-                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ),
-        }
-    }
-
-    fn f32_values(tensor: &Tensor) -> Vec<f32> {
-        tensor
-            .data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect()
+        bytemuck::pod_collect_to_vec(&tensor.data)
     }
 
     /// Inputs of a BERT job whose rows are padded with zeros to the longest, given in an order other than the
@@ -431,7 +325,8 @@ mod tests {
                     "attention_mask".into(),
                     "token_type_ids".into()
                 ],
-                mask: Some(1)
+                mask: Some(1),
+                token_outputs: vec!["last_hidden_state".into()],
             }
         );
         let hidden = [output("last_hidden_state", &HIDDEN)];
@@ -452,9 +347,16 @@ mod tests {
         assert!(refused(&[unnamed], &hidden));
         let other_axes = input("y", TensorElementType::Int64, &[("n", -1), ("seq", -1)]);
         assert!(refused(&[ids(), other_axes], &hidden));
-        // Outputs that are pooled, transposed or have a dynamic inner axis.
-        let pooled = output("pooled", &[("batch", -1), ("", 4)]);
-        assert!(refused(&bert_inputs(), &[pooled]));
+        // A pooled output has one row per input row.
+        let pooled = output("sentence_embedding", &[("batch", -1), ("", 4)]);
+        let batching = Batching::of(&bert_inputs(), &[pooled]).unwrap();
+        assert_eq!(batching.mask, Some(1));
+        assert!(batching.token_outputs.is_empty());
+        // Outputs that are transposed, unbatched or have a dynamic inner axis.
+        let unbatched = output("u", &[("", 4)]);
+        assert!(refused(&bert_inputs(), &[unbatched]));
+        let dynamic_row = output("d", &[("batch", -1), ("n", -1)]);
+        assert!(refused(&bert_inputs(), &[dynamic_row]));
         let transposed = output("t", &[("seq", -1), ("batch", -1), ("", 4)]);
         assert!(refused(&bert_inputs(), &[transposed]));
         let attention = output("a", &[("batch", -1), ("seq", -1), ("seq", -1)]);
@@ -499,7 +401,7 @@ mod tests {
         float[2].tensor.ty = TensorType::Fp64;
         assert_eq!(batching.prepare(&mut float), None);
         assert_eq!(batching.prepare(&mut bert_job(&[&[]])), None);
-        let long = vec![1; MAX_TOKENS + 1];
+        let long = vec![1; RUN_TOKEN_BUDGET + 1];
         assert_eq!(batching.prepare(&mut bert_job(&[long.as_slice()])), None);
     }
 
@@ -529,13 +431,16 @@ mod tests {
         let many = std::iter::repeat_n(Some(12), 200);
         assert_eq!(batching.select(12, many).len(), MAX_ROWS - 1);
         let wide = std::iter::repeat_n(Some(256), 40);
-        assert_eq!(batching.select(256, wide).len(), MAX_TOKENS / 256 - 1);
-        let too_wide = std::iter::repeat_n(Some(MAX_TOKENS), 3);
-        assert_eq!(batching.select(MAX_TOKENS, too_wide), Vec::<usize>::new());
+        assert_eq!(batching.select(256, wide).len(), RUN_TOKEN_BUDGET / 256 - 1);
+        let too_wide = std::iter::repeat_n(Some(RUN_TOKEN_BUDGET), 3);
+        assert_eq!(
+            batching.select(RUN_TOKEN_BUDGET, too_wide),
+            Vec::<usize>::new()
+        );
     }
 
     #[test]
-    fn join_trims_and_pads_and_assembly_puts_rows_back() {
+    fn join_trims_and_pads() {
         let batching = bert();
         let mut short = bert_job(&[&[101, 5, 102]]);
         let mut padded = bert_job(&[&[101, 6, 7, 8, 102], &[101, 9, 102]]);
@@ -584,48 +489,5 @@ mod tests {
             i64_values(&joined[1].tensor),
             [1, 1, 1, 1, 1, 1, 1, 1, 0, 0]
         );
-
-        // Outputs [2, 5, 2] whose values name their run row and position.
-        let values: Vec<f32> = (0..2)
-            .flat_map(|row| (0..5).flat_map(move |pos| [row as f32, pos as f32]))
-            .collect();
-        let outputs = [f32_tensor("last_hidden_state", vec![2, 5, 2], &values)];
-        let mut assembly = Assembly::new(2, 5);
-        assembly.fill(&outputs, 0, 0, 5).unwrap();
-        assembly.fill(&outputs, 1, 1, 3).unwrap();
-        let assembled = assembly.finish();
-        assert_eq!(assembled[0].name, "last_hidden_state");
-        assert_eq!(assembled[0].tensor.dimensions, [2, 5, 2]);
-        assert_eq!(
-            f32_values(&assembled[0].tensor),
-            [
-                0., 0., 0., 1., 0., 2., 0., 3., 0.,
-                4., // row 0: all five positions of run row 0
-                1., 0., 1., 1., 1., 2., 0., 0., 0.,
-                0., // row 1: three positions of run row 1, then zeros
-            ]
-        );
-    }
-
-    #[test]
-    fn assembly_refuses_outputs_without_the_rows() {
-        let mut assembly = Assembly::new(1, 3);
-        let pooled = f32_tensor("pooled", vec![2], &[1., 2.]);
-        assert!(assembly.fill(&[pooled], 0, 0, 1).is_err());
-        let hidden = f32_tensor("h", vec![1, 3, 1], &[1., 2., 3.]);
-        let mut assembly = Assembly::new(1, 3);
-        // A run row or length the run does not have, or data that does not fill the dimensions.
-        assert!(assembly
-            .fill(std::slice::from_ref(&hidden), 1, 0, 3)
-            .is_err());
-        assert!(assembly
-            .fill(std::slice::from_ref(&hidden), 0, 0, 4)
-            .is_err());
-        let short = f32_tensor("h", vec![1, 3, 1], &[1., 2.]);
-        assert!(assembly.fill(&[short], 0, 0, 3).is_err());
-        let renamed = f32_tensor("other", vec![1, 3, 1], &[1., 2., 3.]);
-        assert!(assembly.fill(&[renamed], 0, 0, 3).is_err());
-        assembly.fill(&[hidden], 0, 0, 3).unwrap();
-        assert_eq!(f32_values(&assembly.finish()[0].tensor), [1., 2., 3.]);
     }
 }

@@ -2,7 +2,10 @@
 //! this module plugs our backend into its traits. Graphs named in the manifest are loaded once at start-up
 //! and shared by every request; each request gets a cheap [`WasiNnCtx`] pointing at them.
 
+mod assembly;
 mod batch;
+#[cfg(test)]
+mod model_tests;
 mod onnx;
 mod queue;
 
@@ -23,6 +26,13 @@ use wasmtime_wasi_nn::{Backend, ExecutionContext, Graph, GraphRegistry, Registry
 use crate::metrics;
 
 pub use onnx::{init_runtime, SessionOptions};
+pub use queue::queued_tokens;
+
+// Tensors cross wasi:nn as little-endian bytes, and this host reads and writes them as native numbers.
+#[cfg(not(target_endian = "little"))]
+compile_error!(
+    "sbert-host reads wasi:nn tensor bytes as native numbers, which needs a little-endian target"
+);
 
 /// The app's wasi:nn state: the preloaded graphs (none by default).
 #[derive(Clone, Default)]

@@ -145,7 +145,7 @@ impl SessionOptions {
     }
 }
 
-fn new_session(model: &[u8], options: &SessionOptions) -> ort::Result<Session> {
+pub(super) fn new_session(model: &[u8], options: &SessionOptions) -> ort::Result<Session> {
     Session::builder()?
         .with_optimization_level(GraphOptimizationLevel::Level3)?
         .with_intra_threads(options.intra_threads)?
@@ -180,7 +180,7 @@ fn work(mut session: Session, queue: &JobQueue) {
 
 /// Runs rows of one or more jobs as one batch. If the run fails, each job's rows are retried on their own, so
 /// that only the job whose inputs made it fail gets the error.
-fn run_rows(session: &mut Session, rows: &[JobRow]) {
+pub(super) fn run_rows(session: &mut Session, rows: &[JobRow]) {
     let Some(first) = rows.first().map(|row| row.job.clone()) else {
         return;
     };
@@ -217,7 +217,10 @@ fn run_guarded(
 }
 
 /// Runs `inputs` on `session`: converts the inputs, runs, and converts every output back.
-fn run(session: &mut Session, inputs: &[NamedTensor]) -> Result<Vec<NamedTensor>, BackendError> {
+pub(super) fn run(
+    session: &mut Session,
+    inputs: &[NamedTensor],
+) -> Result<Vec<NamedTensor>, BackendError> {
     let values = inputs
         .iter()
         .map(|input| Ok((input.name.as_str(), to_value(&input.tensor)?)))
@@ -246,10 +249,9 @@ fn record_run(inputs: &[NamedTensor], duration: Duration) {
         .iter()
         .find(|input| input.name == ATTENTION_MASK && input.tensor.ty == TensorType::I64)
         .map_or(0, |mask| {
-            mask.tensor
-                .data
-                .chunks_exact(<i64 as Element>::SIZE)
-                .map(|bytes| <i64 as Element>::from_le(bytes).max(0) as u64)
+            bytemuck::pod_collect_to_vec::<u8, i64>(&mask.tensor.data)
+                .into_iter()
+                .map(|value| value.max(0) as u64)
                 .sum()
         });
     metrics::record_inference(rows, tokens, duration);
@@ -259,28 +261,10 @@ fn ort_error(error: ort::Error) -> BackendError {
     BackendError::BackendAccess(format_err!("{error}"))
 }
 
-/// Tensor element types that cross the wasi:nn boundary as little-endian bytes.
-trait Element: PrimitiveTensorElementType + Copy + std::fmt::Debug + 'static {
-    const SIZE: usize;
-    fn from_le(bytes: &[u8]) -> Self;
-    fn extend_le(self, bytes: &mut Vec<u8>);
-}
+/// Tensor element types that cross the wasi:nn boundary as (little-endian, see [`super`]) bytes.
+trait Element: PrimitiveTensorElementType + bytemuck::Pod + std::fmt::Debug {}
 
-macro_rules! element {
-    ($($ty:ty),*) => {$(
-        impl Element for $ty {
-            const SIZE: usize = size_of::<$ty>();
-            fn from_le(bytes: &[u8]) -> Self {
-                <$ty>::from_le_bytes(bytes.try_into().expect("chunks are SIZE bytes"))
-            }
-            fn extend_le(self, bytes: &mut Vec<u8>) {
-                bytes.extend_from_slice(&self.to_le_bytes());
-            }
-        }
-    )*};
-}
-
-element!(f32, f64, u8, i32, i64);
+impl<T: PrimitiveTensorElementType + bytemuck::Pod + std::fmt::Debug> Element for T {}
 
 /// A wasi-nn tensor as an ONNX Runtime value.
 fn to_value(tensor: &Tensor) -> Result<DynValue, BackendError> {
@@ -302,16 +286,17 @@ fn typed_value<T: Element>(tensor: &Tensor) -> Result<DynValue, BackendError> {
         .dimensions
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d as usize));
-    if elements.and_then(|n| n.checked_mul(T::SIZE)) != Some(tensor.data.len()) {
+    let size = size_of::<T>();
+    if elements.and_then(|n| n.checked_mul(size)) != Some(tensor.data.len()) {
         return Err(BackendError::BackendAccess(format_err!(
             "tensor of {:?} with dimensions {:?} needs {} bytes of data, got {}",
             tensor.ty,
             tensor.dimensions,
-            elements.map_or("too many".to_string(), |n| (n * T::SIZE).to_string()),
+            elements.map_or("too many".to_string(), |n| (n * size).to_string()),
             tensor.data.len()
         )));
     }
-    let values: Vec<T> = tensor.data.chunks_exact(T::SIZE).map(T::from_le).collect();
+    let values: Vec<T> = bytemuck::pod_collect_to_vec(&tensor.data);
     let shape: Vec<i64> = tensor.dimensions.iter().map(|&d| i64::from(d)).collect();
     Ok(ort::value::Tensor::from_array((shape, values))
         .map_err(ort_error)?
@@ -344,11 +329,11 @@ fn typed_tensor<T: Element>(value: &DynValue, ty: TensorType) -> Result<Tensor, 
             })
         })
         .collect::<Result<_, _>>()?;
-    let mut bytes = Vec::with_capacity(data.len() * T::SIZE);
-    for &element in data {
-        element.extend_le(&mut bytes);
-    }
-    Ok(Tensor::new(dimensions, ty, bytes))
+    Ok(Tensor::new(
+        dimensions,
+        ty,
+        bytemuck::cast_slice(data).to_vec(),
+    ))
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
@@ -446,7 +431,7 @@ pub(crate) mod tests {
         Tensor::new(
             dimensions,
             TensorType::I64,
-            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            bytemuck::cast_slice(values).to_vec(),
         )
     }
 
@@ -457,7 +442,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn output<'a>(outputs: &'a [NamedTensor], name: &str) -> &'a Tensor {
+    pub fn output<'a>(outputs: &'a [NamedTensor], name: &str) -> &'a Tensor {
         &outputs
             .iter()
             .find(|o| o.name == name)
@@ -486,7 +471,7 @@ pub(crate) mod tests {
         let as_float = output(&outputs, "as_float");
         assert_eq!(as_float.ty, TensorType::Fp32);
         assert_eq!(as_float.dimensions, [2, 3]);
-        let floats: Vec<f32> = as_float.data.chunks_exact(4).map(f32::from_le).collect();
+        let floats: Vec<f32> = bytemuck::pod_collect_to_vec(&as_float.data);
         assert_eq!(floats, ids.map(|v| v as f32));
     }
 
@@ -555,196 +540,5 @@ pub(crate) mod tests {
             "{error}"
         );
         assert!(error.contains("make models"), "{error}");
-    }
-
-    /// The real sentence-transformers model, when `make models` has produced it.
-    fn real_model() -> Option<Vec<u8>> {
-        let path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/all-minilm-l6-v2/model.onnx");
-        let bytes = std::fs::read(&path);
-        if bytes.is_err() {
-            eprintln!("SKIPPED: {} is missing (run `make models`)", path.display());
-        }
-        runtime();
-        bytes.ok()
-    }
-
-    /// The three BERT inputs for `rows` token sequences, padded to the longest as a tokenizer pads them.
-    fn bert_inputs(rows: &[Vec<i64>]) -> Vec<NamedTensor> {
-        let seq = rows.iter().map(Vec::len).max().unwrap_or(0);
-        let dimensions = vec![rows.len() as u32, seq as u32];
-        let padded = |value: fn(i64) -> i64| -> Vec<i64> {
-            rows.iter()
-                .flat_map(|row| (0..seq).map(|i| row.get(i).map_or(0, |&id| value(id))))
-                .collect()
-        };
-        let tensor = |name: &str, values: Vec<i64>| NamedTensor {
-            name: name.into(),
-            tensor: i64_tensor(dimensions.clone(), &values),
-        };
-        vec![
-            tensor("input_ids", padded(|id| id)),
-            tensor("attention_mask", padded(|_| 1)),
-            tensor("token_type_ids", padded(|_| 0)),
-        ]
-    }
-
-    /// `[CLS]`, `len - 2` word pieces picked by `seed`, `[SEP]`.
-    fn sentence(len: usize, seed: i64) -> Vec<i64> {
-        let words = (0..len as i64 - 2).map(|i| 1000 + (seed * 7919 + i * 104_729) % 28_000);
-        std::iter::once(101).chain(words).chain([102]).collect()
-    }
-
-    fn floats(tensor: &Tensor) -> Vec<f32> {
-        tensor.data.chunks_exact(4).map(f32::from_le).collect()
-    }
-
-    /// Runs every task `queue` holds (`rows` rows in all) on `session`, as a worker would; returns how many
-    /// rows each run had.
-    fn drain(queue: &JobQueue, session: &mut Session, mut rows: usize) -> Vec<usize> {
-        let mut runs = Vec::new();
-        while rows > 0 {
-            match queue.next_task().unwrap() {
-                Task::Whole(job) => panic!("BERT jobs are batched, got {:?}", job.inputs[0].name),
-                Task::Rows(task) => {
-                    rows -= task.len();
-                    runs.push(task.len());
-                    run_rows(session, &task);
-                }
-            }
-        }
-        runs
-    }
-
-    #[test]
-    fn batched_rows_of_the_real_model_match_each_job_run_alone() {
-        let Some(bytes) = real_model() else { return };
-        let options = SessionOptions {
-            intra_threads: 2,
-            sessions: 1,
-        };
-        let mut session = new_session(&bytes, &options).unwrap();
-        let batching = Batching::of(&session.inputs, &session.outputs);
-        assert!(batching.is_some(), "the model's jobs may be batched");
-        let queue = JobQueue::new(batching);
-        // Different lengths, a job whose second row is padded, and one too long to join the others; the
-        // padded job's rows run in different runs.
-        let jobs = [
-            vec![sentence(9, 1)],
-            vec![sentence(5, 2)],
-            vec![sentence(12, 3), sentence(7, 4)],
-            vec![sentence(17, 5)],
-            vec![sentence(60, 6)],
-        ];
-        let replies: Vec<_> = jobs
-            .iter()
-            .map(|rows| queue.submit(bert_inputs(rows)).unwrap())
-            .collect();
-        // Cheapest: 5, 7 and 9 tokens in one run, 12 and 17 in another, 60 alone.
-        assert_eq!(drain(&queue, &mut session, 6), [3, 2, 1]);
-
-        for (rows, reply) in jobs.iter().zip(replies) {
-            let batched = reply.recv().unwrap().unwrap();
-            let alone = run(&mut session, &bert_inputs(rows)).unwrap();
-            let [batched, alone] = [&batched, &alone].map(|o| output(o, "last_hidden_state"));
-            assert_eq!(batched.dimensions, alone.dimensions);
-            let seq = alone.dimensions[1] as usize;
-            let (batched, alone) = (floats(batched), floats(alone));
-            for (row, tokens) in rows.iter().enumerate() {
-                let row_values = |values: &[f32]| values[row * seq * 384..][..seq * 384].to_vec();
-                let (batched, alone) = (row_values(&batched), row_values(&alone));
-                let unmasked = tokens.len() * 384;
-                let difference = batched[..unmasked]
-                    .iter()
-                    .zip(&alone[..unmasked])
-                    .map(|(b, a)| (b - a).abs())
-                    .fold(0f32, f32::max);
-                assert!(difference <= 1e-5, "batched rows differ by {difference}");
-                assert!(batched[unmasked..].iter().all(|&v| v == 0.0));
-            }
-        }
-
-        // A token id outside the vocabulary fails the joined run; each job is then retried on its own, so only
-        // the bad one fails.
-        let good = queue.submit(bert_inputs(&[sentence(3, 7)])).unwrap();
-        let bad = queue
-            .submit(bert_inputs(&[vec![101, 999_999, 102]]))
-            .unwrap();
-        assert_eq!(drain(&queue, &mut session, 2), [2]);
-        assert!(good.recv().unwrap().is_ok());
-        assert!(bad.recv().unwrap().is_err());
-    }
-
-    #[test]
-    fn concurrent_requests_get_their_own_rows_of_the_real_model() {
-        let Some(bytes) = real_model() else { return };
-        let options = SessionOptions {
-            intra_threads: 1,
-            sessions: 1,
-        };
-        let model = Arc::new(OnnxModel::load(&bytes, &options).unwrap());
-        let infer = |model: &OnnxModel, len: usize, seed: i64| {
-            let outputs = model.infer(bert_inputs(&[sentence(len, seed)])).unwrap();
-            floats(output(&outputs, "last_hidden_state"))
-        };
-        let requests: Vec<(usize, i64)> = (0..24).map(|i| (4 + (i as usize * 5) % 40, i)).collect();
-        let expected: Vec<Vec<f32>> = requests
-            .iter()
-            .map(|&(len, seed)| infer(model.as_ref(), len, seed))
-            .collect();
-        // 24 requests at once on one session: most of them queue and run batched.
-        let threads: Vec<_> = requests
-            .into_iter()
-            .map(|(len, seed)| {
-                let model = model.clone();
-                std::thread::spawn(move || infer(model.as_ref(), len, seed))
-            })
-            .collect();
-        for (thread, expected) in threads.into_iter().zip(expected) {
-            let got = thread.join().unwrap();
-            assert_eq!(got.len(), expected.len());
-            let difference = got
-                .iter()
-                .zip(&expected)
-                .map(|(g, e)| (g - e).abs())
-                .fold(0f32, f32::max);
-            assert!(difference <= 1e-5, "differs by {difference}");
-        }
-    }
-
-    #[test]
-    fn real_model_takes_int64_token_ids() {
-        let Some(bytes) = real_model() else { return };
-        let model = OnnxModel::load(
-            &bytes,
-            &SessionOptions {
-                intra_threads: 2,
-                sessions: 1,
-            },
-        )
-        .unwrap();
-        // "[CLS] hello world [SEP]" in the model's vocabulary.
-        let ids = [101, 7592, 2088, 102];
-        let inputs = vec![
-            NamedTensor {
-                name: "input_ids".into(),
-                tensor: i64_tensor(vec![1, 4], &ids),
-            },
-            NamedTensor {
-                name: "attention_mask".into(),
-                tensor: i64_tensor(vec![1, 4], &[1; 4]),
-            },
-            NamedTensor {
-                name: "token_type_ids".into(),
-                tensor: i64_tensor(vec![1, 4], &[0; 4]),
-            },
-        ];
-        let outputs = model.infer(inputs).unwrap();
-        let hidden = output(&outputs, "last_hidden_state");
-        assert_eq!(hidden.ty, TensorType::Fp32);
-        assert_eq!(hidden.dimensions, [1, 4, 384]);
-        let values: Vec<f32> = hidden.data.chunks_exact(4).map(f32::from_le).collect();
-        assert!(values.iter().all(|v| v.is_finite()));
-        assert!(values.iter().any(|v| *v != 0.0));
     }
 }

@@ -6,12 +6,16 @@
 //! while every session is busy, and the next free session takes them in one run.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use wasmtime::format_err;
 use wasmtime_wasi_nn::backend::{BackendError, NamedTensor};
 
-use super::batch::{Assembly, Batching, RowSource};
+use super::assembly::Assembly;
+use super::batch::{Batching, RowSource};
+use crate::metrics;
 
 type Reply = Result<Vec<NamedTensor>, BackendError>;
 
@@ -103,19 +107,68 @@ pub enum Task {
     Rows(Vec<JobRow>),
 }
 
-enum Entry {
+enum Work {
     Whole(Job),
     Row(JobRow),
 }
 
+/// Queued work, with what admission and the metrics need to know about it.
+struct Entry {
+    work: Work,
+    /// Tokens the work will run, padding within it included.
+    tokens: usize,
+    queued_at: Instant,
+}
+
 impl Entry {
-    /// The row's length, for [`Batching::select`]; `None` for a whole job.
-    fn len(&self) -> Option<usize> {
-        match self {
-            Entry::Whole(_) => None,
-            Entry::Row(row) => Some(row.len),
+    fn new(work: Work, tokens: usize) -> Self {
+        Self {
+            work,
+            tokens,
+            queued_at: Instant::now(),
         }
     }
+
+    /// The row's length, for [`Batching::select`]; `None` for a whole job.
+    fn len(&self) -> Option<usize> {
+        match &self.work {
+            Work::Whole(_) => None,
+            Work::Row(row) => Some(row.len),
+        }
+    }
+
+    /// Takes the entry off the queue's books as it goes to a worker.
+    fn dequeued(&self) {
+        self.forget();
+        metrics::record_queue_wait(self.queued_at.elapsed());
+    }
+
+    /// Takes the entry off the queue's books.
+    fn forget(&self) {
+        let before = QUEUED_TOKENS.fetch_sub(self.tokens, Ordering::AcqRel);
+        metrics::set_queued_tokens(before - self.tokens);
+    }
+}
+
+/// Tokens waiting in every model's queue, which admission control bounds.
+static QUEUED_TOKENS: AtomicUsize = AtomicUsize::new(0);
+
+/// Tokens (padding within a job run whole included) waiting for an inference session, in all queues.
+pub fn queued_tokens() -> usize {
+    QUEUED_TOKENS.load(Ordering::Acquire)
+}
+
+/// The tokens of a job run whole: rows × sequence length of its first input, if it has that shape.
+fn whole_job_tokens(inputs: &[NamedTensor]) -> usize {
+    inputs.first().map_or(0, |input| {
+        input
+            .tensor
+            .dimensions
+            .iter()
+            .take(2)
+            .map(|&d| d as usize)
+            .product()
+    })
 }
 
 /// A model's queue, shared by the requests that submit jobs and the workers that run them.
@@ -147,19 +200,23 @@ impl JobQueue {
         &self,
         mut inputs: Vec<NamedTensor>,
     ) -> Result<mpsc::Receiver<Reply>, BackendError> {
-        let lengths = self
-            .batching
-            .as_ref()
-            .and_then(|batching| batching.prepare(&mut inputs));
+        let rows = self.batching.as_ref().and_then(|batching| {
+            let lengths = batching.prepare(&mut inputs)?;
+            let seq = inputs[0].tensor.dimensions[1] as usize;
+            let assembly = batching.assembly(lengths.len(), seq);
+            Some((lengths, assembly))
+        });
         let (reply, outputs) = mpsc::sync_channel(1);
-        let entries: Vec<Entry> = match lengths {
-            None => vec![Entry::Whole(Job { inputs, reply })],
-            Some(lengths) => {
-                let seq = inputs[0].tensor.dimensions[1] as usize;
+        let entries: Vec<Entry> = match rows {
+            None => {
+                let tokens = whole_job_tokens(&inputs);
+                vec![Entry::new(Work::Whole(Job { inputs, reply }), tokens)]
+            }
+            Some((lengths, assembly)) => {
                 let job = Arc::new(RowJob {
                     inputs,
                     progress: Mutex::new(Progress {
-                        assembly: Some(Assembly::new(lengths.len(), seq)),
+                        assembly: Some(assembly),
                         remaining: lengths.len(),
                     }),
                     reply,
@@ -168,11 +225,12 @@ impl JobQueue {
                     .into_iter()
                     .enumerate()
                     .map(|(row, len)| {
-                        Entry::Row(JobRow {
+                        let work = Work::Row(JobRow {
                             job: job.clone(),
                             row,
                             len,
-                        })
+                        });
+                        Entry::new(work, len)
                     })
                     .collect()
             }
@@ -183,6 +241,9 @@ impl JobQueue {
                 "the inference workers have stopped"
             )));
         }
+        let tokens: usize = entries.iter().map(|entry| entry.tokens).sum();
+        let before = QUEUED_TOKENS.fetch_add(tokens, Ordering::AcqRel);
+        metrics::set_queued_tokens(before + tokens);
         pending.entries.extend(entries);
         drop(pending);
         self.ready.notify_one();
@@ -198,9 +259,10 @@ impl JobQueue {
                 return None;
             }
             if let Some(first) = pending.entries.pop_front() {
-                let task = match (first, &self.batching) {
-                    (Entry::Whole(job), _) => Task::Whole(job),
-                    (Entry::Row(first), batching) => {
+                first.dequeued();
+                let task = match (first.work, &self.batching) {
+                    (Work::Whole(job), _) => Task::Whole(job),
+                    (Work::Row(first), batching) => {
                         let joined = batching.as_ref().map_or_else(Vec::new, |batching| {
                             batching.select(first.len, pending.entries.iter().map(Entry::len))
                         });
@@ -208,8 +270,11 @@ impl JobQueue {
                         rows.push(first);
                         // `select` returns ascending positions; taking them from the back keeps the rest valid.
                         for &position in joined.iter().rev() {
-                            if let Some(Entry::Row(row)) = pending.entries.remove(position) {
-                                rows.push(row);
+                            if let Some(entry) = pending.entries.remove(position) {
+                                entry.dequeued();
+                                if let Work::Row(row) = entry.work {
+                                    rows.push(row);
+                                }
                             }
                         }
                         Task::Rows(rows)
@@ -232,7 +297,9 @@ impl JobQueue {
     pub fn close(&self) {
         let mut pending = lock(&self.pending);
         pending.closed = true;
-        pending.entries.clear();
+        for entry in pending.entries.drain(..) {
+            entry.forget();
+        }
         drop(pending);
         self.ready.notify_all();
     }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::Deserialize;
 
-use crate::toml_file;
+use super::toml_file;
 
 /// The label every Spin application may use without configuring it.
 pub const DEFAULT_STORE: &str = "default";

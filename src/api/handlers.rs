@@ -3,62 +3,56 @@
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
 
-use crate::api::openai::{self, Embedding, EmbeddingsRequest, EmbeddingsResponse, ModelList};
-use crate::api::original::{
+use super::inputs::Inputs;
+use super::limits::check_inputs;
+use super::openai::{self, Embedding, EmbeddingsRequest, EmbeddingsResponse, ModelList, ModelObject};
+use super::original::{
     CosSimWeight, CosSimWeightRequest, CosSimWeightResponse, EncodeRequest, EncodeResponse,
-    Encoded, MultipleEncodeResponse, ParaphraseRequest, ParaphraseResponse, PingResponse,
-    SentencesRequest,
+    Encoded, HealthResponse, MultipleEncodeResponse, ParaphraseRequest, ParaphraseResponse,
+    PingResponse, SentencesRequest,
 };
-use crate::api::TextOrTexts;
-use crate::cache::{entry_hash, hex, Cache, CacheSettings, Kv};
-use crate::embed::{CacheStatus, EmbedError, Embedder, Embeddings, Infer, Timings, DIMENSIONS};
-use crate::error::{ApiError, InternalKind};
+use super::fields::TextOrTexts;
+use super::Services;
+use crate::backend::Sequence;
+use crate::embed::cache::{entry_hash, Cache};
+use crate::embed::model::{Model, MAX_TOKENS};
+use crate::embed::pooling::shorten;
+use crate::embed::tokenize::{self, CLS, SEP};
+use crate::embed::{CacheStatus, EmbedError, Embedder, Embeddings, Input, Timings};
+use crate::http::error::{ApiError, InternalKind};
 use crate::http::{Method, Request, Response};
-use crate::inputs::{Input, Inputs};
-use crate::limits::Limits;
-use crate::pooling::shorten;
-use crate::settings::{self, Variables};
 use crate::similarity::{cosine_matrix, paraphrase_mining};
-use crate::tokenize::{self, MAX_TOKENS};
 
-/// The host capabilities and per-request settings a request may use.
-pub struct Services<'a> {
-    pub variables: &'a dyn Variables,
-    pub infer: &'a dyn Infer,
-    /// The key-value store, when it could be opened (without it, nothing is cached).
-    pub kv: Option<&'a dyn Kv>,
-    pub limits: Limits,
-    pub cache: CacheSettings,
-    /// Unix seconds at the start of the request: JWT validity and cache expiry are judged by it.
-    pub now: u64,
-}
-
-impl Services<'_> {
-    /// Checks the limits, then embeds every input of the request in order, through the cache.
-    fn embed(&self, inputs: &Inputs, truncate: bool) -> Result<Embeddings, ApiError> {
-        self.limits.check_inputs(inputs)?;
-        let tokenizer = tokenize::shared()
-            .map_err(|error| ApiError::internal(InternalKind::Tokenizer, error))?;
-        let cache = self
-            .kv
-            .and_then(|kv| Cache::new(kv, &self.cache, self.now, DIMENSIONS));
-        Embedder::new(tokenizer, self.infer)
-            .with_cache(cache.as_ref())
-            .embed_inputs(&inputs.all(), truncate)
-            .map_err(|error| match error {
-                EmbedError::TooManyTokens { index, tokens } => ApiError::Unprocessable {
-                    at: inputs.locate(index),
-                    problem: format!(
-                        "has {tokens} tokens; the model's limit is {MAX_TOKENS} \
-                         (send `truncate: true` to truncate)"
-                    ),
-                },
-                EmbedError::Tokenize(_) => ApiError::internal(InternalKind::Tokenizer, error),
-                EmbedError::Infer(_) | EmbedError::OutputShape { .. } => {
-                    ApiError::internal(InternalKind::Inference, error)
-                }
-            })
-    }
+/// Checks the limits, then embeds every input of the request in order with `model`, through
+/// the cache.
+fn embed(
+    services: &Services,
+    model: &Model,
+    inputs: &Inputs,
+    truncate: bool,
+) -> Result<Embeddings, ApiError> {
+    check_inputs(&services.config.limits, inputs)?;
+    let tokenizer =
+        tokenize::shared().map_err(|error| ApiError::internal(InternalKind::Tokenizer, error))?;
+    let cache = services
+        .kv
+        .and_then(|kv| Cache::new(kv, services.config.cache, model, services.now));
+    Embedder::new(tokenizer, services.infer, model)
+        .with_cache(cache.as_ref())
+        .embed(&inputs.all(), truncate)
+        .map_err(|error| match error {
+            EmbedError::TooManyTokens { index, tokens } => ApiError::Unprocessable {
+                at: inputs.locate(index),
+                problem: format!(
+                    "has {tokens} tokens; the model's limit is {MAX_TOKENS} \
+                     (send `truncate: true` to truncate)"
+                ),
+            },
+            EmbedError::Tokenize(_) => ApiError::internal(InternalKind::Tokenizer, error),
+            EmbedError::Infer(_) | EmbedError::OutputShape { .. } => {
+                ApiError::internal(InternalKind::Inference, error)
+            }
+        })
 }
 
 /// A 200 with an embedding route's body, saying how the cache did and where the time went.
@@ -68,29 +62,76 @@ fn embedded_response(body: &impl Serialize, cache: CacheStatus, timings: Timings
         .with_header("server-timing", timings.server_timing())
 }
 
-pub type Handler = fn(&Request, &Services) -> Result<Response, ApiError>;
-
-/// `GET /`: the load balancer's health check.
+/// `GET /`: liveness, for the load balancer.
 pub fn root(_: &Request, _: &Services) -> Result<Response, ApiError> {
     Ok(Response::empty(200))
 }
 
+/// `GET /v1/ping`: liveness, with the replica's name.
 pub fn ping(_: &Request, services: &Services) -> Result<Response, ApiError> {
-    let container_id = settings::container_id(services.variables);
+    let container_id = services.config.container_id.clone();
     Ok(Response::json(200, &PingResponse::new(container_id)))
 }
+
+/// `GET /health`: readiness. The configuration is valid (or the router would have answered
+/// 503 naming the variable), and every served model embeds `[CLS] [SEP]` through the backend.
+/// A store that cannot be read makes the cache `degraded`, not the service unready: requests
+/// are then served uncached.
+pub fn health(_: &Request, services: &Services) -> Result<Response, ApiError> {
+    let empty = [CLS, SEP];
+    let probe = [Sequence {
+        ids: &empty,
+        text: Some(""),
+    }];
+    for model in services.config.models.all() {
+        let answered = services.infer.embed(model, &probe);
+        if let Err(problem) = answered.as_ref().map_err(ToString::to_string).and_then(|vectors| {
+            match vectors.as_slice() {
+                [vector] if vector.len() == model.dimensions => Ok(()),
+                _ => Err(format!("{} vectors for one input", vectors.len())),
+            }
+        }) {
+            eprintln!("health: model `{}`: {problem}", model.id);
+            return Err(ApiError::NotReady(format!(
+                "The model `{}` (graph `{}`) could not embed a test input; the log has the detail.",
+                model.id, model.graph
+            )));
+        }
+    }
+    let cache_enabled = services.config.cache.enabled();
+    let store_readable = services
+        .kv
+        .is_some_and(|kv| kv.get(HEALTH_PROBE_KEY).is_ok());
+    Ok(Response::json(
+        200,
+        &HealthResponse {
+            status: "ok",
+            cache: if !cache_enabled || store_readable {
+                "ok"
+            } else {
+                "degraded"
+            },
+            cache_enabled,
+            models: services.config.models.all().iter().map(|m| m.id).collect(),
+        },
+    ))
+}
+
+/// The key `/health` reads to see that the store answers (it is never written).
+const HEALTH_PROBE_KEY: &str = "health:probe";
 
 /// `GET|POST /v1/encode`; a GET's answer also carries HTTP caching headers ([`Validators`]).
 pub fn encode(request: &Request, services: &Services) -> Result<Response, ApiError> {
     let parsed = EncodeRequest::from_request(request)?;
+    let model = services.config.models.default_model();
     let validators = matches!(request.method, Method::Get | Method::Head)
-        .then(|| Validators::new(&parsed, &services.cache));
+        .then(|| Validators::new(&parsed, model, services.config.cache.ttl_seconds));
     if let Some(validators) = &validators {
         if validators.matched_by(request.header("if-none-match")) {
             return Ok(validators.apply(Response::empty(304)));
         }
     }
-    let embedded = services.embed(&parsed.inputs(), parsed.truncate)?;
+    let embedded = embed(services, model, &parsed.inputs(), parsed.truncate)?;
     let encoding =
         embedded.vectors.into_iter().next().ok_or_else(|| {
             ApiError::internal(InternalKind::Inference, "no embedding for the query")
@@ -110,7 +151,7 @@ pub fn encode(request: &Request, services: &Services) -> Result<Response, ApiErr
 /// flag, the model and this code alone, so the ETag is derived from those (like the cache key):
 /// a matching `If-None-Match` is answered 304 without looking anything up or embedding.
 struct Validators {
-    /// `None` without a `model_digest`: an ETag that does not name the model would keep
+    /// `None` without a model digest: an ETag that does not name the model would keep
     /// validating old embeddings after the model changed.
     etag: Option<String>,
     cache_control: String,
@@ -120,15 +161,15 @@ struct Validators {
 const ENCODE_ETAG_VERSION: &str = "v1";
 
 impl Validators {
-    fn new(request: &EncodeRequest, cache: &CacheSettings) -> Self {
-        let etag = (!cache.model_digest.is_empty()).then(|| {
+    fn new(request: &EncodeRequest, model: &Model, ttl_seconds: u64) -> Self {
+        let etag = (!model.digest.is_empty()).then(|| {
             let input = Input::Text(&request.query);
-            let hash = entry_hash(&cache.model_digest, request.truncate, input);
-            format!("\"{ENCODE_ETAG_VERSION}-{}\"", hex(&hash[..16]))
+            let hash = entry_hash(&model.digest, request.truncate, input);
+            format!("\"{ENCODE_ETAG_VERSION}-{}\"", hex::encode(&hash[..16]))
         });
         Self {
             etag,
-            cache_control: format!("private, max-age={}", cache.ttl_seconds),
+            cache_control: format!("private, max-age={ttl_seconds}"),
         }
     }
 
@@ -154,7 +195,8 @@ impl Validators {
 
 pub fn multiple_encode(request: &Request, services: &Services) -> Result<Response, ApiError> {
     let request = SentencesRequest::from_request(request)?;
-    let embedded = services.embed(&request.inputs(), request.truncate)?;
+    let model = services.config.models.default_model();
+    let embedded = embed(services, model, &request.inputs(), request.truncate)?;
     let data = request
         .sentences
         .into_iter()
@@ -170,7 +212,8 @@ pub fn multiple_encode(request: &Request, services: &Services) -> Result<Respons
 
 pub fn cos_sim_weight(request: &Request, services: &Services) -> Result<Response, ApiError> {
     let request = CosSimWeightRequest::from_request(request)?;
-    let embedded = services.embed(&request.inputs(), request.truncate)?;
+    let model = services.config.models.default_model();
+    let embedded = embed(services, model, &request.inputs(), request.truncate)?;
     let a_count = match &request.a {
         TextOrTexts::One(_) => 1,
         TextOrTexts::Many(texts) => texts.len(),
@@ -193,8 +236,8 @@ pub fn cos_sim_weight(request: &Request, services: &Services) -> Result<Response
 
 pub fn paraphrase(request: &Request, services: &Services) -> Result<Response, ApiError> {
     let request = ParaphraseRequest::from_request(request)?;
-    let sentences = &request.sentences;
-    let embedded = services.embed(&sentences.inputs(), sentences.truncate)?;
+    let model = services.config.models.default_model();
+    let embedded = embed(services, model, &request.inputs(), request.truncate)?;
     // Counts beyond the address space mean "all of them".
     let saturate = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
     let pairs = paraphrase_mining(
@@ -211,7 +254,8 @@ pub fn paraphrase(request: &Request, services: &Services) -> Result<Response, Ap
 
 pub fn embeddings(request: &Request, services: &Services) -> Result<Response, ApiError> {
     let request = EmbeddingsRequest::from_request(request)?;
-    let embedded = services.embed(&request.inputs(), request.truncate)?;
+    let model = openai::find_model(&services.config.models, &request.model)?;
+    let embedded = embed(services, model, &request.inputs(), request.truncate)?;
     let tokens = embedded.token_counts.iter().sum();
     let vectors = embedded
         .vectors
@@ -223,25 +267,25 @@ pub fn embeddings(request: &Request, services: &Services) -> Result<Response, Ap
         .map(|vector| Embedding::encode(vector, request.encoding_format))
         .collect();
     Ok(embedded_response(
-        &EmbeddingsResponse::new(vectors, tokens),
+        &EmbeddingsResponse::new(model, vectors, tokens),
         embedded.cache,
         embedded.timings,
     ))
 }
 
-pub fn models(_: &Request, _: &Services) -> Result<Response, ApiError> {
-    Ok(Response::json(200, &ModelList::served()))
+pub fn models(_: &Request, services: &Services) -> Result<Response, ApiError> {
+    Ok(Response::json(200, &ModelList::of(&services.config.models)))
 }
 
 /// `GET /v1/models/{id}`; the id may contain a slash, literally or percent-encoded.
-pub fn model(request: &Request, _: &Services) -> Result<Response, ApiError> {
+pub fn model(request: &Request, services: &Services) -> Result<Response, ApiError> {
     let id = request
         .route_path()
         .strip_prefix(MODELS_PREFIX)
         .unwrap_or_default();
     let id = percent_decode_str(id).decode_utf8_lossy();
-    let model = openai::find_model(&id).ok_or_else(|| ApiError::ModelNotFound(id.into_owned()))?;
-    Ok(Response::json(200, &model))
+    let model = openai::find_model(&services.config.models, &id)?;
+    Ok(Response::json(200, &ModelObject::of(model)))
 }
 
 /// Where `GET /v1/models/{id}` ids start.

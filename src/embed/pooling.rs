@@ -1,5 +1,9 @@
 //! Token vectors → one sentence vector, as sentence-transformers does for all-MiniLM-L6-v2:
 //! the mean over the tokens the attention mask keeps, then L2 normalization.
+//!
+//! The served graphs pool inside (output `sentence_embedding`), so the wasi-nn backend needs
+//! none of this; [`mean_pool`] is for backends whose model returns token states (the portable
+//! in-wasm one), and [`shorten`] serves OpenAI's `dimensions`.
 
 /// Mean of the `hidden`-wide token vectors of each row of `states` (`[batch, seq, hidden]`,
 /// row-major) over the positions where `mask` (`[batch, seq]`) is non-zero.

@@ -11,9 +11,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::message::{Method, Response};
 use crate::auth::AuthError;
-use crate::http::{Method, Response};
-use crate::settings::VariableError;
 
 /// The original validator's message for a missing field.
 const REQUIRED_FIELD: &str = "required field";
@@ -72,9 +71,10 @@ pub enum ApiError {
     Unauthorized(#[from] AuthError),
     #[error("not found: {0}")]
     NotFound(String),
-    /// An OpenAI request named a model this service does not serve.
-    #[error("unknown model {0:?}")]
-    ModelNotFound(String),
+    /// An OpenAI request named a model this service does not serve; `served` lists the
+    /// served ones for the message.
+    #[error("unknown model {requested:?}")]
+    ModelNotFound { requested: String, served: String },
     #[error("method {method} not allowed")]
     MethodNotAllowed { method: String, allow: Vec<Method> },
     /// The body, the number of inputs or one input is over its configured limit.
@@ -94,6 +94,13 @@ pub enum ApiError {
     /// A failure that is not the client's fault. `detail` goes to the log, never to the client.
     #[error("{kind}: {detail}")]
     Internal { kind: InternalKind, detail: String },
+    /// A variable has an invalid value: the message names it and the problem (and never a
+    /// secret's value), so that whoever deploys the service can fix it.
+    #[error("{0}")]
+    Misconfigured(String),
+    /// `/health` found the service unable to serve (a model cannot embed); the message says which.
+    #[error("not ready: {0}")]
+    NotReady(String),
 }
 
 /// The kinds of unexpected failure a client may see, each with its fixed public message.
@@ -148,12 +155,13 @@ impl ApiError {
         match self {
             Self::MissingFields(_) | Self::Malformed { .. } => 400,
             Self::Unauthorized(_) => 401,
-            Self::NotFound(_) | Self::ModelNotFound(_) => 404,
+            Self::NotFound(_) | Self::ModelNotFound { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::TooLarge { .. } => 413,
             Self::UnsupportedMediaType(_) => 415,
             Self::Unprocessable { .. } => 422,
             Self::Internal { .. } => 500,
+            Self::Misconfigured(_) | Self::NotReady(_) => 503,
         }
     }
 
@@ -166,12 +174,12 @@ impl ApiError {
                 fields => format!("These fields are required: {}.", quoted_list(fields)),
             },
             Self::Unauthorized(reason) => reason.to_string(),
-            Self::ModelNotFound(model) => format!(
-                "The model `{}` does not exist; this service serves `{}` (alias `{}`).",
-                excerpt(model),
-                crate::api::openai::MODEL_ID,
-                crate::api::openai::MODEL_ALIAS,
+            Self::ModelNotFound { requested, served } => format!(
+                "The model `{}` does not exist; this service serves {served}.",
+                excerpt(requested),
             ),
+            Self::Misconfigured(problem) => format!("{CONFIGURATION_PROBLEM}: {problem}."),
+            Self::NotReady(problem) => problem.clone(),
             Self::MethodNotAllowed { method, allow } => format!(
                 "The method {method} is not allowed for this URL; allowed: {}.",
                 method_list(allow)
@@ -195,7 +203,7 @@ impl ApiError {
         match self {
             Self::MissingFields(fields) => fields.first().copied(),
             Self::Malformed { field, .. } => field.as_deref(),
-            Self::ModelNotFound(_) => Some("model"),
+            Self::ModelNotFound { .. } => Some("model"),
             Self::TooLarge { at, .. } | Self::Unprocessable { at, .. } => at.map(|at| at.field),
             _ => None,
         }
@@ -205,8 +213,10 @@ impl ApiError {
     fn openai_code(&self) -> Option<&'static str> {
         match self {
             Self::Unauthorized(_) => Some("invalid_api_key"),
-            Self::ModelNotFound(_) => Some("model_not_found"),
+            Self::ModelNotFound { .. } => Some("model_not_found"),
             Self::Internal { kind, .. } => Some(kind.name()),
+            Self::Misconfigured(_) => Some(InternalKind::Configuration.name()),
+            Self::NotReady(_) => Some(NOT_READY),
             _ => None,
         }
     }
@@ -219,6 +229,13 @@ impl ApiError {
                 &InternalErrorBody {
                     error: kind.name(),
                     message: kind.public_message(),
+                },
+            ),
+            (Family::Original, Self::Misconfigured(_) | Self::NotReady(_)) => Response::json(
+                status,
+                &UnavailableBody {
+                    error: self.openai_code().unwrap_or(NOT_READY),
+                    message: self.description(),
                 },
             ),
             (Family::Original, _) => Response::json(status, &self.original_body()),
@@ -295,11 +312,11 @@ fn quoted_list(fields: &[&str]) -> String {
         .join(", ")
 }
 
-impl From<VariableError> for ApiError {
-    fn from(error: VariableError) -> Self {
-        Self::internal(InternalKind::Configuration, error)
-    }
-}
+/// The `error` of a failed readiness check.
+const NOT_READY: &str = "not_ready";
+
+/// How a configuration error's message starts.
+const CONFIGURATION_PROBLEM: &str = "The service is not configured correctly";
 
 #[derive(Serialize)]
 struct HttpErrorBody {
@@ -315,6 +332,12 @@ struct HttpErrorBody {
 struct InternalErrorBody {
     error: &'static str,
     message: &'static str,
+}
+
+#[derive(Serialize)]
+struct UnavailableBody {
+    error: &'static str,
+    message: String,
 }
 
 #[derive(Serialize)]
@@ -418,14 +441,21 @@ mod tests {
                 "code": null,
             }})
         );
-        let unknown = ApiError::ModelNotFound("gpt-4".into()).into_response(Family::OpenAi);
+        let unknown = ApiError::ModelNotFound {
+            requested: "gpt-4".into(),
+            served: "`m`".into(),
+        }
+        .into_response(Family::OpenAi);
         assert_eq!(unknown.status, 404);
         let error = &body(&unknown)["error"];
         assert_eq!(
             (&error["param"], &error["code"]),
             (&json!("model"), &json!("model_not_found"))
         );
-        assert!(error["message"].as_str().unwrap().contains("gpt-4"));
+        assert_eq!(
+            error["message"],
+            "The model `gpt-4` does not exist; this service serves `m`."
+        );
         let missing =
             body(&ApiError::MissingFields(vec!["input", "model"]).into_response(Family::OpenAi));
         assert_eq!(missing["error"]["param"], "input");
@@ -475,5 +505,23 @@ mod tests {
             .unwrap()
             .contains("secret"));
         assert_eq!(body(&openai)["error"]["type"], "server_error");
+    }
+
+    #[test]
+    fn a_configuration_error_is_a_503_naming_the_problem_in_both_shapes() {
+        let error = || ApiError::Misconfigured("variable `max_inputs`: `three` is not a whole number".into());
+        let original = error().into_response(Family::Original);
+        assert_eq!(original.status, 503);
+        assert_eq!(
+            body(&original),
+            json!({
+                "error": "configuration_error",
+                "message": "The service is not configured correctly: variable `max_inputs`: `three` is not a whole number."
+            })
+        );
+        let openai = body(&error().into_response(Family::OpenAi));
+        assert_eq!(openai["error"]["type"], "server_error");
+        assert_eq!(openai["error"]["code"], "configuration_error");
+        assert!(openai["error"]["message"].as_str().unwrap().contains("`max_inputs`"));
     }
 }

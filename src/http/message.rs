@@ -42,7 +42,7 @@ impl Method {
 
 /// A query-string parameter that is not UTF-8 once percent-decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the query string parameter `{0}` is not valid UTF-8 once percent-decoded")]
+#[error("The query string parameter `{0}` is not valid UTF-8 once percent-decoded.")]
 pub struct QueryError(pub String);
 
 #[derive(Debug, Clone)]

@@ -4,11 +4,11 @@
 use crate::http::Response;
 
 /// The tracked OpenAPI 3.1 document, served byte for byte.
-const OPENAPI_JSON: &str = include_str!("../docs/openapi.json");
-const SWAGGER_UI_BUNDLE: &[u8] = include_bytes!("../build/docs-assets/swagger-ui-bundle.js");
-const SWAGGER_UI_CSS: &[u8] = include_bytes!("../build/docs-assets/swagger-ui.css");
+const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
+const SWAGGER_UI_BUNDLE: &[u8] = include_bytes!("../../build/docs-assets/swagger-ui-bundle.js");
+const SWAGGER_UI_CSS: &[u8] = include_bytes!("../../build/docs-assets/swagger-ui.css");
 /// `<package>@<version>` of the fetched Swagger UI, written by `scripts/fetch_docs_assets.py`.
-const SWAGGER_UI_PACKAGE: &str = include_str!("../build/docs-assets/.version");
+const SWAGGER_UI_PACKAGE: &str = include_str!("../../build/docs-assets/.version");
 
 /// The docs page. Asset and document URLs are absolute paths, so the page works at `/docs`
 /// and at `/docs/` alike; `{version}` in the asset URLs becomes [`swagger_ui_version`].

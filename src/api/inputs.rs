@@ -1,14 +1,8 @@
 //! What a request asks to embed, grouped by the request field each input came from, so that
 //! an error about the request's input 7 can say "`sentences` item 7".
 
-use crate::error::FieldRef;
-
-/// One thing to embed: a text, or token ids of the model's vocabulary without `[CLS]`/`[SEP]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Input<'a> {
-    Text(&'a str),
-    Tokens(&'a [u32]),
-}
+use crate::embed::Input;
+use crate::http::error::FieldRef;
 
 /// The inputs of one request field: a single value (`"query": "…"`) or a list (`"sentences": […]`).
 #[derive(Debug, Clone, PartialEq)]

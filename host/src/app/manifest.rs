@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use crate::toml_file;
-use crate::variables::Template;
+use super::host_answers::{AnswerHeaders, CountedHeader, ErrorBodyRule};
+use super::route::Route;
+use super::template::{validate_name, Template};
+use super::toml_file;
 
 /// The file name looked up when `--from` names a directory.
 pub const MANIFEST_FILE_NAME: &str = "spin.toml";
@@ -167,7 +169,9 @@ pub struct Build {
     pub workdir: Option<String>,
 }
 
-/// `[component.<id>.tool.sbert-host]`: settings only this host reads.
+/// `[component.<id>.tool.sbert-host]`: settings only this host reads. Everything app-specific the host does
+/// (the bodies and headers of its own answers, the start-up check, the header counted in metrics) is set here,
+/// never in the host's code.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostTool {
@@ -175,55 +179,43 @@ pub struct HostTool {
     /// relative to the manifest's directory.
     #[serde(default)]
     pub graphs: BTreeMap<String, PathBuf>,
+    /// A path the host requests (`GET`, in-process) once at start-up, before it listens: an answer other than
+    /// 2xx stops start-up with one line naming the component and the answer's message. No check when unset.
+    #[serde(default)]
+    pub startup_check: Option<StartupCheckPath>,
+    /// Headers on every answer the host makes itself (no route, a trap, a timeout, a refusal), for example
+    /// CORS headers, so that clients can read those answers like the component's own.
+    #[serde(default)]
+    pub answer_headers: AnswerHeaders,
+    /// The JSON bodies of the host's own error answers, by path: the first rule that covers the request's
+    /// path applies; without one, the body is `{"error": <kind>, "message": <message>}`.
+    #[serde(default)]
+    pub error_bodies: Vec<ErrorBodyRule>,
+    /// A response header whose values are counted in the metrics and copied into the request log.
+    #[serde(default)]
+    pub counted_header: Option<CountedHeader>,
+}
+
+/// `startup_check`: an absolute path, with an optional query.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct StartupCheckPath(pub http::uri::PathAndQuery);
+
+impl TryFrom<String> for StartupCheckPath {
+    type Error = String;
+
+    fn try_from(path: String) -> Result<Self, String> {
+        match path.parse() {
+            Ok(parsed) if path.starts_with('/') => Ok(Self(parsed)),
+            _ => Err(format!(
+                "startup_check `{path}` is not a path starting with `/`"
+            )),
+        }
+    }
 }
 
 /// The key of this host's section under `[component.<id>.tool]`.
 const HOST_TOOL: &str = "sbert-host";
-
-/// A route as written in the manifest, parsed for matching.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    /// Matches exactly this path.
-    Exact(String),
-    /// Matches this path and everything below it; `""` (from `/...`) matches every path.
-    Prefix(String),
-}
-
-impl Route {
-    /// Parses `/exact` or `/prefix/...`.
-    pub fn parse(route: &str) -> Result<Self> {
-        if !route.starts_with('/') {
-            bail!("route `{route}` must start with `/`");
-        }
-        match route.strip_suffix("/...") {
-            Some(prefix) if prefix.contains("...") => {
-                bail!("route `{route}` may only end with `/...`")
-            }
-            Some(prefix) => Ok(Self::Prefix(prefix.to_string())),
-            None if route.contains("...") => bail!("route `{route}` may only end with `/...`"),
-            None => Ok(Self::Exact(route.trim_end_matches('/').to_string())),
-        }
-    }
-
-    /// The part of `path` below the route (Spin's `spin-path-info`), or `None` if the route does not match.
-    pub fn path_info<'a>(&self, path: &'a str) -> Option<&'a str> {
-        match self {
-            Self::Exact(exact) => (path.trim_end_matches('/') == exact).then_some(""),
-            Self::Prefix(prefix) => {
-                let rest = path.strip_prefix(prefix.as_str())?;
-                (rest.is_empty() || rest.starts_with('/')).then_some(rest)
-            }
-        }
-    }
-
-    /// How specific the route is: exact routes beat prefixes, longer prefixes beat shorter ones.
-    pub fn specificity(&self) -> (bool, usize) {
-        match self {
-            Self::Exact(path) => (true, path.len()),
-            Self::Prefix(prefix) => (false, prefix.len()),
-        }
-    }
-}
 
 impl App {
     /// Reads `from` (a manifest file, or a directory containing `spin.toml`) and validates it.
@@ -256,7 +248,7 @@ impl App {
 impl Manifest {
     fn validate(&self) -> Result<()> {
         for (name, variable) in &self.variables {
-            crate::variables::validate_name(name).with_context(|| format!("variable `{name}`"))?;
+            validate_name(name).with_context(|| format!("variable `{name}`"))?;
             if variable.required && variable.default.is_some() {
                 bail!("variable `{name}` is required, so it cannot also have a default");
             }
@@ -289,7 +281,7 @@ impl Component {
             bail!("allowed_outbound_hosts is not supported: sbert-host grants no outbound network access");
         }
         for (name, template) in &self.variables {
-            crate::variables::validate_name(name).with_context(|| format!("variable `{name}`"))?;
+            validate_name(name).with_context(|| format!("variable `{name}`"))?;
             let template =
                 Template::parse(template).with_context(|| format!("variable `{name}`"))?;
             let unknown = template
@@ -416,6 +408,40 @@ anything = 1
     }
 
     #[test]
+    fn host_tool_settings_for_answers_checks_and_counting() {
+        let text = MANIFEST.replace(
+            "[component.web.tool.other-tool]",
+            r#"startup_check = "/health?deep=1"
+counted_header = { name = "X-Cache", values = ["HIT"] }
+answer_headers = { "Access-Control-Allow-Origin" = "*" }
+[[component.web.tool.sbert-host.error_bodies]]
+paths = ["/"]
+client_error = '{"message": {{ message }}}'
+server_error = '{"error": {{ kind }}}'
+
+[component.web.tool.other-tool]"#,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &text);
+        let tool = App::load(dir.path()).unwrap().manifest.component["web"]
+            .host_tool()
+            .unwrap();
+        assert_eq!(tool.startup_check.unwrap().0.as_str(), "/health?deep=1");
+        assert_eq!(tool.counted_header.unwrap().name, "x-cache");
+        assert_eq!(tool.answer_headers.0["access-control-allow-origin"], "*");
+        assert_eq!(tool.error_bodies.len(), 1);
+
+        let error = load_error(&text.replace("{{ kind }}", "{{ detail }}"));
+        assert!(error.contains("spin.toml"), "{error}");
+        assert!(
+            error.contains("unknown placeholder `{{ detail }}`"),
+            "{error}"
+        );
+        let error = load_error(&text.replace("\"/health?deep=1\"", "\"health\""));
+        assert!(error.contains("startup_check `health`"), "{error}");
+    }
+
+    #[test]
     fn rejects_other_manifest_versions() {
         let error =
             load_error(&MANIFEST.replace("spin_manifest_version = 2", "spin_manifest_version = 1"));
@@ -455,27 +481,5 @@ anything = 1
         let error = format!("{:#}", App::load(dir.path()).unwrap_err());
         assert!(error.contains("spin.toml not found"), "{error}");
         assert!(error.contains("--from"), "{error}");
-    }
-
-    #[test]
-    fn routes_match_like_spin() {
-        let all = Route::parse("/...").unwrap();
-        assert_eq!(all.path_info("/v1/ping"), Some("/v1/ping"));
-        assert_eq!(all.path_info("/"), Some("/"));
-
-        let api = Route::parse("/api/...").unwrap();
-        assert_eq!(api.path_info("/api"), Some(""));
-        assert_eq!(api.path_info("/api/x/y"), Some("/x/y"));
-        assert_eq!(api.path_info("/apix"), None);
-
-        let exact = Route::parse("/health").unwrap();
-        assert_eq!(exact.path_info("/health"), Some(""));
-        assert_eq!(exact.path_info("/health/"), Some(""));
-        assert_eq!(exact.path_info("/health/x"), None);
-
-        assert!(exact.specificity() > api.specificity());
-        assert!(api.specificity() > all.specificity());
-        assert!(Route::parse("api").is_err());
-        assert!(Route::parse("/a/.../b").is_err());
     }
 }

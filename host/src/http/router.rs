@@ -1,0 +1,221 @@
+//! One request's way through the host: route it to a component, admit it or refuse it, run it, answer for
+//! the component when it cannot, and record it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, HOST};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Empty};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use super::admission::Admission;
+use super::answers::{AnswerStyle, HostAnswer};
+use super::guest::{self, RequestLimits, ServedComponent};
+use super::request_log::{self, log_error, REQUEST_ID};
+use crate::app::route::Route;
+use crate::metrics;
+
+/// A manifest route bound to its component.
+struct RouteEntry {
+    /// As written in the manifest, for Spin's `spin-*-route` headers.
+    raw: String,
+    route: Route,
+    component: Arc<ServedComponent>,
+}
+
+/// Routes requests to components; routes are kept most specific first.
+pub struct Router {
+    routes: Vec<RouteEntry>,
+    limits: RequestLimits,
+    admission: Arc<Admission>,
+}
+
+impl Router {
+    /// `routes`: (route as written in the manifest, component).
+    pub fn new(
+        routes: Vec<(String, Arc<ServedComponent>)>,
+        limits: RequestLimits,
+        admission: Arc<Admission>,
+    ) -> Result<Self> {
+        let mut routes = routes
+            .into_iter()
+            .map(|(raw, component)| {
+                Ok(RouteEntry {
+                    route: Route::parse(&raw)?,
+                    raw,
+                    component,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        routes.sort_by_key(|entry| std::cmp::Reverse(entry.route.specificity()));
+        Ok(Self {
+            routes,
+            limits,
+            admission,
+        })
+    }
+
+    /// `(route, component id)` pairs, in the order they are matched.
+    pub fn routes(&self) -> impl Iterator<Item = (&str, &ServedComponent)> {
+        self.routes
+            .iter()
+            .map(|entry| (entry.raw.as_str(), entry.component.as_ref()))
+    }
+
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
+    }
+
+    fn find(&self, path: &str) -> Option<(&RouteEntry, String)> {
+        self.routes
+            .iter()
+            .find_map(|entry| Some((entry, entry.route.path_info(path)?.to_string())))
+    }
+
+    /// Handles one request; never fails: every failure becomes a JSON error response.
+    pub async fn handle<B>(
+        &self,
+        mut request: Request<B>,
+        listen: SocketAddr,
+        client: SocketAddr,
+    ) -> Response<HyperOutgoingBody>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let started = Instant::now();
+        let request_id = request_log::request_id(request.headers().get(&REQUEST_ID));
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+
+        let (mut response, counted_header) = match self.find(&path) {
+            None => (
+                AnswerStyle::default().answer(&path, HostAnswer::NoRoute),
+                None,
+            ),
+            Some((entry, path_info)) => {
+                let component = &entry.component;
+                let response = match self.admission.admit() {
+                    Err(reason) => {
+                        metrics::record_refusal(reason);
+                        component.answers.answer(&path, HostAnswer::Refused(reason))
+                    }
+                    Ok(permit) => {
+                        set_request_headers(
+                            &mut request,
+                            entry,
+                            &path_info,
+                            &request_id,
+                            listen,
+                            client,
+                        );
+                        let log_id = request_id.to_str().unwrap_or_default().to_string();
+                        match guest::call(component, request, self.limits, log_id, Some(permit))
+                            .await
+                        {
+                            Ok(response) => response,
+                            Err(error) => {
+                                log_error(
+                                    request_id.to_str().unwrap_or_default(),
+                                    &component.id,
+                                    &error,
+                                );
+                                let answer = if guest::is_timeout(&error) {
+                                    HostAnswer::TimedOut
+                                } else {
+                                    HostAnswer::Failed
+                                };
+                                component.answers.answer(&path, answer)
+                            }
+                        }
+                    }
+                };
+                (response, component.counted_header.as_ref())
+            }
+        };
+        response.headers_mut().insert(REQUEST_ID, request_id);
+        request_log::record(&method, &path, started.elapsed(), &response, counted_header);
+        response
+    }
+
+    /// Runs the start-up check: `GET path` through the routed component, in-process, as a request from
+    /// `listen` to itself would run. An error, unless the answer is 2xx, says what it was.
+    pub async fn check(&self, path: &http::uri::PathAndQuery, listen: SocketAddr) -> Result<()> {
+        let Some((entry, path_info)) = self.find(path.path()) else {
+            bail!("startup_check {path}: no route matches it");
+        };
+        let mut request = Request::get(path.as_str())
+            .header(HOST, listen.to_string())
+            .body(Empty::<Bytes>::new())?;
+        let request_id = request_log::request_id(None);
+        set_request_headers(&mut request, entry, &path_info, &request_id, listen, listen);
+        let component = &entry.component;
+        let response = guest::call(
+            component,
+            request,
+            self.limits,
+            "startup-check".into(),
+            None,
+        )
+        .await
+        .with_context(|| format!("GET {path} failed"))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        // One line, whatever the body's shape: compact JSON as it is, other text with its line breaks folded.
+        let body = match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(json) => json.to_string(),
+            Err(_) => String::from_utf8_lossy(&body)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        bail!("GET {path} answered {status}: {body}")
+    }
+}
+
+/// Adds what `spin up` tells a component about the request (the spin-sdk router reads `spin-path-info`)
+/// and the request id. Client-sent headers of the same names are replaced, never trusted.
+fn set_request_headers<B>(
+    request: &mut Request<B>,
+    entry: &RouteEntry,
+    path_info: &str,
+    request_id: &HeaderValue,
+    listen: SocketAddr,
+    client: SocketAddr,
+) {
+    let host = request
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .map_or_else(|| listen.to_string(), str::to_string);
+    let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let full_url = format!("http://{host}{path_and_query}");
+    let component_route = entry.raw.strip_suffix("/...").unwrap_or(&entry.raw);
+    let headers = request.headers_mut();
+    for (name, value) in [
+        ("spin-full-url", full_url.as_str()),
+        ("spin-path-info", path_info),
+        ("spin-matched-route", entry.raw.as_str()),
+        ("spin-base-path", "/"),
+        ("spin-raw-component-route", entry.raw.as_str()),
+        ("spin-component-route", component_route),
+        ("spin-client-addr", &client.to_string()),
+    ] {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    headers.insert(REQUEST_ID, request_id.clone());
+}

@@ -1,0 +1,96 @@
+//! The listener: accept connections, serve each with hyper, and on shutdown drain: stop accepting, refuse
+//! new requests, let every admitted one finish within the grace period, and say how many that was.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use hyper::server::conn::http1;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+use wasmtime_wasi_http::io::TokioIo;
+
+use super::request_log::log_error;
+use super::router::Router;
+use super::timer::{TokioTimer, HEADER_READ_TIMEOUT};
+
+/// Serves until `shutdown` resolves, then drains: requests already admitted get `grace` to finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Arc<Router>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> Result<()> {
+    let listen = listener.local_addr()?;
+    let connections = TaskTracker::new();
+    let (stop, stopping) = watch::channel(());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, client) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Running out of file descriptors and the like: keep serving the connections we have.
+                Err(error) => {
+                    log_error("-", "-", &anyhow!(error).context("accept failed"));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let mut stopping = stopping.clone();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let router = router.clone();
+                async move { Ok::<_, Infallible>(router.handle(request, listen, client).await) }
+            });
+            let connection = http1::Builder::new()
+                .timer(TokioTimer)
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = stopping.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    // New connections are refused from here on; requests that still reach an open connection are refused
+    // by admission; open connections close once their current request is answered.
+    drop(listener);
+    let admission = router.admission();
+    let running = admission.start_draining();
+    tracing::info!(
+        in_flight = running,
+        "shutting down: draining admitted requests"
+    );
+    drop(stop);
+    connections.close();
+    let drained = tokio::time::timeout(grace, async {
+        connections.wait().await;
+        admission.idle().await;
+    })
+    .await;
+    let unfinished = admission.in_flight();
+    match drained {
+        Ok(()) => tracing::info!(drained = running, "drained; exiting"),
+        Err(_) => tracing::warn!(
+            drained = running.saturating_sub(unfinished),
+            unfinished,
+            open_connections = connections.len(),
+            "grace period of {grace:?} over; exiting with requests unfinished"
+        ),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,422 @@
+//! Prometheus metrics: one process-wide registry (`prometheus-client`), rendered in the text exposition format
+//! (version 0.0.4) and served at `GET /metrics` on the `--metrics-listen` address.
+//!
+//! Names are generic (`http_…` for requests, `nn_…` for inference): the host serves any component, and the
+//! component's own meaning lives in labels it configures (the counted response header).
+
+mod endpoint;
+mod routes;
+
+use std::sync::{LazyLock, Mutex, PoisonError};
+use std::time::Duration;
+
+use http::Method;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+pub use endpoint::serve;
+use routes::{method_label, RouteLabels};
+
+/// Upper bounds, in seconds, for request, queue and inference latencies: a millisecond to ten seconds.
+const LATENCY_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Upper bounds for the rows of one model run.
+const BATCH_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+/// Why a request was refused before it reached its component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// `--max-concurrent-requests` were already running.
+    ConcurrentRequests,
+    /// `--max-queued-tokens` were already waiting for inference.
+    QueuedTokens,
+    /// The host is shutting down.
+    Draining,
+}
+
+impl RefusalReason {
+    fn label(self) -> &'static str {
+        match self {
+            Self::ConcurrentRequests => "max_concurrent_requests",
+            Self::QueuedTokens => "max_queued_tokens",
+            Self::Draining => "draining",
+        }
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// Records one answered request; `counted` is the configured response header's (name, value), if the
+/// response has it.
+pub fn record_request(
+    method: &Method,
+    path: &str,
+    status: u16,
+    duration: Duration,
+    counted: Option<(&str, &str)>,
+) {
+    METRICS.record_request(method, path, status, duration, counted);
+}
+
+/// Exports a counted header's values from zero, so that rates work from the first scrape.
+pub fn declare_counted_header(name: &str, values: &[String]) {
+    METRICS.declare_counted_header(name, values);
+}
+
+/// Records a request refused before reaching its component.
+pub fn record_refusal(reason: RefusalReason) {
+    METRICS.record_refusal(reason);
+}
+
+/// The requests admitted and not yet answered.
+pub fn set_in_flight(requests: usize) {
+    METRICS.in_flight.set(requests as i64);
+}
+
+/// The tokens waiting in the inference queues.
+pub fn set_queued_tokens(tokens: usize) {
+    METRICS.queued_tokens.set(tokens as i64);
+}
+
+/// Records how long a row (or a job that runs whole) waited in the inference queue.
+pub fn record_queue_wait(waited: Duration) {
+    METRICS.queue_wait.observe(waited.as_secs_f64());
+}
+
+/// Records one model run: `batch_rows` rows (sequences), `tokens` real tokens among them (the sum of the
+/// attention mask, padding excluded), and how long the run took.
+pub fn record_inference(batch_rows: usize, tokens: u64, duration: Duration) {
+    METRICS.record_inference(batch_rows, tokens, duration);
+}
+
+/// Records how long loading `graph` took at start-up.
+pub fn record_model_load(graph: &str, duration: Duration) {
+    METRICS.record_model_load(graph, duration);
+}
+
+/// Everything recorded so far, in the Prometheus text format.
+pub fn render() -> String {
+    METRICS.render()
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HeaderLabels {
+    header: String,
+    value: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GraphLabels {
+    graph: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+struct Metrics {
+    registry: Registry,
+    routes: Mutex<RouteLabels>,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: Family<RouteLabel, Histogram, fn() -> Histogram>,
+    header_values: Family<HeaderLabels, Counter>,
+    refusals: Family<ReasonLabels, Counter>,
+    in_flight: Gauge,
+    queued_tokens: Gauge,
+    queue_wait: Histogram,
+    inference_duration: Histogram,
+    batch_size: Histogram,
+    tokens: Counter,
+    model_load: Family<GraphLabels, Gauge<f64, AtomicU64>>,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let metrics = Self {
+            registry: Registry::default(),
+            routes: Mutex::default(),
+            requests: Family::default(),
+            request_duration: Family::new_with_constructor(latency_histogram),
+            header_values: Family::default(),
+            refusals: Family::default(),
+            in_flight: Gauge::default(),
+            queued_tokens: Gauge::default(),
+            queue_wait: latency_histogram(),
+            inference_duration: latency_histogram(),
+            batch_size: Histogram::new(BATCH_BUCKETS),
+            tokens: Counter::default(),
+            model_load: Family::default(),
+        };
+        let mut registry = Registry::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route (path family), method and status",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from receiving a request to sending its response head, by route (path family)",
+            metrics.request_duration.clone(),
+        );
+        registry.register(
+            "http_response_header_values",
+            "Responses by the value of the response header the component's manifest names",
+            metrics.header_values.clone(),
+        );
+        registry.register(
+            "http_requests_refused",
+            "Requests refused before reaching their component, by reason",
+            metrics.refusals.clone(),
+        );
+        registry.register(
+            "http_requests_in_flight",
+            "Requests admitted and not yet answered",
+            metrics.in_flight.clone(),
+        );
+        registry.register(
+            "nn_queued_tokens",
+            "Tokens (padding included) waiting for an inference session",
+            metrics.queued_tokens.clone(),
+        );
+        registry.register(
+            "nn_queue_wait_seconds",
+            "Time a row waited for an inference session",
+            metrics.queue_wait.clone(),
+        );
+        registry.register(
+            "nn_inference_duration_seconds",
+            "Time per model run",
+            metrics.inference_duration.clone(),
+        );
+        registry.register(
+            "nn_inference_batch_size",
+            "Rows (sequences) per model run",
+            metrics.batch_size.clone(),
+        );
+        registry.register(
+            "nn_tokens_processed",
+            "Tokens run through the model, padding excluded",
+            metrics.tokens.clone(),
+        );
+        registry.register(
+            "nn_model_load_seconds",
+            "Seconds it took to load each graph at start-up",
+            metrics.model_load.clone(),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+
+    fn record_request(
+        &self,
+        method: &Method,
+        path: &str,
+        status: u16,
+        duration: Duration,
+        counted: Option<(&str, &str)>,
+    ) {
+        let route = self
+            .routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .label(method, path, status);
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.clone(),
+                method: method_label(method),
+                status,
+            })
+            .inc();
+        self.request_duration
+            .get_or_create(&RouteLabel { route })
+            .observe(duration.as_secs_f64());
+        // Only declared values are counted: label values must stay few.
+        if let Some((header, value)) = counted {
+            let labels = HeaderLabels {
+                header: header.to_string(),
+                value: value.to_string(),
+            };
+            if let Some(counter) = self.header_values.get(&labels) {
+                counter.inc();
+            }
+        }
+    }
+
+    fn declare_counted_header(&self, name: &str, values: &[String]) {
+        for value in values {
+            // Creating the labelled counter is the point; the guard it returns is not needed.
+            drop(self.header_values.get_or_create(&HeaderLabels {
+                header: name.to_string(),
+                value: value.clone(),
+            }));
+        }
+    }
+
+    fn record_refusal(&self, reason: RefusalReason) {
+        self.refusals
+            .get_or_create(&ReasonLabels {
+                reason: reason.label(),
+            })
+            .inc();
+    }
+
+    fn record_inference(&self, batch_rows: usize, tokens: u64, duration: Duration) {
+        self.inference_duration.observe(duration.as_secs_f64());
+        self.batch_size.observe(batch_rows as f64);
+        self.tokens.inc_by(tokens);
+    }
+
+    fn record_model_load(&self, graph: &str, duration: Duration) {
+        self.model_load
+            .get_or_create(&GraphLabels {
+                graph: graph.to_string(),
+            })
+            .set(duration.as_secs_f64());
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(metrics: &Metrics, prefix: &str) -> Vec<String> {
+        let mut lines: Vec<String> = metrics
+            .render()
+            .lines()
+            .filter(|line| line.starts_with(prefix))
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    #[test]
+    fn every_family_is_declared_with_its_type() {
+        let metrics = Metrics::new();
+        metrics.record_request(&Method::GET, "/", 200, Duration::from_millis(1), None);
+        metrics.declare_counted_header("x-cache", &["HIT".into()]);
+        metrics.record_refusal(RefusalReason::Draining);
+        metrics.record_model_load("g", Duration::from_secs(1));
+        let text = metrics.render();
+        for (name, kind) in [
+            ("http_requests_total", "counter"),
+            ("http_request_duration_seconds", "histogram"),
+            ("http_response_header_values_total", "counter"),
+            ("http_requests_refused_total", "counter"),
+            ("http_requests_in_flight", "gauge"),
+            ("nn_queued_tokens", "gauge"),
+            ("nn_queue_wait_seconds", "histogram"),
+            ("nn_inference_duration_seconds", "histogram"),
+            ("nn_inference_batch_size", "histogram"),
+            ("nn_tokens_processed_total", "counter"),
+            ("nn_model_load_seconds", "gauge"),
+        ] {
+            let declared = format!("# TYPE {name} {kind}");
+            assert!(text.lines().any(|line| line == declared), "{name}: {text}");
+        }
+        assert!(text.contains("\nnn_inference_batch_size_count 0\n"));
+        assert!(text.contains("\nnn_tokens_processed_total 0\n"));
+    }
+
+    #[test]
+    fn requests_are_counted_by_route_method_and_status_and_declared_header_values() {
+        let metrics = Metrics::new();
+        metrics.declare_counted_header("x-cache", &["HIT".into(), "MISS".into()]);
+        let ms = Duration::from_millis(3);
+        let hit = Some(("x-cache", "HIT"));
+        metrics.record_request(&Method::GET, "/v1/encode", 200, ms, hit);
+        metrics.record_request(&Method::GET, "/v1/encode/", 200, ms, hit);
+        metrics.record_request(&Method::GET, "/v1/encode", 401, ms, None);
+        metrics.record_request(&Method::POST, "/v1/encode/x", 200, ms, None);
+        metrics.record_request(&Method::GET, "/v1/no-such-route", 404, ms, None);
+        // A value the manifest does not declare is not counted.
+        metrics.record_request(
+            &Method::GET,
+            "/v1/encode",
+            200,
+            ms,
+            Some(("x-cache", "STALE")),
+        );
+
+        assert_eq!(
+            lines(&metrics, "http_requests_total{"),
+            [
+                "http_requests_total{route=\"/v1/encode\",method=\"GET\",status=\"200\"} 3",
+                "http_requests_total{route=\"/v1/encode\",method=\"GET\",status=\"401\"} 1",
+                "http_requests_total{route=\"/v1/encode\",method=\"POST\",status=\"200\"} 1",
+                "http_requests_total{route=\"other\",method=\"GET\",status=\"404\"} 1",
+            ]
+        );
+        assert_eq!(
+            lines(&metrics, "http_request_duration_seconds_count"),
+            [
+                "http_request_duration_seconds_count{route=\"/v1/encode\"} 5",
+                "http_request_duration_seconds_count{route=\"other\"} 1",
+            ]
+        );
+        // 3 ms is above the 2.5 ms bound and within the 5 ms one.
+        assert!(metrics.render().contains(
+            "http_request_duration_seconds_bucket{route=\"/v1/encode\",le=\"0.0025\"} 0\n\
+             http_request_duration_seconds_bucket{route=\"/v1/encode\",le=\"0.005\"} 5\n"
+        ));
+        assert_eq!(
+            lines(&metrics, "http_response_header_values_total{"),
+            [
+                "http_response_header_values_total{header=\"x-cache\",value=\"HIT\"} 2",
+                "http_response_header_values_total{header=\"x-cache\",value=\"MISS\"} 0",
+            ]
+        );
+    }
+
+    #[test]
+    fn inference_and_model_loads_are_recorded() {
+        let metrics = Metrics::new();
+        metrics.record_inference(1, 9, Duration::from_millis(4));
+        metrics.record_inference(3, 30, Duration::from_millis(40));
+        metrics.record_model_load("q\"uote", Duration::from_millis(250));
+        assert_eq!(
+            lines(&metrics, "nn_tokens_processed_total "),
+            ["nn_tokens_processed_total 39"]
+        );
+        assert!(metrics
+            .render()
+            .contains("nn_inference_batch_size_bucket{le=\"2\"} 1\nnn_inference_batch_size_bucket{le=\"4\"} 2\n"));
+        assert_eq!(
+            lines(&metrics, "nn_model_load_seconds{"),
+            ["nn_model_load_seconds{graph=\"q\\\"uote\"} 0.25"]
+        );
+    }
+}

@@ -1,0 +1,282 @@
+//! The field types request bodies are made of. Each one's `Deserialize` words its own error the
+//! way this API always has ("must be an array of strings, not a number"), where serde's derived
+//! impls would name Rust types; lists read their items one by one, so an error inside a list
+//! points at the item.
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
+use serde_json::Value;
+
+use super::inputs::InputField;
+use super::json::{not, whole_number, wrong_type};
+use crate::embed::Input;
+use crate::http::error::excerpt;
+
+/// Rejects, with "must be {expected}, not {what was there}", every kind of JSON value listed:
+/// `bool`, `number`, `str`, `null`, `seq`, `map`. For the visitors below.
+macro_rules! reject {
+    ($expected:expr; $($kind:ident),*) => { $(reject!(@$kind $expected);)* };
+    (@bool $e:expr) => {
+        fn visit_bool<E: ::serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Err($crate::api::json::not($e, "a boolean"))
+        }
+    };
+    (@number $e:expr) => {
+        fn visit_i64<E: ::serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Err($crate::api::json::not($e, "a number"))
+        }
+        fn visit_u64<E: ::serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Err($crate::api::json::not($e, "a number"))
+        }
+        fn visit_f64<E: ::serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Err($crate::api::json::not($e, "a number"))
+        }
+    };
+    (@str $e:expr) => {
+        fn visit_str<E: ::serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Err($crate::api::json::not($e, "a string"))
+        }
+    };
+    (@null $e:expr) => {
+        fn visit_unit<E: ::serde::de::Error>(self) -> Result<Self::Value, E> {
+            Err($crate::api::json::not($e, "null"))
+        }
+        fn visit_none<E: ::serde::de::Error>(self) -> Result<Self::Value, E> {
+            Err($crate::api::json::not($e, "null"))
+        }
+    };
+    (@seq $e:expr) => {
+        fn visit_seq<A: ::serde::de::SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+            Err($crate::api::json::not($e, "an array"))
+        }
+    };
+    (@map $e:expr) => {
+        fn visit_map<A: ::serde::de::MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+            Err($crate::api::json::not($e, "an object"))
+        }
+    };
+}
+pub(super) use reject;
+
+/// A JSON string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text(pub String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Value::deserialize(deserializer)? {
+            Value::String(text) => Ok(Self(text)),
+            other => Err(wrong_type("a string", &other)),
+        }
+    }
+}
+
+/// An array of strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Texts(pub Vec<String>);
+
+const AN_ARRAY_OF_STRINGS: &str = "an array of strings";
+
+impl<'de> Deserialize<'de> for Texts {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Items;
+
+        impl<'de> Visitor<'de> for Items {
+            type Value = Texts;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(AN_ARRAY_OF_STRINGS)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Texts, A::Error> {
+                items(seq).map(Texts)
+            }
+
+            reject!(AN_ARRAY_OF_STRINGS; bool, number, str, null, map);
+        }
+
+        deserializer.deserialize_any(Items)
+    }
+}
+
+/// The items of an array, each a [`Text`].
+fn items<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Vec<String>, A::Error> {
+    let mut texts = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+    while let Some(Text(text)) = seq.next_element()? {
+        texts.push(text);
+    }
+    Ok(texts)
+}
+
+/// A string or an array of strings: what `a` and `b` of `cos_sim_weight` take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TextOrTexts {
+    One(String),
+    Many(Vec<String>),
+}
+
+const TEXT_OR_TEXTS: &str = "a string or an array of strings";
+
+impl TextOrTexts {
+    pub(super) fn field(&self, name: &'static str) -> InputField<'_> {
+        match self {
+            Self::One(text) => InputField::single(name, Input::Text(text)),
+            Self::Many(texts) => InputField::texts(name, texts),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TextOrTexts {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Shape;
+
+        impl<'de> Visitor<'de> for Shape {
+            type Value = TextOrTexts;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(TEXT_OR_TEXTS)
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<TextOrTexts, E> {
+                Ok(TextOrTexts::One(text.to_owned()))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<TextOrTexts, A::Error> {
+                items(seq).map(TextOrTexts::Many)
+            }
+
+            reject!(TEXT_OR_TEXTS; bool, number, null, map);
+        }
+
+        deserializer.deserialize_any(Shape)
+    }
+}
+
+/// `true` or `false`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flag(pub bool);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Value::deserialize(deserializer)? {
+            Value::Bool(flag) => Ok(Self(flag)),
+            other => Err(wrong_type("true or false", &other)),
+        }
+    }
+}
+
+/// An integer of at least 1 (an integral float counts, as in JSON Schema). Values beyond `u64`
+/// are refused rather than rounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count(pub u64);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        whole_number(&value)
+            .filter(|&n| n >= 1)
+            .map(Self)
+            .ok_or_else(|| not("an integer of at least 1", &excerpt(&value.to_string())))
+    }
+}
+
+/// For `#[serde(deserialize_with)]` on a `String` field.
+pub fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Text::deserialize(deserializer).map(|Text(text)| text)
+}
+
+/// For `#[serde(deserialize_with)]` on an optional `String` field (`null` is `None`).
+pub fn optional_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<Text>::deserialize(deserializer)?.map(|Text(text)| text))
+}
+
+/// For `#[serde(deserialize_with)]` on a `Vec<String>` field.
+pub fn texts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    Texts::deserialize(deserializer).map(|Texts(texts)| texts)
+}
+
+/// The `truncate` flag every embedding request takes: `null` (and, with `#[serde(default =
+/// "yes")]`, absence) means `true`.
+pub fn truncate<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    Ok(Option::<Flag>::deserialize(deserializer)?.is_none_or(|Flag(flag)| flag))
+}
+
+pub fn yes() -> bool {
+    true
+}
+
+/// An optional [`Count`]: `null` (and absence, with a `default`) means `DEFAULT`.
+pub fn count_or<'de, D: Deserializer<'de>, const DEFAULT: u64>(
+    deserializer: D,
+) -> Result<u64, D::Error> {
+    Ok(Option::<Count>::deserialize(deserializer)?.map_or(DEFAULT, |Count(count)| count))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn read<T: for<'de> Deserialize<'de>>(value: Value) -> Result<T, String> {
+        serde_json::from_value(value).map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn texts_name_what_they_found() {
+        assert_eq!(read::<Text>(json!("a")), Ok(Text("a".into())));
+        assert_eq!(read::<Text>(json!(null)), Err("must be a string, not null".into()));
+        assert_eq!(read::<Texts>(json!(["a", "b"])), Ok(Texts(vec!["a".into(), "b".into()])));
+        assert_eq!(
+            read::<Texts>(json!(["a", 3])),
+            Err("must be a string, not a number".into())
+        );
+        for (bad, found) in [(json!("a"), "a string"), (json!({"0": "a"}), "an object"), (json!(null), "null")] {
+            assert_eq!(
+                read::<Texts>(bad),
+                Err(format!("must be an array of strings, not {found}"))
+            );
+        }
+    }
+
+    #[test]
+    fn text_or_texts_keeps_the_shape() {
+        assert_eq!(read::<TextOrTexts>(json!("x")), Ok(TextOrTexts::One("x".into())));
+        assert_eq!(
+            read::<TextOrTexts>(json!(["x"])),
+            Ok(TextOrTexts::Many(vec!["x".into()]))
+        );
+        for bad in [json!(null), json!(1), json!({"t": "x"}), json!(["y", 2]), json!(true)] {
+            assert!(read::<TextOrTexts>(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flags_are_booleans() {
+        assert_eq!(read::<Option<Flag>>(json!(null)), Ok(None));
+        assert_eq!(read::<Flag>(json!(false)), Ok(Flag(false)));
+        for bad in [json!("no"), json!(1), json!(0)] {
+            assert_eq!(
+                read::<Flag>(bad.clone()),
+                Err(format!("must be true or false, not {}", super::super::json::type_name(&bad)))
+            );
+        }
+    }
+
+    #[test]
+    fn counts_are_integers_of_at_least_one() {
+        assert_eq!(read::<Option<Count>>(Value::Null), Ok(None));
+        assert_eq!(read::<Count>(json!(1)), Ok(Count(1)));
+        assert_eq!(read::<Count>(json!(u64::MAX)), Ok(Count(u64::MAX)));
+        assert_eq!(read::<Count>(json!(379.0)), Ok(Count(379)));
+        assert_eq!(read::<Count>(json!(1e19)), Ok(Count(10_000_000_000_000_000_000)));
+        let beyond_u64: Value = serde_json::from_str("18446744073709551616").unwrap();
+        for bad in [json!(0), json!(-1), json!(1.5), json!(-2.0), json!("10"), json!(true), beyond_u64] {
+            assert_eq!(
+                read::<Count>(bad.clone()),
+                Err(format!("must be an integer of at least 1, not {bad}")),
+            );
+        }
+    }
+}

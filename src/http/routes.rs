@@ -1,0 +1,270 @@
+//! Method + path → handler, in two steps so that a refused request's body is never read:
+//! [`admit`] decides from the method, path and headers alone (CORS preflight, 404, 405, an
+//! invalid configuration, 401, 413 by `Content-Length`); [`respond`] runs the handler once the
+//! body is in. Every answer carries the CORS headers.
+
+use super::error::{ApiError, Family};
+use super::message::{Method, Request, Response};
+use crate::api::{docs, handlers, Handler, Services};
+use crate::auth;
+use crate::config::{Config, ConfigError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Public,
+    /// Needs `Authorization: Bearer <token>`.
+    Protected,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pattern {
+    Exact(&'static str),
+    /// Any path that continues after this prefix.
+    Under(&'static str),
+}
+
+impl Pattern {
+    fn matches(self, path: &str) -> bool {
+        match self {
+            Self::Exact(exact) => path == exact,
+            Self::Under(prefix) => path.len() > prefix.len() && path.starts_with(prefix),
+        }
+    }
+}
+
+pub struct Route {
+    pattern: Pattern,
+    methods: &'static [Method],
+    access: Access,
+    handler: Handler,
+}
+
+const GET: &[Method] = &[Method::Get];
+const POST: &[Method] = &[Method::Post];
+const GET_POST: &[Method] = &[Method::Get, Method::Post];
+
+const fn route(pattern: Pattern, methods: &'static [Method], access: Access, handler: Handler) -> Route {
+    Route {
+        pattern,
+        methods,
+        access,
+        handler,
+    }
+}
+
+/// Matched in order: the first route whose pattern matches the path answers.
+const ROUTES: &[Route] = &[
+    route(Pattern::Exact("/"), GET, Access::Public, handlers::root),
+    route(Pattern::Exact("/v1/ping"), GET, Access::Public, handlers::ping),
+    route(Pattern::Exact("/health"), GET, Access::Public, handlers::health),
+    route(Pattern::Exact("/openapi.json"), GET, Access::Public, |_, _| Ok(docs::openapi())),
+    route(Pattern::Exact("/docs"), GET, Access::Public, |_, _| Ok(docs::page())),
+    route(
+        Pattern::Exact("/docs/swagger-ui-bundle.js"),
+        GET,
+        Access::Public,
+        |_, _| Ok(docs::swagger_ui_bundle()),
+    ),
+    route(
+        Pattern::Exact("/docs/swagger-ui.css"),
+        GET,
+        Access::Public,
+        |_, _| Ok(docs::swagger_ui_css()),
+    ),
+    route(Pattern::Exact("/v1/encode"), GET_POST, Access::Protected, handlers::encode),
+    route(
+        Pattern::Exact("/v1/encode/multiple_encode"),
+        GET_POST,
+        Access::Protected,
+        handlers::multiple_encode,
+    ),
+    route(
+        Pattern::Exact("/v1/encode/cos_sim_weight"),
+        POST,
+        Access::Protected,
+        handlers::cos_sim_weight,
+    ),
+    route(Pattern::Exact("/v1/paraphrase"), POST, Access::Protected, handlers::paraphrase),
+    route(Pattern::Exact("/v1/embeddings"), POST, Access::Protected, handlers::embeddings),
+    route(Pattern::Exact("/v1/models"), GET, Access::Protected, handlers::models),
+    route(Pattern::Under(handlers::MODELS_PREFIX), GET, Access::Protected, handlers::model),
+];
+
+/// The original service's word-vector routes, deliberately not carried over.
+const WORD_VECTORS: Pattern = Pattern::Under("/v1/w2v/");
+const WORD_VECTORS_ROOT: &str = "/v1/w2v";
+const WORD_VECTORS_GONE: &str =
+    "word vectors (/v1/w2v) are not served by this service: use /v1/encode or /v1/embeddings";
+
+/// Headers a browser may send cross-origin: credentials, JSON bodies, conditional requests
+/// (`If-None-Match`) and its own request id.
+const CORS_ALLOW_HEADERS: &str = "Authorization, Content-Type, If-None-Match, X-Request-Id";
+const CORS_ALLOW_METHODS: &str = "GET, POST, OPTIONS";
+/// Response headers a browser script may read.
+const CORS_EXPOSE_HEADERS: &str = "X-Cache, X-Request-Id, Server-Timing, ETag";
+
+impl Route {
+    fn allows(&self, method: &Method) -> bool {
+        // HEAD is answered like GET without the body.
+        let method = if *method == Method::Head {
+            &Method::Get
+        } else {
+            method
+        };
+        self.methods.contains(method)
+    }
+
+    /// The methods for `Allow`: the route's own, HEAD with GET, OPTIONS.
+    fn allowed_methods(&self) -> Vec<Method> {
+        let mut methods = self.methods.to_vec();
+        if methods.contains(&Method::Get) {
+            methods.push(Method::Head);
+        }
+        methods.push(Method::Options);
+        methods
+    }
+}
+
+/// OpenAI's routes answer errors in OpenAI's shape; every other path in the original one.
+fn family(path: &str) -> Family {
+    let under = |root: &str| {
+        path.strip_prefix(root)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    if under("/v1/embeddings") || under("/v1/models") {
+        Family::OpenAi
+    } else {
+        Family::Original
+    }
+}
+
+/// A request that routing, the configuration, authorization and the declared body length have
+/// let through: only now is its body worth reading.
+pub struct Admitted<'c> {
+    route: &'static Route,
+    pub config: &'c Config,
+}
+
+/// Everything that is decided before the body is read. `Err` is the finished response.
+pub fn admit<'c>(
+    request: &Request,
+    config: &'c Result<Config, ConfigError>,
+    now: u64,
+) -> Result<Admitted<'c>, Response> {
+    if request.method == Method::Options {
+        return Err(with_cors(preflight()));
+    }
+    let admitted = find_route(request).and_then(|route| {
+        let config = config.as_ref().map_err(|error| {
+            eprintln!("configuration: {error}");
+            ApiError::Misconfigured(error.to_string())
+        })?;
+        if route.access == Access::Protected {
+            auth::authorize(request.header("authorization"), &config.credentials, now)?;
+        }
+        check_declared_length(request.header("content-length"), config.limits.max_body_bytes)?;
+        Ok(Admitted { route, config })
+    });
+    admitted.map_err(|error| error_response(request, error))
+}
+
+/// Answers an admitted request, its body now read. Never fails: every error becomes its JSON
+/// response.
+pub fn respond(admitted: Admitted, request: &Request, services: &Services) -> Response {
+    let answered = check_body_length(request.body.len(), services.config.limits.max_body_bytes)
+        .and_then(|()| (admitted.route.handler)(request, services));
+    match answered {
+        Ok(mut response) => {
+            if request.method == Method::Head {
+                response.body.clear();
+            }
+            with_cors(response)
+        }
+        Err(error) => error_response(request, error),
+    }
+}
+
+fn find_route(request: &Request) -> Result<&'static Route, ApiError> {
+    let path = request.route_path();
+    if path == WORD_VECTORS_ROOT || WORD_VECTORS.matches(path) {
+        return Err(ApiError::NotFound(WORD_VECTORS_GONE.into()));
+    }
+    let route = ROUTES
+        .iter()
+        .find(|route| route.pattern.matches(path))
+        .ok_or_else(|| ApiError::NotFound("The requested URL was not found on the server.".into()))?;
+    if !route.allows(&request.method) {
+        return Err(ApiError::MethodNotAllowed {
+            method: request.method.as_str().to_owned(),
+            allow: route.allowed_methods(),
+        });
+    }
+    Ok(route)
+}
+
+/// Refuses a body by its `Content-Length` before a byte of it is read. A missing or unparsable
+/// header passes: the body read afterwards is still checked by [`check_body_length`].
+fn check_declared_length(content_length: Option<&str>, limit: usize) -> Result<(), ApiError> {
+    let Some(digits) = content_length.map(str::trim) else {
+        return Ok(());
+    };
+    if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Ok(());
+    }
+    // Too many digits for a usize is certainly over the limit.
+    check_body_length(digits.parse().unwrap_or(usize::MAX), limit)
+}
+
+fn check_body_length(length: usize, limit: usize) -> Result<(), ApiError> {
+    if length > limit {
+        return Err(ApiError::TooLarge {
+            at: None,
+            problem: format!("The request body is larger than the limit of {limit} bytes."),
+        });
+    }
+    Ok(())
+}
+
+fn error_response(request: &Request, error: ApiError) -> Response {
+    if let ApiError::Internal { .. } = error {
+        eprintln!("{} {}: {error}", request.method.as_str(), request.path);
+    }
+    with_cors(error.into_response(family(request.route_path())))
+}
+
+/// Every response, errors included, may be read cross-origin.
+fn with_cors(response: Response) -> Response {
+    response
+        .with_header("access-control-allow-origin", "*")
+        .with_header("access-control-expose-headers", CORS_EXPOSE_HEADERS)
+}
+
+/// A CORS preflight, for any path: any origin may call with credentials and JSON bodies. 200 as
+/// the replaced service answered (its clients' tests assert it). It carries no `Allow`: that
+/// header would have to list the path's own methods.
+fn preflight() -> Response {
+    Response::empty(200)
+        .with_header("access-control-allow-methods", CORS_ALLOW_METHODS)
+        .with_header("access-control-allow-headers", CORS_ALLOW_HEADERS)
+        .with_header("access-control-max-age", "86400")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_declared_length_over_the_limit_is_refused_before_reading() {
+        assert!(check_declared_length(Some("10"), 10).is_ok());
+        assert!(check_declared_length(None, 10).is_ok());
+        assert!(check_declared_length(Some("garbage"), 10).is_ok());
+        assert_eq!(check_declared_length(Some(" 11"), 10).unwrap_err().status(), 413);
+        assert!(check_declared_length(Some("99999999999999999999999"), 10).is_err());
+    }
+
+    #[test]
+    fn the_body_may_be_exactly_the_limit() {
+        assert!(check_body_length(10, 10).is_ok());
+        assert_eq!(check_body_length(11, 10).unwrap_err().status(), 413);
+    }
+}

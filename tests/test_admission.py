@@ -1,0 +1,72 @@
+"""Issue 12: a request past sbert-host's admission bound is refused at once with 429, `Retry-After` and a body
+in its route family's error shape (as spin.toml's `error_bodies` configure it), and the host stays healthy."""
+from __future__ import annotations
+
+import threading
+import time
+
+import requests
+
+from conftest import free_port, serving, unique_text
+
+# Enough work to keep the only admission slot busy for a while: long unique sentences, never cached.
+BUSY_SENTENCES = 96
+BUSY_WORDS = 120
+# Bounded: the probes stop once the busy request is answered, or after this many rounds.
+MAX_PROBE_ROUNDS = 2000
+# Bounded wait for the busy request to be admitted (polls of the metrics listener, which takes no slot).
+ADMITTED_POLLS = 400
+
+
+def in_flight(metrics_url: str) -> float:
+    text = requests.get(metrics_url, timeout=10).text
+    return float(next(line.split()[1] for line in text.splitlines()
+                      if line.startswith("http_requests_in_flight ")))
+
+
+def test_a_request_over_the_bound_gets_429_with_retry_after_and_the_configured_body(tmp_path):
+    metrics_port = free_port()
+    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+    with serving(tmp_path, extra_args=["--max-concurrent-requests", "1",
+                                       "--metrics-listen", f"127.0.0.1:{metrics_port}"]) as srv:
+        sentences = [unique_text(f"busy {n} " + "word " * BUSY_WORDS) for n in range(BUSY_SENTENCES)]
+        busy: dict = {}
+
+        def hold_the_slot():
+            busy["response"] = srv.post("/v1/encode/multiple_encode", json={"sentences": sentences})
+
+        holder = threading.Thread(target=hold_the_slot)
+        holder.start()
+        refused: dict[str, requests.Response] = {}
+        try:
+            # Probe only once the busy request holds the slot (a probe in flight could take it first).
+            for _ in range(ADMITTED_POLLS):
+                if in_flight(metrics_url) == 1 or not holder.is_alive():
+                    break
+                time.sleep(0.005)
+            for _ in range(MAX_PROBE_ROUNDS):
+                if not holder.is_alive() or len(refused) == 2:
+                    break
+                for path in ("/v1/ping", "/v1/embeddings"):
+                    resp = srv.request("GET" if path == "/v1/ping" else "POST", path, auth=path != "/v1/ping",
+                                       json=None if path == "/v1/ping" else {"input": "x", "model": "m"})
+                    if resp.status_code == 429:
+                        refused.setdefault(path, resp)
+        finally:
+            holder.join(timeout=120)
+        assert busy["response"].status_code == 200, busy["response"].text
+        assert set(refused) == {"/v1/ping", "/v1/embeddings"}, "the busy request held the only slot"
+
+        for path, resp in refused.items():
+            assert resp.headers["retry-after"] == "1", resp.headers
+            assert resp.headers["content-type"].startswith("application/json"), resp.headers
+            assert resp.headers["access-control-allow-origin"] == "*", resp.headers
+        # The original service's shape for its routes, OpenAI's for the OpenAI-compatible ones.
+        assert refused["/v1/ping"].json() == {
+            "code": 429, "name": "Too Many Requests", "description": "the server is busy; retry in a second"}
+        error = refused["/v1/embeddings"].json()["error"]
+        assert error == {"message": "the server is busy; retry in a second", "type": "invalid_request_error",
+                         "param": None, "code": None}
+
+        # Once the slot is free again, requests are admitted.
+        assert srv.get("/v1/ping", auth=False).status_code == 200
