@@ -25,7 +25,7 @@ ORT_DYLIB_PATH := $(CACHE_DIR)/onnxruntime/libonnxruntime.so
 export ORT_DYLIB_PATH
 export SBERT_HOST := $(HOST_BIN)
 
-.PHONY: help run test bench toolchain venv models wit docs-assets host component portable build unit-test integration-test test-services clean
+.PHONY: help run test bench soak toolchain venv models wit docs-assets host component portable build unit-test integration-test test-services clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -100,13 +100,17 @@ unit-test: wit models $(PORTABLE_MODEL) docs-assets test-services ## Native unit
 integration-test: build venv test-services ## Boot sbert-host with the real model and test over HTTP
 	$(VENV)/bin/pytest -q tests
 
-test-services: ## Install the servers the tests start themselves (redis-server)
-	@scripts/apt_install.sh redis-server:redis-server
+test-services: ## Install the servers the tests start themselves (redis-server, haproxy)
+	@scripts/apt_install.sh redis-server:redis-server haproxy:haproxy
 
-bench: build venv ## Benchmark against the in-process ceiling; report in target/bench/report.md
-	@scripts/apt_install.sh wrk:wrk
+bench: build venv ## Benchmark against the in-process ceiling and nginx; report in target/bench/report.md
+	@scripts/apt_install.sh wrk:wrk nginx:nginx
 	cargo build --release --locked -p sbert-bench
 	$(PYTHON) bench/run.py
+
+SOAK_SECONDS ?= 600
+soak: build venv ## SOAK_SECONDS (default 600) at 40 connections of a realistic mix; report in target/soak/report.md
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PYTHON) soak/run.py
 
 clean: ## Remove build output (keeps downloads and the venv)
 	rm -rf build .spin

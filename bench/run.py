@@ -5,11 +5,16 @@ Scenarios:
  1. ceiling    the model in-process through the same ONNX Runtime library, one sentence at a time
                (and in length-sorted batches of 32), with the component's own tokenizer and pooling
  2. uncached   GET /v1/encode with unique questions (each in turn), cache off, 1 / 10 / 40 connections
- 3. original   the original load test: random questions with repeats, 10 connections, cache warm
+ 3. original   the original load test: random questions with repeats, 10 connections, cache warm; beside it
+               the machine's limit for that answer: nginx serving the same JSON body as a static file
+               (bench/nginx.py), same wrk settings, same run
  4. batches    POST /v1/embeddings with 32 unique inputs, cache off
- 5. start-up (process start to the first 200) and memory (RSS idle and at peak)
- 6. int8       the quantized model's accuracy and speed
- plus sequential latency probes (bench/latency.py).
+ 5. start-up (process start to the first 200) and memory (RSS, peak RSS, PSS and its sampled peak, and the
+    cgroup-style charge: bench/memory.py) after every scenario
+ 6. int8       the quantized model (OpenAI `model` all-minilm-l6-v2-int8, served beside fp32): its accuracy on
+               the shared reference and the truth set, its ceiling, and uncached POST /v1/embeddings at 1 and 10
+               connections
+ plus sequential latency probes (bench/latency.py). The report is written by bench/report.py.
 
 Each load scenario runs BENCH_SECONDS (default 15) seconds and the ceiling 3 × BENCH_SECONDS in all; with
 warming the cache and checking accuracy the whole run takes about 9 × BENCH_SECONDS plus two minutes.
@@ -49,10 +54,16 @@ OUT_DIR = ROOT / "target" / "bench"
 KEY = "bench-key"
 STARTUP_TIMEOUT_S = 60
 
+INT8_MODEL_ID = "all-minilm-l6-v2-int8"
+
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "models"))
 from conftest import free_port, stop_process  # noqa: E402  (shared with the tests)
 import latency  # noqa: E402
+import memory  # noqa: E402
+from nginx import StaticNginx  # noqa: E402
+from report import render  # noqa: E402
 
 
 class BenchError(Exception):
@@ -76,6 +87,8 @@ def check_prerequisites():
         missing.append("ONNX Runtime: set ORT_DYLIB_PATH to libonnxruntime.so (`make bench` does)")
     if shutil.which("wrk") is None:
         missing.append("wrk (`make bench` installs it; or apt-get install wrk)")
+    if shutil.which("nginx") is None:
+        missing.append("nginx (`make bench` installs it; or apt-get install nginx)")
     if missing:
         raise BenchError("missing:\n  " + "\n  ".join(missing))
 
@@ -85,11 +98,14 @@ def machine() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
                 if line.startswith("model name")), platform.processor())
     isa = "AVX-512" if " avx512f" in cpuinfo else "AVX2" if " avx2" in cpuinfo else "SSE"
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
     # `wrk --version` prints its version and usage, and exits with status 1.
     wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": f"{cpu} ({isa})", "cores": os.cpu_count(),
+        # The instruction sets int8 inference depends on: VNNI (AVX-512 or AVX) has the int8 dot products.
+        "cpu_flags": {flag: flag in flags for flag in ("avx2", "avx512f", "avx512_vnni", "avx_vnni")},
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "kernel": platform.release(), "rustc": sh("rustc", "--version"),
         "wrk": " ".join(wrk_version.split()[:2]),
@@ -103,7 +119,7 @@ class Host:
     """sbert-host serving the component on a free port, with its start-up time and memory readings.
     A context manager: the process is stopped on leaving, whatever happened."""
 
-    def __init__(self, workdir: Path, model: Path, variables: dict[str, str], args: tuple[str, ...] = (),
+    def __init__(self, workdir: Path, variables: dict[str, str], args: tuple[str, ...] = (),
                  env: dict[str, str] | None = None):
         workdir.mkdir(parents=True, exist_ok=True)
         self.port, self.metrics_port = free_port(), free_port()
@@ -122,7 +138,7 @@ class Host:
         self.log = open(self.log_path, "w")
         started = time.monotonic()
         self.proc = subprocess.Popen(
-            [str(HOST_BIN), "up", "--from", str(manifest_for(model, workdir)),
+            [str(HOST_BIN), "up", "--from", str(manifest_for(workdir)),
              "--listen", f"127.0.0.1:{self.port}", "--runtime-config-file", str(runtime_config),
              "--metrics-listen", f"127.0.0.1:{self.metrics_port}", *args],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=workdir)
@@ -163,21 +179,14 @@ class Host:
         self.log.flush()
         return "\n".join(self.log_path.read_text().splitlines()[-lines:])
 
-    def memory_mib(self) -> tuple[float, float, float]:
-        """(current RSS, peak RSS, current PSS) in MiB. RSS counts a page once per mapping of it: each
-        instance slot that has read a page of the component's snapshot maps that same page, so under load
-        RSS overstates what the process holds. PSS divides shared pages among their mappings."""
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        kib = {k: int(v.split()[0]) for k, v in re.findall(r"^(VmRSS|VmHWM):\s+(.*)$", status, re.M)}
-        rollup = Path(f"/proc/{self.proc.pid}/smaps_rollup").read_text()
-        pss = int(re.search(r"^Pss:\s+(\d+)", rollup, re.M).group(1))
-        return kib["VmRSS"] / 1024, kib["VmHWM"] / 1024, pss / 1024
+    def memory(self) -> memory.Memory:
+        return memory.read(self.proc.pid)
 
     def inference_totals(self) -> dict[str, float]:
         """ONNX runs, their rows and their seconds so far, from the host's metrics."""
         text = requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
-        rows = dict(re.findall(r"^sbert_inference_batch_size_(count|sum) (\S+)$", text, re.M))
-        seconds = re.search(r"^sbert_inference_duration_seconds_sum (\S+)$", text, re.M)
+        rows = dict(re.findall(r"^nn_inference_batch_size_(count|sum) (\S+)$", text, re.M))
+        seconds = re.search(r"^nn_inference_duration_seconds_sum (\S+)$", text, re.M)
         return {"runs": float(rows.get("count", 0)), "rows": float(rows.get("sum", 0)),
                 "seconds": float(seconds.group(1)) if seconds else 0.0}
 
@@ -192,24 +201,27 @@ class Host:
         self.stop()
 
 
-def manifest_for(model: Path, workdir: Path) -> Path:
-    """The project's spin.toml, with absolute paths and `model` as the graph."""
+def manifest_for(workdir: Path) -> Path:
+    """The project's spin.toml with absolute paths: both graphs (fp32 and int8) and the component."""
     text = (ROOT / "spin.toml").read_text()
     text = text.replace('source = "build/', f'source = "{ROOT}/build/')
-    text = text.replace('"models/all-minilm-l6-v2/model.onnx"', f'"{model}"')
+    text = text.replace('"models/', f'"{ROOT}/models/')
     path = workdir / "spin.toml"
     path.write_text(text)
     return path
 
 
-def wrk(host: Host, questions: Path, mode: str, connections: int, seconds: int, batch: int = 32) -> dict:
-    """One wrk run and its figures, including what the host's ONNX Runtime session did meanwhile. wrk gets one
-    thread: the server needs the cores more than the client. Modes `sequence` and `batch` continue the host's
-    walk through the questions where its previous run stopped."""
-    before = host.inference_totals()
+def wrk(host: Host | StaticNginx, questions: Path, mode: str, connections: int, seconds: int, batch: int = 32,
+        model: str = "all-minilm-l6-v2") -> dict:
+    """One wrk run and its figures, including (for sbert-host) what its ONNX Runtime session did meanwhile. wrk
+    gets one thread: the server needs the cores more than the client. Modes `sequence`, `openai` and `batch`
+    continue the host's walk through the questions where its previous run stopped."""
+    is_host = isinstance(host, Host)
+    before = host.inference_totals() if is_host else None
+    position = host.sequence_position if is_host else 0
     command = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "30s",
                "-s", str(ROOT / "bench" / "wrk" / "scenario.lua"), host.url,
-               "--", str(questions), KEY, mode, str(batch), str(host.sequence_position), "1"]
+               "--", str(questions), KEY, mode, str(batch), str(position), "1", model]
     done = subprocess.run(command, capture_output=True, text=True)
     line = next((l for l in done.stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
     if done.returncode != 0 or line is None:
@@ -217,8 +229,10 @@ def wrk(host: Host, questions: Path, mode: str, connections: int, seconds: int, 
     r = json.loads(line.removeprefix("BENCH_JSON "))
     r["connections"] = connections
     r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
-    host.sequence_position += {"sequence": 1, "batch": batch}.get(mode, 0) * r["requests"]
     r["errors"] = r["non2xx"] + r["socket_errors"]
+    if not is_host:
+        return r
+    host.sequence_position += {"sequence": 1, "openai": 1, "batch": batch}.get(mode, 0) * r["requests"]
     after = host.inference_totals()
     runs = after["runs"] - before["runs"]
     r["rows_per_run"] = (after["rows"] - before["rows"]) / max(runs, 1)
@@ -237,13 +251,42 @@ def ceiling(model: Path, questions: Path, seconds: int, threads: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def accuracy(model: Path) -> dict:
-    command = [sys.executable, str(ROOT / "models" / "verify.py"), str(model), "--json"]
-    done = subprocess.run(command, capture_output=True, text=True)
-    try:
-        return json.loads(done.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        raise BenchError(f"models/verify.py gave no JSON ({' '.join(command)}):\n{done.stdout}{done.stderr}")
+def accuracy(model: Path, on_truth_set: bool) -> dict:
+    """Cosine to sentence-transformers on the shared reference (and, for a quantized model, on the truth set
+    `make models` builds), through ONNX Runtime in this process."""
+    from truth import DEFAULT_TRUTH, compare, load_truth
+    from verify import DEFAULT_REFERENCE, verify
+
+    report = verify(model, TOKENIZER, DEFAULT_REFERENCE)
+    result = {"mean_cosine": report.mean_cosine, "min_cosine": report.min_cosine,
+              "batch_min_cosine": report.batch_min_cosine}
+    if on_truth_set:
+        if not DEFAULT_TRUTH.is_file():
+            raise BenchError(f"{DEFAULT_TRUTH} is missing (run `make models`)")
+        texts, truth = load_truth(DEFAULT_TRUTH)
+        found = compare(model, texts, truth)
+        result |= {"truth_mean_cosine": found.mean_cosine, "truth_min_cosine": found.min_cosine,
+                   "truth_items": found.items, "truth_worst": found.worst_text[:40]}
+    return result
+
+
+def int8_refusal(host: Host) -> str | None:
+    """Why this build does not serve the int8 model through OpenAI's `model` field, or None when it does."""
+    response = requests.post(host.url + "/v1/embeddings", json={"model": INT8_MODEL_ID, "input": "hello world"},
+                             headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+    if response.status_code == 200:
+        return None
+    return f"{response.status_code}: {response.text[:200]}"
+
+
+def cached_answer(host: Host, question: str) -> bytes:
+    """The body sbert-host answers for `question` from its cache (the one nginx then serves)."""
+    response = requests.get(host.url + "/v1/encode", params={"query": question},
+                            headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+    response.raise_for_status()
+    if response.headers.get("X-Cache") != "HIT":
+        raise BenchError(f"GET /v1/encode for a warmed question was not a cache hit: {response.headers}")
+    return response.content
 
 
 def warm_cache(host: Host, questions: list[str]) -> float:
@@ -283,7 +326,7 @@ def run(seconds: int) -> dict:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     question_list, questions = load_questions()
     threads = os.cpu_count() or 1
-    results: dict = {"machine": machine(), "seconds": seconds, "ceiling_threads": threads, "rss_mib": {}}
+    results: dict = {"machine": machine(), "seconds": seconds, "ceiling_threads": threads, "memory": {}}
     started = time.monotonic()
     # Half of the ceiling's time before the servers, half after: the machine's speed drifts.
     ceiling_seconds = max(seconds // 2, 3)
@@ -291,9 +334,12 @@ def run(seconds: int) -> dict:
     def step(what: str):
         print(f"[{time.monotonic() - started:5.0f} s] {what} ...", file=sys.stderr, flush=True)
 
-    def load(host: Host, name: str, mode: str, connections: int) -> dict:
-        result = wrk(host, questions, mode, connections, seconds)
-        results["rss_mib"][name] = host.memory_mib()
+    def load(host: Host, name: str, mode: str, connections: int, model: str = "all-minilm-l6-v2") -> dict:
+        with memory.PeakPss(host.proc.pid) as peak:
+            result = wrk(host, questions, mode, connections, seconds, model=model)
+        reading = host.memory()
+        reading.peak_pss_mib = max(peak.peak_mib, reading.pss_mib)
+        results["memory"][name] = reading.as_dict()
         return result
 
     step("ceiling: in-process ONNX Runtime")
@@ -305,27 +351,35 @@ def run(seconds: int) -> dict:
         # component; the others find it there, as after `make build`.
         cache_env = {"XDG_CACHE_HOME": str(tmp / "cache")}
         step("uncached single queries, 1 / 10 / 40 connections")
-        with Host(tmp / "uncached", FP32, {"cache_ttl_seconds": "0"}, env=cache_env) as host:
+        with Host(tmp / "uncached", {"cache_ttl_seconds": "0"}, env=cache_env) as host:
             results["host"] = {k: host.settings.get(k) for k in ("nn_threads", "nn_sessions")}
             results["startup_cold_s"] = host.startup_s
-            results["rss_mib"]["idle"] = host.memory_mib()
+            results["memory"]["idle"] = host.memory().as_dict()
             results["probe_short"] = latency.short_query_ms(host.url, KEY)
             results["uncached"] = {c: load(host, f"uncached, {c} conn.", "sequence", c) for c in (1, 10, 40)}
             step("POST /v1/embeddings, 32 inputs")
             results["batch32"] = load(host, "32-input batches", "batch", 2)
             results["probe_batch"] = latency.batch_vs_singles(host.url, KEY, question_list)
+            step("int8 model (OpenAI `model` field), uncached, 1 / 10 connections")
+            results["int8_refused"] = int8_refusal(host)
+            if results["int8_refused"] is None:
+                results["int8_uncached"] = {c: load(host, f"int8, uncached, {c} conn.", "openai", c, INT8_MODEL_ID)
+                                            for c in (1, 10)}
 
-        step("original load test, cache warm")
-        with Host(tmp / "cached", FP32, {}, env=cache_env) as host:
+        step("original load test, cache warm; then nginx with the same answer")
+        with Host(tmp / "cached", {}, env=cache_env) as host:
             results["startup_warm_s"] = host.startup_s
             results["warm_hit_ratio"] = warm_cache(host, question_list)
-            results["rss_mib"]["cache warmed"] = host.memory_mib()
+            results["memory"]["cache warmed"] = host.memory().as_dict()
             results["original"] = load(host, "original load test", "random", 10)
             results["probe_cache"] = latency.cache_hit_vs_miss(host.url, KEY)
-
-        step("int8 model, uncached, 10 connections")
-        with Host(tmp / "int8", INT8, {"cache_ttl_seconds": "0"}, env=cache_env) as host:
-            results["int8_uncached_10"] = wrk(host, questions, "sequence", 10, seconds)
+            body = cached_answer(host, question_list[0])
+        try:
+            with StaticNginx(body) as nginx:
+                results["nginx"] = wrk(nginx, questions, "random", 10, seconds)
+                results["nginx"] |= {"body_bytes": len(body), "workers": nginx.workers}
+        except RuntimeError as error:
+            raise BenchError(str(error)) from error
 
     step("ceiling again, and the int8 model's")
     ceilings.append(ceiling(FP32, questions, ceiling_seconds, threads))
@@ -333,8 +387,8 @@ def run(seconds: int) -> dict:
     results["ceiling"] = {key: sum(c[key] for c in ceilings) / len(ceilings)
                           for key in ("sentences_per_s", "p50_ms", "p99_ms", "batch32_sentences_per_s")}
     results["ceiling_int8"] = ceiling(INT8, questions, ceiling_seconds, threads)
-    step("accuracy against sentence-transformers")
-    results["accuracy"] = {"fp32": accuracy(FP32), "int8": accuracy(INT8)}
+    step("accuracy against sentence-transformers (reference) and the truth set")
+    results["accuracy"] = {"fp32": accuracy(FP32, on_truth_set=False), "int8": accuracy(INT8, on_truth_set=True)}
     results["total_s"] = time.monotonic() - started
     return results
 
@@ -358,109 +412,6 @@ def main() -> int:
     (OUT_DIR / "results.json").write_text(json.dumps(results, indent=2))
     print(report)
     return 0
-
-
-def ms(us: float) -> str:
-    return f"{us / 1000:.1f} ms"
-
-
-def check(ok: bool) -> str:
-    return "met" if ok else "**missed**"
-
-
-def render(r: dict) -> str:
-    m, c = r["machine"], r["ceiling"]
-    u1, u10, u40 = (r["uncached"][k] for k in (1, 10, 40))
-    b, o = r["batch32"], r["original"]
-    single = c["sentences_per_s"]
-    batch_sps = b["rps"] * 32
-    host = r["host"]
-    pb, ps, pc = r["probe_batch"], r["probe_short"], r["probe_cache"]
-    spread = " / ".join(f"{x['sentences_per_s']:.0f}" for x in r["ceilings"])
-    rss_peak = max(peak for _, peak, _ in r["rss_mib"].values())
-    pss_max = max(pss for _, _, pss in r["rss_mib"].values())
-    loads = (u1, u10, u40, o, b)
-
-    def load_row(name: str, w: dict, throughput: str, ratio: str) -> str:
-        return (f"| {name} | {throughput} | {ms(w['p50_us'])} | {ms(w['p99_us'])} | {w['errors']} "
-                f"| {w['rows_per_run']:.1f} | {w['run_ms']:.1f} ms | {w['onnx_busy']:.0%} | {ratio} |")
-
-    lines = [
-        "# sbert-service benchmark",
-        "",
-        f"{m['date']} · {m['cpu']} · {m['cores']} cores · {m['memory_gib']} GiB · Linux {m['kernel']}  ",
-        f"{m['rustc']} · {m['wrk']} · ONNX Runtime {m['onnxruntime']} · commit {m['commit']}  ",
-        f"Settings: {r['seconds']} s per load scenario, total run {r['total_s']:.0f} s; load average before "
-        f"{m['load_before']:.2f}. sbert-host with its defaults: {host['nn_sessions']} ONNX Runtime session(s) × "
-        f"{host['nn_threads']} intra-op threads, cross-request batching. Ceiling: one session × "
-        f"{r['ceiling_threads']} intra-op threads, measured before and after the servers ({spread} sentences/s; "
-        f"the mean is used). wrk: 1 thread, on the same machine.",
-        "",
-        "## Results",
-        "",
-        "| scenario | throughput | p50 | p99 | errors | rows per ONNX run | ONNX run | ONNX busy | vs ceiling |",
-        "|---|---|---|---|---|---|---|---|---|",
-        f"| 1. ceiling: in-process ONNX Runtime, one sentence at a time | {single:.0f} sentences/s "
-        f"| {c['p50_ms']:.2f} ms | {c['p99_ms']:.2f} ms | – | 1 | – | – | 1.00× |",
-        f"| 1. ceiling: in-process, length-sorted batches of 32 | {c['batch32_sentences_per_s']:.0f} sentences/s "
-        f"| – | – | – | 32 | – | – | {c['batch32_sentences_per_s'] / single:.2f}× |",
-    ]
-    for w in (u1, u10, u40):
-        lines.append(load_row(f"2. uncached GET /v1/encode, unique questions, {w['connections']} conn.", w,
-                              f"{w['rps']:.0f} req/s", f"{w['rps'] / single:.2f}×"))
-    lines += [
-        load_row(f"3. original load test (random questions, repeats), 10 conn., cache warm "
-                 f"({r['warm_hit_ratio']:.0%} hits after warming)", o, f"{o['rps']:.0f} req/s",
-                 f"{o['rps'] / single:.1f}×"),
-        load_row("4. POST /v1/embeddings, 32 unique inputs, 2 conn.", b,
-                 f"{batch_sps:.0f} sentences/s ({b['rps']:.1f} req/s)", f"{batch_sps / single:.2f}×"),
-        "",
-        "ONNX run: the mean duration of one ONNX Runtime run; ONNX busy: the share of the time a run was going.",
-        "",
-        f"5. Start-up (process start to the first 200 of `GET /v1/encode`): {r['startup_warm_s']:.2f} s with the "
-        "component in wasmtime's compilation cache (as `make build` leaves it: `sbert-host compile`), "
-        f"{r['startup_cold_s']:.2f} s with an empty cache (the host compiles the component while ONNX Runtime "
-        "loads the model). Memory of the server process at the end of each scenario, MiB (RSS / peak RSS / PSS): "
-        + "; ".join(f"{name} {now:.0f} / {peak:.0f} / {pss:.0f}" for name, (now, peak, pss) in r["rss_mib"].items())
-        + ". RSS counts the component's snapshot pages once per instance slot that maps them (one slot per "
-        "concurrent request); PSS shares them out, so it is what the process really holds.",
-        "",
-        f"Sequential probes (one client, cache off unless stated): `GET /v1/encode?query=hello world` median "
-        f"{ps['median_ms']:.2f} ms (p90 {ps['p90_ms']:.2f} ms); 32 inputs in one POST /v1/embeddings "
-        f"{pb['batch_ms']:.0f} ms vs 32 sequential GETs {pb['singles_ms']:.0f} ms ({pb['speedup']:.1f}×); "
-        f"cache on: miss {pc['miss_ms']:.2f} ms, hit {pc['hit_ms']:.2f} ms.",
-        "",
-        "## Targets",
-        "",
-        "| target | measured | |",
-        "|---|---|---|",
-        f"| uncached, 10 conn. ≥ 0.9× ceiling | {u10['rps'] / single:.2f}× ({u10['rps']:.0f} req/s) "
-        f"| {check(u10['rps'] >= 0.9 * single)} |",
-        f"| uncached, 1 conn. p50 within 1 ms of the ceiling's median | {ms(u1['p50_us'])} vs {c['p50_ms']:.2f} ms: "
-        f"{u1['p50_us'] / 1000 - c['p50_ms']:+.2f} ms | {check(u1['p50_us'] / 1000 - c['p50_ms'] <= 1.0)} |",
-        f"| uncached, 40 conn. ≥ 1.3× ceiling | {u40['rps'] / single:.2f}× ({u40['rps']:.0f} req/s) "
-        f"| {check(u40['rps'] >= 1.3 * single)} |",
-        f"| original load test, cache warm: ≥ 5,000 req/s, p99 ≤ 10 ms | {o['rps']:.0f} req/s, p99 {ms(o['p99_us'])} "
-        f"| {check(o['rps'] >= 5000 and o['p99_us'] <= 10_000)} |",
-        f"| 32-input batches ≥ 1.5× ceiling | {batch_sps / single:.2f}× | {check(batch_sps >= 1.5 * single)} |",
-        f"| start-up ≤ 2 s | {r['startup_warm_s']:.2f} s after `make build`, {r['startup_cold_s']:.2f} s with an "
-        f"empty compilation cache | {check(r['startup_warm_s'] <= 2)} |",
-        f"| RSS ≤ 400 MB at peak | {rss_peak * 1.048576:.0f} MB (PSS at most {pss_max * 1.048576:.0f} MB) "
-        f"| {check(rss_peak * 1.048576 <= 400)} |",
-        f"| no errors | {sum(w['errors'] for w in loads)} | {check(all(w['errors'] == 0 for w in loads))} |",
-        "",
-        "## 6. int8 quantized model",
-        "",
-        "| model | mean cosine | min cosine | ceiling sentences/s | uncached 10 conn. req/s |",
-        "|---|---|---|---|---|",
-        f"| fp32 (default) | {r['accuracy']['fp32']['mean_cosine']:.6f} | {r['accuracy']['fp32']['min_cosine']:.6f} "
-        f"| {single:.0f} | {u10['rps']:.0f} |",
-        f"| int8 | {r['accuracy']['int8']['mean_cosine']:.6f} | {r['accuracy']['int8']['min_cosine']:.6f} "
-        f"| {r['ceiling_int8']['sentences_per_s']:.0f} | {r['int8_uncached_10']['rps']:.0f} |",
-        "",
-        "fp32 stays the default unless int8 keeps a minimum cosine ≥ 0.99 against sentence-transformers.",
-    ]
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

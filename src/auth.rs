@@ -224,7 +224,8 @@ impl Verifier<Vec<u8>> for Hs256Verifier {
         let mut mac = self.0.clone();
         mac.update(message);
         // `verify_slice` compares in constant time.
-        mac.verify_slice(signature).map_err(|_| signature::Error::new())
+        mac.verify_slice(signature)
+            .map_err(|_| signature::Error::new())
     }
 }
 
@@ -423,7 +424,11 @@ mod tests {
             // Algorithms the library knows are refused as such; names it does not know (`none`
             // in any case, a missing `alg`) leave the header unreadable.
             assert_eq!(
-                verify(&signed::<Hmac<Sha256>>(r#"{"alg":"RS256"}"#, claims, SECRET)),
+                verify(&signed::<Hmac<Sha256>>(
+                    r#"{"alg":"RS256"}"#,
+                    claims,
+                    SECRET
+                )),
                 Err(JwtError::Algorithm)
             );
             for header in [

@@ -148,7 +148,13 @@ impl Config {
         let read = Reader(variables);
         let limit_defaults = Limits::default();
         let cache_defaults = CacheSettings::default();
-        let digest = |name| Ok(read.text(name, false)?.unwrap_or_default().trim().to_owned());
+        let digest = |name| {
+            Ok(read
+                .text(name, false)?
+                .unwrap_or_default()
+                .trim()
+                .to_owned())
+        };
         let served = vec![
             Model::new(ModelKind::Fp32, digest(MODEL_DIGEST)?),
             Model::new(ModelKind::Int8, digest(INT8_MODEL_DIGEST)?),
@@ -163,7 +169,11 @@ impl Config {
                     problem: format!(
                         "`{}` is not a served model (one of: {})",
                         excerpt(&name),
-                        served.iter().map(Model::describe).collect::<Vec<_>>().join(", ")
+                        served
+                            .iter()
+                            .map(Model::describe)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 })?,
         };
@@ -214,7 +224,11 @@ impl Reader<'_> {
     }
 
     /// A non-negative whole number, or `default` when the variable is undefined.
-    fn number<T: TryFrom<u64>>(&self, variable: &'static str, default: T) -> Result<T, ConfigError> {
+    fn number<T: TryFrom<u64>>(
+        &self,
+        variable: &'static str,
+        default: T,
+    ) -> Result<T, ConfigError> {
         let Some(text) = self.text(variable, false)? else {
             return Ok(default);
         };
@@ -342,7 +356,10 @@ pub(crate) mod tests {
         ] {
             let problem = error(FakeVariables::default().with(name, value));
             assert_eq!(problem.variable, name);
-            assert!(problem.problem.ends_with("is not a whole number"), "{problem}");
+            assert!(
+                problem.problem.ends_with("is not a whole number"),
+                "{problem}"
+            );
         }
         let huge = error(FakeVariables::default().with(CACHE_TTL_SECONDS, "99999999999999999999"));
         assert!(huge.problem.ends_with("is too large"), "{huge}");

@@ -74,14 +74,14 @@ class Server:
 
 
 def start_server(workdir: Path, *, manifest: Path = ROOT / "spin.toml",
-                 extra_args: list[str] = (), env: dict | None = None) -> Server:
-    """Start sbert-host on a free port with a runtime config that keeps state in `workdir`."""
+                 extra_args: list[str] = (), env: dict | None = None, port: int | None = None) -> Server:
+    """Start sbert-host on `port` (a free one by default) with a runtime config that keeps state in `workdir`."""
     runtime_config = workdir / "runtime-config.toml"
     if not runtime_config.exists():
         runtime_config.write_text(
             '[key_value_store.default]\ntype = "spin"\npath = "%s"\n' % (workdir / "kv.db")
         )
-    port = free_port()
+    port = port or free_port()
     log_path = workdir / f"host-{port}.log"
     child_env = {**os.environ, "SPIN_VARIABLE_API_KEYS": ",".join(API_KEYS), **(env or {})}
     with open(log_path, "w") as log:

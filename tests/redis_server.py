@@ -62,6 +62,14 @@ class RedisServer:
         stop_process(self.process, timeout=10)
         self.process = None
 
+    def kill(self) -> None:
+        """Kills the server with SIGKILL, as a crash would: no clean shutdown, its data is gone."""
+        if self.process is None:
+            return
+        self.process.kill()
+        self.process.wait()
+        self.process = None
+
     def restart(self) -> None:
         self.stop()
         self.start()

@@ -1,8 +1,8 @@
 //! The ceiling of `make bench`: what no server can beat.
 //!
-//! Runs the same ONNX model through the same ONNX Runtime library, with the same intra-op thread
-//! count as sbert-host, in-process, using the component's own tokenizer and pooling code
-//! (compiled natively). Prints one JSON line of figures for `bench/run.py`.
+//! Runs the same ONNX model (its pooled `sentence_embedding` output) through the same ONNX Runtime
+//! library, with the same intra-op thread count as sbert-host, in-process, using the component's own
+//! tokenizer and embedding path (compiled natively). Prints one JSON line of figures for `bench/run.py`.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -12,8 +12,10 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::TensorRef;
-use sbert_service::embed::{Embedder, HiddenStates, Infer, InferError};
-use sbert_service::tokenize::{TextTokenizer, TokenBatch};
+use sbert_service::backend::{Infer, InferError, Sequence, TokenBatch};
+use sbert_service::embed::model::{Model, ModelKind};
+use sbert_service::embed::tokenize::TextTokenizer;
+use sbert_service::embed::{Embedder, Input};
 
 /// Measure in-process inference: one sentence at a time, then length-sorted batches of 32.
 #[derive(Parser)]
@@ -43,21 +45,19 @@ struct Args {
 struct OrtModel(Mutex<Session>);
 
 impl Infer for OrtModel {
-    fn infer(&self, batch: &TokenBatch) -> Result<HiddenStates, InferError> {
-        let shape = [batch.batch, batch.seq];
-        let run = || -> ort::Result<HiddenStates> {
+    fn embed(&self, _model: &Model, sequences: &[Sequence<'_>]) -> Result<Vec<Vec<f32>>, InferError> {
+        let batch = TokenBatch::new(sequences);
+        let shape = [batch.rows, batch.longest];
+        let run = || -> ort::Result<Vec<Vec<f32>>> {
             let mut session = self.0.lock().expect("benchmark session lock");
             let outputs = session.run(ort::inputs! {
                 "input_ids" => TensorRef::from_array_view((shape, batch.input_ids.as_slice()))?,
                 "attention_mask" => TensorRef::from_array_view((shape, batch.attention_mask.as_slice()))?,
                 "token_type_ids" => TensorRef::from_array_view((shape, batch.token_type_ids.as_slice()))?,
             })?;
-            let (dims, values) = outputs["last_hidden_state"].try_extract_tensor::<f32>()?;
-            let hidden = *dims.last().unwrap_or(&0) as usize;
-            Ok(HiddenStates {
-                values: values.to_vec(),
-                hidden,
-            })
+            let (dims, values) = outputs["sentence_embedding"].try_extract_tensor::<f32>()?;
+            let width = *dims.last().unwrap_or(&0) as usize;
+            Ok(values.chunks(width.max(1)).map(<[f32]>::to_vec).collect())
         };
         run().map_err(|e| InferError(e.to_string()))
     }
@@ -78,23 +78,30 @@ fn main() -> Result<()> {
         .with_intra_threads(args.threads)?
         .commit_from_file(&args.model)
         .with_context(|| format!("loading {}", args.model.display()))?;
-    let model = OrtModel(Mutex::new(session));
+    let onnx = OrtModel(Mutex::new(session));
     let tokenizer = TextTokenizer::from_json(&std::fs::read(&args.tokenizer)?)?;
-    let embedder = Embedder::new(&tokenizer, &model);
+    // The served model's identity only names the graph; the session above is what runs.
+    let model = Model::new(ModelKind::Fp32, String::new());
+    let embedder = Embedder::new(&tokenizer, &onnx, &model);
+    let embed = |texts: &[&str]| -> Result<()> {
+        let inputs: Vec<Input> = texts.iter().map(|t| Input::Text(t)).collect();
+        embedder.embed(&inputs, true)?;
+        Ok(())
+    };
     let text = std::fs::read_to_string(&args.questions)?;
     let questions: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
     let budget = Duration::from_secs(args.seconds);
 
     // Warm-up: the first runs allocate ONNX Runtime's arenas.
     for q in questions.iter().take(20) {
-        embedder.embed(&[q])?;
+        embed(&[q])?;
     }
 
     let mut latencies = Vec::new();
     let started = Instant::now();
     for q in questions.iter().cycle() {
         let t = Instant::now();
-        embedder.embed(&[q])?;
+        embed(&[q])?;
         latencies.push(t.elapsed());
         if started.elapsed() >= budget {
             break;
@@ -110,7 +117,7 @@ fn main() -> Result<()> {
     let mut sentences = 0usize;
     let started = Instant::now();
     for (i, batch) in batches.iter().cycle().enumerate() {
-        embedder.embed(batch)?;
+        embed(batch)?;
         sentences += batch.len();
         if started.elapsed() >= budget && i + 1 >= batches.len().min(8) {
             break;

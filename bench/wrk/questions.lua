@@ -25,8 +25,8 @@ local function json_string(s)
   return '"' .. s:gsub('[%c"\\]', function(c) return string.format("\\u%04x", string.byte(c)) end) .. '"'
 end
 
--- args: questions path, API key, mode ("sequence" | "random" | "batch"), batch size, first position in the
--- sequence, wrk threads
+-- args: questions path, API key, mode ("sequence" | "random" | "batch" | "openai"), batch size, first position in
+-- the sequence, wrk threads, OpenAI model id (modes "batch" and "openai")
 function M.init(args)
   M.questions = read_questions(args[1])
   M.headers = { ["Authorization"] = "Bearer " .. args[2], ["Content-Type"] = "application/json" }
@@ -34,6 +34,7 @@ function M.init(args)
   M.batch = tonumber(args[4] or "32")
   M.offset = tonumber(args[5] or "0")
   M.threads = tonumber(args[6] or "1")
+  M.model = args[7] or "all-minilm-l6-v2"
   M.counter = 0
   math.randomseed(os.time() + (thread_id or 0) * 7919)
 end
@@ -54,7 +55,12 @@ function M.request()
   if M.mode == "batch" then
     local parts = {}
     for k = 1, M.batch do parts[k] = json_string(M.next_in_sequence()) end
-    local body = '{"model":"all-minilm-l6-v2","input":[' .. table.concat(parts, ",") .. "]}"
+    local body = '{"model":' .. json_string(M.model) .. ',"input":[' .. table.concat(parts, ",") .. "]}"
+    return wrk.format("POST", "/v1/embeddings", M.headers, body)
+  end
+  if M.mode == "openai" then
+    -- One input per request, the questions in sequence, to the model named by `model`.
+    local body = '{"model":' .. json_string(M.model) .. ',"input":' .. json_string(M.next_in_sequence()) .. "}"
     return wrk.format("POST", "/v1/embeddings", M.headers, body)
   end
   local q = (M.mode == "sequence") and M.next_in_sequence() or M.random()

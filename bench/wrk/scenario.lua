@@ -1,4 +1,4 @@
--- wrk entry script: `wrk -s bench/wrk/scenario.lua URL -- QUESTIONS KEY MODE [BATCH [OFFSET [THREADS]]]`.
+-- wrk entry script: `wrk -s bench/wrk/scenario.lua URL -- QUESTIONS KEY MODE [BATCH [OFFSET [THREADS [MODEL]]]]`.
 package.path = debug.getinfo(1, "S").source:match("@(.*/)") .. "?.lua;" .. package.path
 local q = require("questions")
 

@@ -86,8 +86,13 @@ pub struct UpCommand {
     max_concurrent_requests: u32,
 
     /// Tokens that may wait for inference (in the wasi:nn queues); while more wait, new requests are refused
-    /// with 429 and `Retry-After: 1`. The default, about a second of work for all-MiniLM-L6-v2 on 2 cores,
-    /// keeps the 99th percentile of admitted requests bounded under floods (see the README).
+    /// with 429 and `Retry-After: 1`. The default is about a second of work for a MiniLM-sized model on 2 cores:
+    /// a request is admitted only while less than that waits ahead of it.
+    // Why 8192: a run costs ~1.9 ms plus ~0.12 ms per token on 2 cores (nn/batch.rs), so 8192 queued tokens
+    // are ~1 s of work; 64 concurrent 32-question batches would queue ~30,000 (~3.7 s). A flood of 32-question
+    // batches (wrk, 100 connections, cache off) was measured on the team's shared 2-core machine at 10:55 UTC,
+    // but under a load average of 16 from other builds the admitted requests barely ran at any bound; repeat
+    // it with `make bench`-like quiet before tuning.
     #[arg(long, value_name = "TOKENS", default_value = "8192", value_parser = clap::value_parser!(u64).range(1..))]
     max_queued_tokens: u64,
 

@@ -187,7 +187,9 @@ pub fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Err
 }
 
 /// For `#[serde(deserialize_with)]` on an optional `String` field (`null` is `None`).
-pub fn optional_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+pub fn optional_text<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
     Ok(Option::<Text>::deserialize(deserializer)?.map(|Text(text)| text))
 }
 
@@ -226,13 +228,23 @@ mod tests {
     #[test]
     fn texts_name_what_they_found() {
         assert_eq!(read::<Text>(json!("a")), Ok(Text("a".into())));
-        assert_eq!(read::<Text>(json!(null)), Err("must be a string, not null".into()));
-        assert_eq!(read::<Texts>(json!(["a", "b"])), Ok(Texts(vec!["a".into(), "b".into()])));
+        assert_eq!(
+            read::<Text>(json!(null)),
+            Err("must be a string, not null".into())
+        );
+        assert_eq!(
+            read::<Texts>(json!(["a", "b"])),
+            Ok(Texts(vec!["a".into(), "b".into()]))
+        );
         assert_eq!(
             read::<Texts>(json!(["a", 3])),
             Err("must be a string, not a number".into())
         );
-        for (bad, found) in [(json!("a"), "a string"), (json!({"0": "a"}), "an object"), (json!(null), "null")] {
+        for (bad, found) in [
+            (json!("a"), "a string"),
+            (json!({"0": "a"}), "an object"),
+            (json!(null), "null"),
+        ] {
             assert_eq!(
                 read::<Texts>(bad),
                 Err(format!("must be an array of strings, not {found}"))
@@ -242,12 +254,21 @@ mod tests {
 
     #[test]
     fn text_or_texts_keeps_the_shape() {
-        assert_eq!(read::<TextOrTexts>(json!("x")), Ok(TextOrTexts::One("x".into())));
+        assert_eq!(
+            read::<TextOrTexts>(json!("x")),
+            Ok(TextOrTexts::One("x".into()))
+        );
         assert_eq!(
             read::<TextOrTexts>(json!(["x"])),
             Ok(TextOrTexts::Many(vec!["x".into()]))
         );
-        for bad in [json!(null), json!(1), json!({"t": "x"}), json!(["y", 2]), json!(true)] {
+        for bad in [
+            json!(null),
+            json!(1),
+            json!({"t": "x"}),
+            json!(["y", 2]),
+            json!(true),
+        ] {
             assert!(read::<TextOrTexts>(bad.clone()).is_err(), "{bad}");
         }
     }
@@ -259,7 +280,10 @@ mod tests {
         for bad in [json!("no"), json!(1), json!(0)] {
             assert_eq!(
                 read::<Flag>(bad.clone()),
-                Err(format!("must be true or false, not {}", super::super::json::type_name(&bad)))
+                Err(format!(
+                    "must be true or false, not {}",
+                    super::super::json::type_name(&bad)
+                ))
             );
         }
     }
@@ -270,9 +294,20 @@ mod tests {
         assert_eq!(read::<Count>(json!(1)), Ok(Count(1)));
         assert_eq!(read::<Count>(json!(u64::MAX)), Ok(Count(u64::MAX)));
         assert_eq!(read::<Count>(json!(379.0)), Ok(Count(379)));
-        assert_eq!(read::<Count>(json!(1e19)), Ok(Count(10_000_000_000_000_000_000)));
+        assert_eq!(
+            read::<Count>(json!(1e19)),
+            Ok(Count(10_000_000_000_000_000_000))
+        );
         let beyond_u64: Value = serde_json::from_str("18446744073709551616").unwrap();
-        for bad in [json!(0), json!(-1), json!(1.5), json!(-2.0), json!("10"), json!(true), beyond_u64] {
+        for bad in [
+            json!(0),
+            json!(-1),
+            json!(1.5),
+            json!(-2.0),
+            json!("10"),
+            json!(true),
+            beyond_u64,
+        ] {
             assert_eq!(
                 read::<Count>(bad.clone()),
                 Err(format!("must be an integer of at least 1, not {bad}")),

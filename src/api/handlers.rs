@@ -3,15 +3,17 @@
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
 
+use super::fields::TextOrTexts;
 use super::inputs::Inputs;
 use super::limits::check_inputs;
-use super::openai::{self, Embedding, EmbeddingsRequest, EmbeddingsResponse, ModelList, ModelObject};
+use super::openai::{
+    self, Embedding, EmbeddingsRequest, EmbeddingsResponse, ModelList, ModelObject,
+};
 use super::original::{
     CosSimWeight, CosSimWeightRequest, CosSimWeightResponse, EncodeRequest, EncodeResponse,
     Encoded, HealthResponse, MultipleEncodeResponse, ParaphraseRequest, ParaphraseResponse,
     PingResponse, SentencesRequest,
 };
-use super::fields::TextOrTexts;
 use super::Services;
 use crate::backend::Sequence;
 use crate::embed::cache::{entry_hash, Cache};
@@ -85,12 +87,14 @@ pub fn health(_: &Request, services: &Services) -> Result<Response, ApiError> {
     }];
     for model in services.config.models.all() {
         let answered = services.infer.embed(model, &probe);
-        if let Err(problem) = answered.as_ref().map_err(ToString::to_string).and_then(|vectors| {
-            match vectors.as_slice() {
+        if let Err(problem) = answered
+            .as_ref()
+            .map_err(ToString::to_string)
+            .and_then(|vectors| match vectors.as_slice() {
                 [vector] if vector.len() == model.dimensions => Ok(()),
                 _ => Err(format!("{} vectors for one input", vectors.len())),
-            }
-        }) {
+            })
+        {
             eprintln!("health: model `{}`: {problem}", model.id);
             return Err(ApiError::NotReady(format!(
                 "The model `{}` (graph `{}`) could not embed a test input; the log has the detail.",

@@ -139,7 +139,9 @@ pub(super) fn from_object<T: Body>(object: Map<String, Value>) -> Result<T, ApiE
     serde_path_to_error::deserialize(Value::Object(object)).map_err(|error| {
         let mut path = error.path().iter();
         let field = match path.next() {
-            Some(Segment::Map { key }) => field_names::<T>().iter().copied().find(|name| name == key),
+            Some(Segment::Map { key }) => {
+                field_names::<T>().iter().copied().find(|name| name == key)
+            }
             _ => None,
         };
         let item = match path.next() {
@@ -336,17 +338,25 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let error = from_object::<Pair>(object(json!({"first": null, "needed": 1}))).unwrap_err();
-        assert_eq!(error.to_string(), "unprocessable: must be a string, not null");
+        assert_eq!(
+            error.to_string(),
+            "unprocessable: must be a string, not null"
+        );
     }
 
     #[test]
     fn errors_name_the_field_and_the_item() {
-        let error = from_object::<Pair>(object(json!({"first": "x", "needed": 1, "second": ["a", 3]})))
-            .unwrap_err();
+        let error = from_object::<Pair>(object(
+            json!({"first": "x", "needed": 1, "second": ["a", 3]}),
+        ))
+        .unwrap_err();
         assert!(matches!(
             error,
             ApiError::Unprocessable {
-                at: Some(FieldRef { field: "second", item: Some(1) }),
+                at: Some(FieldRef {
+                    field: "second",
+                    item: Some(1)
+                }),
                 ..
             }
         ));

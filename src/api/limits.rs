@@ -9,40 +9,40 @@ use crate::http::error::{ApiError, FieldRef};
 
 /// Refuses a request with more inputs, or a longer text input, than `limits` allow.
 pub fn check_inputs(limits: &Limits, inputs: &Inputs) -> Result<(), ApiError> {
-        let count = inputs.len();
-        if count > limits.max_inputs {
-            let (at, problem) = match inputs.field_names()[..] {
-                [field] => (
-                    Some(FieldRef::whole(field)),
-                    format!("has {count} inputs; the limit is {}", limits.max_inputs),
+    let count = inputs.len();
+    if count > limits.max_inputs {
+        let (at, problem) = match inputs.field_names()[..] {
+            [field] => (
+                Some(FieldRef::whole(field)),
+                format!("has {count} inputs; the limit is {}", limits.max_inputs),
+            ),
+            _ => (
+                None,
+                format!(
+                    "The request has {count} inputs; the limit is {}.",
+                    limits.max_inputs
                 ),
-                _ => (
-                    None,
-                    format!(
-                        "The request has {count} inputs; the limit is {}.",
-                        limits.max_inputs
+            ),
+        };
+        return Err(ApiError::TooLarge { at, problem });
+    }
+    for (at, input) in inputs.located() {
+        let Input::Text(text) = input else { continue };
+        // A text has at most as many characters as bytes: only long ones need counting.
+        if text.len() > limits.max_input_chars {
+            let chars = text.chars().count();
+            if chars > limits.max_input_chars {
+                return Err(ApiError::TooLarge {
+                    at: Some(at),
+                    problem: format!(
+                        "has {chars} characters; the limit is {}",
+                        limits.max_input_chars
                     ),
-                ),
-            };
-            return Err(ApiError::TooLarge { at, problem });
-        }
-        for (at, input) in inputs.located() {
-            let Input::Text(text) = input else { continue };
-            // A text has at most as many characters as bytes: only long ones need counting.
-            if text.len() > limits.max_input_chars {
-                let chars = text.chars().count();
-                if chars > limits.max_input_chars {
-                    return Err(ApiError::TooLarge {
-                        at: Some(at),
-                        problem: format!(
-                            "has {chars} characters; the limit is {}",
-                            limits.max_input_chars
-                        ),
-                    });
-                }
+                });
             }
         }
-        Ok(())
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -67,8 +67,7 @@ mod tests {
     #[test]
     fn the_input_count_may_be_exactly_the_limit() {
         assert!(check_inputs(&SMALL, &texts(&owned(&["a", "a", "a"]))).is_ok());
-        let error = check_inputs(&SMALL, &texts(&owned(&["a", "a", "a", "a"])))
-            .unwrap_err();
+        let error = check_inputs(&SMALL, &texts(&owned(&["a", "a", "a", "a"]))).unwrap_err();
         assert!(matches!(
             error,
             ApiError::TooLarge { at: Some(FieldRef { field: "sentences", item: None }), ref problem }
@@ -93,8 +92,7 @@ mod tests {
     #[test]
     fn characters_are_counted_not_bytes_and_the_input_is_named() {
         assert!(check_inputs(&SMALL, &texts(&owned(&["éééé"]))).is_ok());
-        let error = check_inputs(&SMALL, &texts(&owned(&["ok", "abcde"])))
-            .unwrap_err();
+        let error = check_inputs(&SMALL, &texts(&owned(&["ok", "abcde"]))).unwrap_err();
         assert!(matches!(
             error,
             ApiError::TooLarge { at: Some(at), ref problem }

@@ -460,10 +460,18 @@ mod tests {
             "Sentence-Transformers/all-minilm-l6-v2",
         ] {
             assert!(parse(json!({"model": model})).is_ok(), "{model}");
-            assert_eq!(find_model(models(), model).unwrap().kind, ModelKind::Fp32, "{model}");
+            assert_eq!(
+                find_model(models(), model).unwrap().kind,
+                ModelKind::Fp32,
+                "{model}"
+            );
         }
         for model in ["all-minilm-l6-v2-int8", "ALL-MiniLM-L6-v2-INT8"] {
-            assert_eq!(find_model(models(), model).unwrap().kind, ModelKind::Int8, "{model}");
+            assert_eq!(
+                find_model(models(), model).unwrap().kind,
+                ModelKind::Int8,
+                "{model}"
+            );
         }
         assert_eq!(
             param(parse(json!({"model": "text-embedding-3-small"})).unwrap_err()),
@@ -570,8 +578,16 @@ mod tests {
     #[test]
     fn the_model_list_holds_every_served_model_fp32_first() {
         let list = serde_json::to_value(ModelList::of(models())).unwrap();
-        let ids: Vec<_> = list["data"].as_array().unwrap().iter().map(|m| m["id"].clone()).collect();
+        let ids: Vec<_> = list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].clone())
+            .collect();
         assert_eq!(ids, [json!(MODEL_ID), json!("all-minilm-l6-v2-int8")]);
-        assert_eq!(list["data"][0], json!({"id": MODEL_ID, "object": "model", "created": 1_630_281_600, "owned_by": "sentence-transformers"}));
+        assert_eq!(
+            list["data"][0],
+            json!({"id": MODEL_ID, "object": "model", "created": 1_630_281_600, "owned_by": "sentence-transformers"})
+        );
     }
 }

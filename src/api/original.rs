@@ -152,7 +152,10 @@ pub struct ParaphraseRequest {
     pub sentences: Vec<String>,
     #[serde(default = "fields::yes", deserialize_with = "fields::truncate")]
     pub truncate: bool,
-    #[serde(default = "default_top_k", deserialize_with = "fields::count_or::<_, DEFAULT_TOP_K>")]
+    #[serde(
+        default = "default_top_k",
+        deserialize_with = "fields::count_or::<_, DEFAULT_TOP_K>"
+    )]
     pub top_k: u64,
     #[serde(
         default = "default_max_pairs",
@@ -259,7 +262,9 @@ mod tests {
         assert_eq!(status(request(Method::Get, "query=%20", "")), 400);
         assert_eq!(status(request(Method::Get, "query=%FF", "")), 400);
         let invalid = EncodeRequest::from_request(&request(Method::Get, "query=%FF", ""));
-        let response = invalid.unwrap_err().into_response(crate::http::error::Family::Original);
+        let response = invalid
+            .unwrap_err()
+            .into_response(crate::http::error::Family::Original);
         assert_eq!(
             serde_json::from_slice::<serde_json::Value>(&response.body).unwrap(),
             serde_json::json!({

@@ -102,10 +102,12 @@ mod tests {
     use super::*;
     use crate::embed::model::{ModelKind, DIMENSIONS};
 
+    type Named = Vec<(String, Tensor)>;
+
     /// Answers every compute with `output`, recording the graph and inputs it was given.
     struct FakeGraphs {
-        output: Box<dyn Fn(usize) -> Vec<(String, Tensor)>>,
-        calls: RefCell<Vec<(String, Vec<(String, Tensor)>)>>,
+        output: Box<dyn Fn(usize) -> Named>,
+        calls: RefCell<Vec<(String, Named)>>,
     }
 
     impl Graphs for FakeGraphs {

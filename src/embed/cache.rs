@@ -28,8 +28,8 @@ use std::cell::Cell;
 
 use sha2::{Digest, Sha256};
 
-use super::model::Model;
 use super::input::Input;
+use super::model::Model;
 use crate::config::CacheSettings;
 
 /// Every key the cache writes starts with this.
@@ -156,7 +156,12 @@ pub struct Cache<'a> {
 impl<'a> Cache<'a> {
     /// `None` when the settings disable caching or the model's digest is unknown (an entry
     /// must never outlive a change of model).
-    pub fn new(kv: &'a dyn Kv, settings: CacheSettings, model: &'a Model, now: u64) -> Option<Self> {
+    pub fn new(
+        kv: &'a dyn Kv,
+        settings: CacheSettings,
+        model: &'a Model,
+        now: u64,
+    ) -> Option<Self> {
         (settings.enabled() && !model.digest.is_empty()).then_some(Self {
             kv,
             settings,
@@ -341,7 +346,14 @@ pub(crate) mod tests {
         assert_eq!(slot(&hash, 1000), 3);
         assert_eq!(slot_key(3), "emb:v2:3");
         assert!(is_owned_slot("emb:v2:0", 1) && is_owned_slot("emb:v2:19", 20));
-        for foreign in ["emb:v2:20", "emb:v1:3", "emb:v2:03", "emb:v2:", "emb:v2:ring:3", "emb:v2:-1"] {
+        for foreign in [
+            "emb:v2:20",
+            "emb:v1:3",
+            "emb:v2:03",
+            "emb:v2:",
+            "emb:v2:ring:3",
+            "emb:v2:-1",
+        ] {
             assert!(!is_owned_slot(foreign, 20), "{foreign}");
         }
     }
@@ -363,7 +375,11 @@ pub(crate) mod tests {
         assert_eq!(decode_entry(&value, &hash, 2, NOW), entry);
         assert_eq!(decode_entry(&value, &hash, 2, NOW + 4), entry);
         assert_eq!(decode_entry(&value, &hash, 2, NOW + 5), None, "expired");
-        assert_eq!(decode_entry(&value, &text_hash("y"), 2, NOW), None, "another input");
+        assert_eq!(
+            decode_entry(&value, &text_hash("y"), 2, NOW),
+            None,
+            "another input"
+        );
         assert_eq!(decode_entry(&value, &hash, 3, NOW), None, "another width");
         assert_eq!(decode_entry(&value[..40], &hash, 2, NOW), None, "truncated");
     }
@@ -373,11 +389,26 @@ pub(crate) mod tests {
         let kv = FakeKv::default();
         let (model, undigested) = (model(), Model::new(ModelKind::Fp32, String::new()));
         for (settings, model) in [
-            (CacheSettings { ttl_seconds: 0, ..settings(10) }, &model),
-            (CacheSettings { max_entries: 0, ..settings(10) }, &model),
+            (
+                CacheSettings {
+                    ttl_seconds: 0,
+                    ..settings(10)
+                },
+                &model,
+            ),
+            (
+                CacheSettings {
+                    max_entries: 0,
+                    ..settings(10)
+                },
+                &model,
+            ),
             (settings(10), &undigested),
         ] {
-            assert!(Cache::new(&kv, settings, model, NOW).is_none(), "{settings:?}");
+            assert!(
+                Cache::new(&kv, settings, model, NOW).is_none(),
+                "{settings:?}"
+            );
         }
     }
 
@@ -415,8 +446,16 @@ pub(crate) mod tests {
         let cache = Cache::new(&kv, settings(20), &model, NOW).unwrap();
         for (i, text) in texts("one at a time", 200).iter().enumerate() {
             store_texts(&cache, std::slice::from_ref(text));
-            assert!(kv.entry_count() <= 20, "after {} texts: {}", i + 1, kv.entry_count());
-            assert!(cache.lookup(&[text_hash(text)])[0].is_some(), "the newest is kept");
+            assert!(
+                kv.entry_count() <= 20,
+                "after {} texts: {}",
+                i + 1,
+                kv.entry_count()
+            );
+            assert!(
+                cache.lookup(&[text_hash(text)])[0].is_some(),
+                "the newest is kept"
+            );
         }
         store_texts(&cache, &texts("batch", 60));
         assert!(kv.entry_count() <= 20);
@@ -469,6 +508,9 @@ pub(crate) mod tests {
         let vector = [0.5f32; 384];
         one.store(&[(one.hash(Input::Text("hi"), true), &vector[..], 3)]);
         assert!(one.lookup(&[one.hash(Input::Text("hi"), true)])[0].is_some());
-        assert_eq!(other.lookup(&[other.hash(Input::Text("hi"), true)]), vec![None]);
+        assert_eq!(
+            other.lookup(&[other.hash(Input::Text("hi"), true)]),
+            vec![None]
+        );
     }
 }

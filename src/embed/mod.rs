@@ -313,12 +313,18 @@ pub(crate) mod tests {
     }
 
     impl Infer for FakeModel {
-        fn embed(&self, model: &Model, sequences: &[Sequence<'_>]) -> Result<Vec<Vec<f32>>, InferError> {
+        fn embed(
+            &self,
+            model: &Model,
+            sequences: &[Sequence<'_>],
+        ) -> Result<Vec<Vec<f32>>, InferError> {
             let rows = sequences
                 .iter()
                 .map(|s| (s.ids.to_vec(), s.text.map(str::to_owned)))
                 .collect();
-            self.recorded.borrow_mut().push((model.graph.to_owned(), rows));
+            self.recorded
+                .borrow_mut()
+                .push((model.graph.to_owned(), rows));
             Ok(sequences.iter().map(|s| Self::vector(s.ids)).collect())
         }
     }
@@ -326,7 +332,11 @@ pub(crate) mod tests {
     struct WrongWidth;
 
     impl Infer for WrongWidth {
-        fn embed(&self, _: &Model, sequences: &[Sequence<'_>]) -> Result<Vec<Vec<f32>>, InferError> {
+        fn embed(
+            &self,
+            _: &Model,
+            sequences: &[Sequence<'_>],
+        ) -> Result<Vec<Vec<f32>>, InferError> {
             Ok(vec![vec![0.0; 5]; sequences.len()])
         }
     }
@@ -335,7 +345,11 @@ pub(crate) mod tests {
         Model::new(ModelKind::Fp32, String::new())
     }
 
-    fn embed(infer: &dyn Infer, inputs: &[Input], truncate: bool) -> Result<Embeddings, EmbedError> {
+    fn embed(
+        infer: &dyn Infer,
+        inputs: &[Input],
+        truncate: bool,
+    ) -> Result<Embeddings, EmbedError> {
         let model = fp32();
         Embedder::new(tokenize::shared().unwrap(), infer, &model).embed(inputs, truncate)
     }
@@ -347,14 +361,30 @@ pub(crate) mod tests {
     #[test]
     fn one_backend_call_with_every_new_input_in_request_order() {
         let model = FakeModel::default();
-        let sentences = texts(&["a much longer sentence with many words", "hi", "", "hello world"]);
+        let sentences = texts(&[
+            "a much longer sentence with many words",
+            "hi",
+            "",
+            "hello world",
+        ]);
         let embedded = embed(&model, &sentences, true).unwrap();
         let recorded = model.recorded.borrow();
         assert_eq!(recorded.len(), 1);
         let (graph, rows) = &recorded[0];
         assert_eq!(graph, "all-minilm-l6-v2");
-        let texts: Vec<_> = rows.iter().map(|(_, text)| text.as_deref().unwrap()).collect();
-        assert_eq!(texts, ["a much longer sentence with many words", "hi", "", "hello world"]);
+        let texts: Vec<_> = rows
+            .iter()
+            .map(|(_, text)| text.as_deref().unwrap())
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "a much longer sentence with many words",
+                "hi",
+                "",
+                "hello world"
+            ]
+        );
         assert_eq!(rows[1].0, vec![101, 7632, 102]);
         for (vector, (ids, _)) in embedded.vectors.iter().zip(rows) {
             assert_eq!(vector, &FakeModel::vector(ids));
@@ -365,8 +395,12 @@ pub(crate) mod tests {
     #[test]
     fn identical_inputs_are_embedded_once_and_repeated_in_place() {
         let model = FakeModel::default();
-        let embedded = embed(&model, &texts(&["hello world", "hi", "hello world", "hello world"]), true)
-            .unwrap();
+        let embedded = embed(
+            &model,
+            &texts(&["hello world", "hi", "hello world", "hello world"]),
+            true,
+        )
+        .unwrap();
         assert_eq!(model.recorded.borrow()[0].1.len(), 2);
         let v = &embedded.vectors;
         assert!(v[0] == v[2] && v[2] == v[3] && v[0] != v[1]);
@@ -400,13 +434,25 @@ pub(crate) mod tests {
         let inputs = [Input::Text("short"), Input::Text(&long), Input::Text(&long)];
         let error = embed(&model, &inputs, false).unwrap_err();
         assert!(
-            matches!(error, EmbedError::TooManyTokens { index: 1, tokens: 302 }),
+            matches!(
+                error,
+                EmbedError::TooManyTokens {
+                    index: 1,
+                    tokens: 302
+                }
+            ),
             "{error}"
         );
         assert_eq!(model.calls(), 0, "refused before any model work");
         let ids = vec![7592; 255];
         let error = embed(&model, &[Input::Tokens(&ids)], false).unwrap_err();
-        assert!(matches!(error, EmbedError::TooManyTokens { index: 0, tokens: 257 }));
+        assert!(matches!(
+            error,
+            EmbedError::TooManyTokens {
+                index: 0,
+                tokens: 257
+            }
+        ));
         let truncated = embed(&model, &inputs, true).unwrap();
         assert_eq!(truncated.token_counts, vec![3, 256, 256]);
     }
@@ -422,7 +468,11 @@ pub(crate) mod tests {
     fn a_wrongly_shaped_answer_is_an_error() {
         assert!(matches!(
             embed(&WrongWidth, &texts(&["hi"]), true),
-            Err(EmbedError::OutputShape { vectors: 1, expected: 384, .. })
+            Err(EmbedError::OutputShape {
+                vectors: 1,
+                expected: 384,
+                ..
+            })
         ));
     }
 
@@ -431,7 +481,12 @@ pub(crate) mod tests {
 
         const NOW: u64 = 1_700_000_000;
 
-        fn embed_cached(model: &FakeModel, kv: &FakeKv, inputs: &[Input], truncate: bool) -> Embeddings {
+        fn embed_cached(
+            model: &FakeModel,
+            kv: &FakeKv,
+            inputs: &[Input],
+            truncate: bool,
+        ) -> Embeddings {
             let served = crate::embed::cache::tests::model();
             let cache = Cache::new(kv, settings(100), &served, NOW);
             Embedder::new(tokenize::shared().unwrap(), model, &served)
@@ -450,7 +505,10 @@ pub(crate) mod tests {
             assert_eq!(second.cache, CacheStatus::Hit);
             assert_eq!(model.calls(), 1, "no inference for a hit");
             let v = &first.vectors;
-            assert_eq!(second.vectors, vec![v[1].clone(), v[0].clone(), v[1].clone()]);
+            assert_eq!(
+                second.vectors,
+                vec![v[1].clone(), v[0].clone(), v[1].clone()]
+            );
             assert_eq!(second.token_counts, vec![3, 4, 3]);
         }
 
@@ -469,7 +527,10 @@ pub(crate) mod tests {
         fn truncate_is_part_of_the_key() {
             let (model, kv) = (FakeModel::default(), FakeKv::default());
             embed_cached(&model, &kv, &texts(&["hi"]), true);
-            assert_eq!(embed_cached(&model, &kv, &texts(&["hi"]), false).cache, CacheStatus::Miss);
+            assert_eq!(
+                embed_cached(&model, &kv, &texts(&["hi"]), false).cache,
+                CacheStatus::Miss
+            );
             let long = "word ".repeat(300);
             embed_cached(&model, &kv, &[Input::Text(&long)], true);
             let served = crate::embed::cache::tests::model();
@@ -477,7 +538,10 @@ pub(crate) mod tests {
             let refused = Embedder::new(tokenize::shared().unwrap(), &model, &served)
                 .with_cache(strict.as_ref())
                 .embed(&[Input::Text(&long)], false);
-            assert!(matches!(refused, Err(EmbedError::TooManyTokens { tokens: 302, .. })));
+            assert!(matches!(
+                refused,
+                Err(EmbedError::TooManyTokens { tokens: 302, .. })
+            ));
         }
 
         #[test]

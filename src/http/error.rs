@@ -509,7 +509,9 @@ mod tests {
 
     #[test]
     fn a_configuration_error_is_a_503_naming_the_problem_in_both_shapes() {
-        let error = || ApiError::Misconfigured("variable `max_inputs`: `three` is not a whole number".into());
+        let error = || {
+            ApiError::Misconfigured("variable `max_inputs`: `three` is not a whole number".into())
+        };
         let original = error().into_response(Family::Original);
         assert_eq!(original.status, 503);
         assert_eq!(
@@ -522,6 +524,9 @@ mod tests {
         let openai = body(&error().into_response(Family::OpenAi));
         assert_eq!(openai["error"]["type"], "server_error");
         assert_eq!(openai["error"]["code"], "configuration_error");
-        assert!(openai["error"]["message"].as_str().unwrap().contains("`max_inputs`"));
+        assert!(openai["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`max_inputs`"));
     }
 }

@@ -43,7 +43,12 @@ const GET: &[Method] = &[Method::Get];
 const POST: &[Method] = &[Method::Post];
 const GET_POST: &[Method] = &[Method::Get, Method::Post];
 
-const fn route(pattern: Pattern, methods: &'static [Method], access: Access, handler: Handler) -> Route {
+const fn route(
+    pattern: Pattern,
+    methods: &'static [Method],
+    access: Access,
+    handler: Handler,
+) -> Route {
     Route {
         pattern,
         methods,
@@ -55,10 +60,27 @@ const fn route(pattern: Pattern, methods: &'static [Method], access: Access, han
 /// Matched in order: the first route whose pattern matches the path answers.
 const ROUTES: &[Route] = &[
     route(Pattern::Exact("/"), GET, Access::Public, handlers::root),
-    route(Pattern::Exact("/v1/ping"), GET, Access::Public, handlers::ping),
-    route(Pattern::Exact("/health"), GET, Access::Public, handlers::health),
-    route(Pattern::Exact("/openapi.json"), GET, Access::Public, |_, _| Ok(docs::openapi())),
-    route(Pattern::Exact("/docs"), GET, Access::Public, |_, _| Ok(docs::page())),
+    route(
+        Pattern::Exact("/v1/ping"),
+        GET,
+        Access::Public,
+        handlers::ping,
+    ),
+    route(
+        Pattern::Exact("/health"),
+        GET,
+        Access::Public,
+        handlers::health,
+    ),
+    route(
+        Pattern::Exact("/openapi.json"),
+        GET,
+        Access::Public,
+        |_, _| Ok(docs::openapi()),
+    ),
+    route(Pattern::Exact("/docs"), GET, Access::Public, |_, _| {
+        Ok(docs::page())
+    }),
     route(
         Pattern::Exact("/docs/swagger-ui-bundle.js"),
         GET,
@@ -71,7 +93,12 @@ const ROUTES: &[Route] = &[
         Access::Public,
         |_, _| Ok(docs::swagger_ui_css()),
     ),
-    route(Pattern::Exact("/v1/encode"), GET_POST, Access::Protected, handlers::encode),
+    route(
+        Pattern::Exact("/v1/encode"),
+        GET_POST,
+        Access::Protected,
+        handlers::encode,
+    ),
     route(
         Pattern::Exact("/v1/encode/multiple_encode"),
         GET_POST,
@@ -84,10 +111,30 @@ const ROUTES: &[Route] = &[
         Access::Protected,
         handlers::cos_sim_weight,
     ),
-    route(Pattern::Exact("/v1/paraphrase"), POST, Access::Protected, handlers::paraphrase),
-    route(Pattern::Exact("/v1/embeddings"), POST, Access::Protected, handlers::embeddings),
-    route(Pattern::Exact("/v1/models"), GET, Access::Protected, handlers::models),
-    route(Pattern::Under(handlers::MODELS_PREFIX), GET, Access::Protected, handlers::model),
+    route(
+        Pattern::Exact("/v1/paraphrase"),
+        POST,
+        Access::Protected,
+        handlers::paraphrase,
+    ),
+    route(
+        Pattern::Exact("/v1/embeddings"),
+        POST,
+        Access::Protected,
+        handlers::embeddings,
+    ),
+    route(
+        Pattern::Exact("/v1/models"),
+        GET,
+        Access::Protected,
+        handlers::models,
+    ),
+    route(
+        Pattern::Under(handlers::MODELS_PREFIX),
+        GET,
+        Access::Protected,
+        handlers::model,
+    ),
 ];
 
 /// The original service's word-vector routes, deliberately not carried over.
@@ -155,14 +202,17 @@ pub fn admit<'c>(
         return Err(with_cors(preflight()));
     }
     let admitted = find_route(request).and_then(|route| {
-        let config = config.as_ref().map_err(|error| {
-            eprintln!("configuration: {error}");
-            ApiError::Misconfigured(error.to_string())
-        })?;
+        // Not logged here: the answer names the variable, and so does the host's start-up check.
+        let config = config
+            .as_ref()
+            .map_err(|error| ApiError::Misconfigured(error.to_string()))?;
         if route.access == Access::Protected {
             auth::authorize(request.header("authorization"), &config.credentials, now)?;
         }
-        check_declared_length(request.header("content-length"), config.limits.max_body_bytes)?;
+        check_declared_length(
+            request.header("content-length"),
+            config.limits.max_body_bytes,
+        )?;
         Ok(Admitted { route, config })
     });
     admitted.map_err(|error| error_response(request, error))
@@ -192,7 +242,9 @@ fn find_route(request: &Request) -> Result<&'static Route, ApiError> {
     let route = ROUTES
         .iter()
         .find(|route| route.pattern.matches(path))
-        .ok_or_else(|| ApiError::NotFound("The requested URL was not found on the server.".into()))?;
+        .ok_or_else(|| {
+            ApiError::NotFound("The requested URL was not found on the server.".into())
+        })?;
     if !route.allows(&request.method) {
         return Err(ApiError::MethodNotAllowed {
             method: request.method.as_str().to_owned(),
@@ -258,7 +310,10 @@ mod tests {
         assert!(check_declared_length(Some("10"), 10).is_ok());
         assert!(check_declared_length(None, 10).is_ok());
         assert!(check_declared_length(Some("garbage"), 10).is_ok());
-        assert_eq!(check_declared_length(Some(" 11"), 10).unwrap_err().status(), 413);
+        assert_eq!(
+            check_declared_length(Some(" 11"), 10).unwrap_err().status(),
+            413
+        );
         assert!(check_declared_length(Some("99999999999999999999999"), 10).is_err());
     }
 

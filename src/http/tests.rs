@@ -8,12 +8,12 @@ use super::routes::{admit, respond};
 use super::{Method, Request, Response};
 use crate::api::Services;
 use crate::backend::{Infer, InferError, Sequence};
+use crate::config::tests::FakeVariables;
 use crate::config::{self, Config, ConfigError};
 use crate::embed::cache::tests::FakeKv;
 use crate::embed::cache::Kv;
 use crate::embed::model::Model;
 use crate::embed::tests::FakeModel;
-use crate::config::tests::FakeVariables;
 
 const KEY: &str = "test-key";
 
@@ -21,7 +21,9 @@ struct FailingModel;
 
 impl Infer for FailingModel {
     fn embed(&self, _: &Model, _: &[Sequence<'_>]) -> Result<Vec<Vec<f32>>, InferError> {
-        Err(InferError("session at /opt/secret/model.onnx failed".into()))
+        Err(InferError(
+            "session at /opt/secret/model.onnx failed".into(),
+        ))
     }
 }
 
@@ -313,8 +315,7 @@ fn over_long_inputs_without_truncate_are_422_naming_the_input() {
         json_body(&response)["description"],
         "`sentences` item 1 has 302 tokens; the model's limit is 256 (send `truncate: true` to truncate)"
     );
-    let body =
-        json!({"model": "all-minilm-l6-v2", "input": long, "truncate": false}).to_string();
+    let body = json!({"model": "all-minilm-l6-v2", "input": long, "truncate": false}).to_string();
     let response = send(request("POST", "/v1/embeddings", &body));
     assert_eq!(response.status, 422);
     assert_eq!(json_body(&response)["error"]["param"], "input");
@@ -334,7 +335,11 @@ fn refusals_are_decided_before_the_body_is_read() {
         ..request
     };
     let post = || request("POST", "/v1/encode/multiple_encode", "");
-    let status = |request: Request| admit(&request, &services.config, NOW).err().map(|r| r.status);
+    let status = |request: Request| {
+        admit(&request, &services.config, NOW)
+            .err()
+            .map(|r| r.status)
+    };
     assert_eq!(status(without_auth(declaring(post()))), Some(401));
     assert_eq!(status(declaring(post())), Some(413));
     assert_eq!(status(declaring(request("GET", "/nowhere", ""))), Some(404));
@@ -381,8 +386,7 @@ fn limits_are_checked_before_any_model_work() {
 
 #[test]
 fn embeddings_in_openai_shape() {
-    let body =
-        r#"{"model": "all-minilm-l6-v2", "input": ["hello world", "hi"], "dimensions": 2}"#;
+    let body = r#"{"model": "all-minilm-l6-v2", "input": ["hello world", "hi"], "dimensions": 2}"#;
     let response = send(request("POST", "/v1/embeddings", body));
     assert_eq!(response.status, 200);
     let body = json_body(&response);
@@ -392,8 +396,7 @@ fn embeddings_in_openai_shape() {
         json!({"prompt_tokens": 7, "total_tokens": 7})
     );
     assert_eq!(body["data"][1]["index"], 1);
-    let vector: Vec<f64> =
-        serde_json::from_value(body["data"][0]["embedding"].clone()).unwrap();
+    let vector: Vec<f64> = serde_json::from_value(body["data"][0]["embedding"].clone()).unwrap();
     assert_eq!(vector.len(), 2);
     assert!((vector.iter().map(|v| v * v).sum::<f64>() - 1.0).abs() < 1e-6);
     let base64 = send(request(
@@ -593,12 +596,24 @@ fn an_invalid_variable_is_a_503_naming_it_on_every_route_but_preflights() {
             String::from_utf8_lossy(&response.body)
         );
     }
-    let body = json_body(&send_with(request("GET", "/health", ""), &broken, &FakeModel::default()));
+    let body = json_body(&send_with(
+        request("GET", "/health", ""),
+        &broken,
+        &FakeModel::default(),
+    ));
     assert_eq!(body["error"], "configuration_error");
-    let preflight = send_with(request("OPTIONS", "/v1/encode", ""), &broken, &FakeModel::default());
+    let preflight = send_with(
+        request("OPTIONS", "/v1/encode", ""),
+        &broken,
+        &FakeModel::default(),
+    );
     assert_eq!(preflight.status, 200);
     let secret = FakeVariables::default().failing(config::API_KEYS);
-    let response = send_with(request("GET", "/v1/encode?query=hi", ""), &secret, &FakeModel::default());
+    let response = send_with(
+        request("GET", "/v1/encode?query=hi", ""),
+        &secret,
+        &FakeModel::default(),
+    );
     assert_eq!(
         json_body(&response),
         json!({
@@ -615,7 +630,10 @@ fn health_embeds_a_test_input_with_every_model_and_reports_the_cache() {
         FakeModel::default(),
         FakeKv::default(),
     );
-    let ready = handle(&request("GET", "/health", ""), &env(&variables, &model, Some(&kv)));
+    let ready = handle(
+        &request("GET", "/health", ""),
+        &env(&variables, &model, Some(&kv)),
+    );
     assert_eq!(ready.status, 200);
     assert_eq!(
         json_body(&ready),
@@ -626,30 +644,57 @@ fn health_embeds_a_test_input_with_every_model_and_reports_the_cache() {
             "models": ["sentence-transformers/all-MiniLM-L6-v2", "all-minilm-l6-v2-int8"],
         })
     );
-    let graphs: Vec<_> = model.recorded.borrow().iter().map(|(graph, rows)| (graph.clone(), rows.clone())).collect();
+    let graphs: Vec<_> = model
+        .recorded
+        .borrow()
+        .iter()
+        .map(|(graph, rows)| (graph.clone(), rows.clone()))
+        .collect();
     assert_eq!(
         graphs,
         [
-            ("all-minilm-l6-v2".to_owned(), vec![(vec![101, 102], Some(String::new()))]),
-            ("all-minilm-l6-v2-int8".to_owned(), vec![(vec![101, 102], Some(String::new()))]),
+            (
+                "all-minilm-l6-v2".to_owned(),
+                vec![(vec![101, 102], Some(String::new()))]
+            ),
+            (
+                "all-minilm-l6-v2-int8".to_owned(),
+                vec![(vec![101, 102], Some(String::new()))]
+            ),
         ]
     );
     kv.broken.set(true);
-    let degraded = handle(&request("GET", "/health", ""), &env(&variables, &model, Some(&kv)));
-    assert_eq!((degraded.status, json_body(&degraded)["cache"].clone()), (200, json!("degraded")));
-    let no_store = handle(&request("GET", "/health", ""), &env(&variables, &model, None));
+    let degraded = handle(
+        &request("GET", "/health", ""),
+        &env(&variables, &model, Some(&kv)),
+    );
+    assert_eq!(
+        (degraded.status, json_body(&degraded)["cache"].clone()),
+        (200, json!("degraded"))
+    );
+    let no_store = handle(
+        &request("GET", "/health", ""),
+        &env(&variables, &model, None),
+    );
     assert_eq!(json_body(&no_store)["cache"], "degraded");
     let off = variables.clone().with(config::CACHE_TTL_SECONDS, "0");
     let uncached = handle(&request("GET", "/health", ""), &env(&off, &model, None));
     assert_eq!(
-        (json_body(&uncached)["cache"].clone(), json_body(&uncached)["cache_enabled"].clone()),
+        (
+            json_body(&uncached)["cache"].clone(),
+            json_body(&uncached)["cache_enabled"].clone()
+        ),
         (json!("ok"), json!(false))
     );
 }
 
 #[test]
 fn health_is_503_when_a_model_cannot_embed_and_says_which_without_the_detail() {
-    let response = send_with(without_auth(request("GET", "/health", "")), &variables(), &FailingModel);
+    let response = send_with(
+        without_auth(request("GET", "/health", "")),
+        &variables(),
+        &FailingModel,
+    );
     assert_eq!(response.status, 503);
     let body = json_body(&response);
     assert_eq!(body["error"], "not_ready");
@@ -662,13 +707,37 @@ fn health_is_503_when_a_model_cannot_embed_and_says_which_without_the_detail() {
 fn the_openai_model_field_picks_the_model_and_default_model_picks_the_original_routes() {
     let model = FakeModel::default();
     let body = r#"{"model": "all-minilm-l6-v2-int8", "input": "hi"}"#;
-    let response = send_with(request("POST", "/v1/embeddings", body), &variables(), &model);
+    let response = send_with(
+        request("POST", "/v1/embeddings", body),
+        &variables(),
+        &model,
+    );
     assert_eq!(json_body(&response)["model"], "all-minilm-l6-v2-int8");
-    send_with(request("GET", "/v1/encode?query=hi", ""), &variables(), &model);
+    send_with(
+        request("GET", "/v1/encode?query=hi", ""),
+        &variables(),
+        &model,
+    );
     let int8_default = variables().with(config::DEFAULT_MODEL, "all-minilm-l6-v2-int8");
-    send_with(request("GET", "/v1/encode?query=hi", ""), &int8_default, &model);
-    let graphs: Vec<_> = model.recorded.borrow().iter().map(|(graph, _)| graph.clone()).collect();
-    assert_eq!(graphs, ["all-minilm-l6-v2-int8", "all-minilm-l6-v2", "all-minilm-l6-v2-int8"]);
+    send_with(
+        request("GET", "/v1/encode?query=hi", ""),
+        &int8_default,
+        &model,
+    );
+    let graphs: Vec<_> = model
+        .recorded
+        .borrow()
+        .iter()
+        .map(|(graph, _)| graph.clone())
+        .collect();
+    assert_eq!(
+        graphs,
+        [
+            "all-minilm-l6-v2-int8",
+            "all-minilm-l6-v2",
+            "all-minilm-l6-v2-int8"
+        ]
+    );
 }
 
 mod cached {
@@ -680,8 +749,7 @@ mod cached {
 
     #[test]
     fn x_cache_and_server_timing_on_every_embedding_route() {
-        let (variables, model, kv) =
-            (cached_variables(), FakeModel::default(), FakeKv::default());
+        let (variables, model, kv) = (cached_variables(), FakeModel::default(), FakeKv::default());
         let services = env(&variables, &model, Some(&kv));
         for (method, path, body, status) in [
             ("GET", "/v1/encode?query=hi", "", "MISS"),
@@ -733,8 +801,7 @@ mod cached {
 
     #[test]
     fn get_encode_has_an_etag_and_answers_a_matching_if_none_match_with_304() {
-        let (variables, model, kv) =
-            (cached_variables(), FakeModel::default(), FakeKv::default());
+        let (variables, model, kv) = (cached_variables(), FakeModel::default(), FakeKv::default());
         let services = env(&variables, &model, Some(&kv));
         let first = handle(&request("GET", "/v1/encode?query=hi", ""), &services);
         let etag = first.header("etag").unwrap().to_owned();
@@ -808,8 +875,7 @@ mod cached {
 
     #[test]
     fn a_broken_store_serves_uncached_not_500() {
-        let (variables, model, kv) =
-            (cached_variables(), FakeModel::default(), FakeKv::default());
+        let (variables, model, kv) = (cached_variables(), FakeModel::default(), FakeKv::default());
         kv.broken.set(true);
         let services = env(&variables, &model, Some(&kv));
         for _ in 0..2 {
@@ -842,8 +908,14 @@ mod cached {
             handle(&request("POST", "/v1/embeddings", &body), &services)
         };
         assert_eq!(embed("all-minilm-l6-v2").header("x-cache"), Some("MISS"));
-        assert_eq!(embed("all-minilm-l6-v2-int8").header("x-cache"), Some("MISS"));
-        assert_eq!(embed("all-minilm-l6-v2-int8").header("x-cache"), Some("HIT"));
+        assert_eq!(
+            embed("all-minilm-l6-v2-int8").header("x-cache"),
+            Some("MISS")
+        );
+        assert_eq!(
+            embed("all-minilm-l6-v2-int8").header("x-cache"),
+            Some("HIT")
+        );
         assert_eq!(embed("all-minilm-l6-v2").header("x-cache"), Some("HIT"));
         assert_eq!(model.calls(), 2);
     }

@@ -60,8 +60,8 @@ impl Admission {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             }) {
-            Ok(before) => {
-                metrics::set_in_flight(before + 1);
+            Ok(_) => {
+                metrics::add_in_flight(1);
                 Ok(Permit(self.clone()))
             }
             Err(_) => Err(RefusalReason::ConcurrentRequests),
@@ -96,8 +96,8 @@ pub struct Permit(Arc<Admission>);
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let before = self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        metrics::set_in_flight(before - 1);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        metrics::add_in_flight(-1);
         self.0.released.notify_waiters();
     }
 }

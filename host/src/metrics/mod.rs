@@ -75,14 +75,14 @@ pub fn record_refusal(reason: RefusalReason) {
     METRICS.record_refusal(reason);
 }
 
-/// The requests admitted and not yet answered.
-pub fn set_in_flight(requests: usize) {
-    METRICS.in_flight.set(requests as i64);
+/// A request was admitted (`1`) or finished (`-1`).
+pub fn add_in_flight(requests: i64) {
+    METRICS.in_flight.inc_by(requests);
 }
 
-/// The tokens waiting in the inference queues.
-pub fn set_queued_tokens(tokens: usize) {
-    METRICS.queued_tokens.set(tokens as i64);
+/// Tokens joined (positive) or left (negative) the inference queues.
+pub fn add_queued_tokens(tokens: i64) {
+    METRICS.queued_tokens.inc_by(tokens);
 }
 
 /// Records how long a row (or a job that runs whole) waited in the inference queue.

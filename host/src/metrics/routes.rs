@@ -2,7 +2,7 @@
 //!
 //! The manifest's route patterns say little (a component often has the single route `/...`), and raw paths
 //! would let any client mint label values. So the label is the request's path family, its first two segments
-//! (`/v1/encode` for `/v1/encode/multiple_encode/`, `/` for `/`), and a family becomes a label only after the
+//! (`/api/items` for `/api/items/42/`, `/` for `/`), and a family becomes a label only after the
 //! component has answered a request in it successfully (2xx or 3xx, OPTIONS excluded: CORS preflights succeed
 //! on any path). Requests in other families, such as probes of unknown paths, and every family beyond the
 //! first [`MAX_ROUTES`], are labelled [`OTHER_ROUTE`].

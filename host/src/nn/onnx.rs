@@ -446,7 +446,10 @@ pub(crate) mod tests {
         &outputs
             .iter()
             .find(|o| o.name == name)
-            .expect("output present")
+            .unwrap_or_else(|| {
+                let names: Vec<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
+                panic!("no output `{name}` among {names:?}")
+            })
             .tensor
     }
 

@@ -145,8 +145,8 @@ impl Entry {
 
     /// Takes the entry off the queue's books.
     fn forget(&self) {
-        let before = QUEUED_TOKENS.fetch_sub(self.tokens, Ordering::AcqRel);
-        metrics::set_queued_tokens(before - self.tokens);
+        QUEUED_TOKENS.fetch_sub(self.tokens, Ordering::AcqRel);
+        metrics::add_queued_tokens(-(self.tokens as i64));
     }
 }
 
@@ -242,8 +242,8 @@ impl JobQueue {
             )));
         }
         let tokens: usize = entries.iter().map(|entry| entry.tokens).sum();
-        let before = QUEUED_TOKENS.fetch_add(tokens, Ordering::AcqRel);
-        metrics::set_queued_tokens(before + tokens);
+        QUEUED_TOKENS.fetch_add(tokens, Ordering::AcqRel);
+        metrics::add_queued_tokens(tokens as i64);
         pending.entries.extend(entries);
         drop(pending);
         self.ready.notify_one();

@@ -1,0 +1,219 @@
+"""The Markdown report of `make bench`, from the figures bench/run.py collected (also in results.json)."""
+from __future__ import annotations
+
+# Issue 13's targets.
+NGINX_RATIO_TARGET = 0.25
+ORIGINAL_P99_TARGET_MS = 2.0
+INT8_RATIO_TARGET = 2.0
+PSS_TARGET_MB = 400
+MIB_TO_MB = 1.048576
+
+
+def ms(us: float) -> str:
+    return f"{us / 1000:.1f} ms"
+
+
+def check(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def mib(value: float | None) -> str:
+    return "unknown (needs root)" if value is None else f"{value:.0f}"
+
+
+def load_row(name: str, w: dict, throughput: str, ratio: str) -> str:
+    onnx = (f"{w['rows_per_run']:.1f} | {w['run_ms']:.1f} ms | {w['onnx_busy']:.0%}" if "rows_per_run" in w
+            else "– | – | –")
+    return f"| {name} | {throughput} | {ms(w['p50_us'])} | {ms(w['p99_us'])} | {w['errors']} | {onnx} | {ratio} |"
+
+
+def cpu_line(m: dict) -> str:
+    flags = m.get("cpu_flags", {})
+    listed = ", ".join(f"{flag} {'yes' if present else 'no'}" for flag, present in flags.items())
+    vnni = flags.get("avx512_vnni") or flags.get("avx_vnni")
+    return (f"CPU flags: {listed}: int8 dot-product instructions (VNNI) "
+            f"{'present' if vnni else 'absent, so int8 is not expected to pay here'}.")
+
+
+def memory_section(r: dict) -> list[str]:
+    lines = [
+        "| after scenario | RSS | peak RSS | PSS | peak PSS (sampled) | charge (private + shared once) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, m in r["memory"].items():
+        peak_pss = "–" if m.get("peak_pss_mib") is None else f"{m['peak_pss_mib']:.0f}"
+        lines.append(f"| {name} | {m['rss_mib']:.0f} | {m['peak_rss_mib']:.0f} | {m['pss_mib']:.0f} | {peak_pss} "
+                     f"| {mib(m['charge_mib'])} |")
+    lines += [
+        "",
+        "MiB, of the sbert-host process (both graphs loaded: fp32 and int8). RSS counts the component's snapshot "
+        "pages once per instance slot that maps them (one slot per concurrent request); PSS shares each page out "
+        "among its mappings; the charge counts every physical page the process maps once (from "
+        "/proc/PID/pagemap), as a memory cgroup holding only this process would. Peak PSS is sampled every "
+        "0.5 s during the scenario's load.",
+    ]
+    return lines
+
+
+def int8_section(r: dict, single: float, ceiling_p50: float, u10_rps: float) -> tuple[list[str], list[str]]:
+    """The int8 table and its target rows."""
+    acc = r["accuracy"]
+    fp32, int8 = acc["fp32"], acc["int8"]
+    ci8 = r["ceiling_int8"]
+    lines = [
+        "## 6. int8 model (`all-minilm-l6-v2-int8`)",
+        "",
+        "| model | reference mean / min cosine | truth set mean / min cosine | padded batch vs single | "
+        "ceiling sentences/s (single / batch 32) | uncached 10 conn. | uncached 1 conn. p50 |",
+        "|---|---|---|---|---|---|---|",
+        f"| fp32 | {fp32['mean_cosine']:.6f} / {fp32['min_cosine']:.6f} | (the truth) | "
+        f"{fp32['batch_min_cosine']:.6f} | {single:.0f} / {r['ceiling']['batch32_sentences_per_s']:.0f} "
+        f"| {u10_rps:.0f} req/s | {ms(r['uncached'][1]['p50_us'])} |",
+    ]
+    refused = r.get("int8_refused")
+    if refused:
+        served = "not served by this build"
+        int8_10 = int8_1 = None
+    else:
+        int8_10, int8_1 = r["int8_uncached"][10], r["int8_uncached"][1]
+        served = f"{int8_10['rps']:.0f} req/s ({int8_10['rps'] / single:.2f}× ceiling)"
+    lines.append(
+        f"| int8 | {int8['mean_cosine']:.6f} / {int8['min_cosine']:.6f} | {int8['truth_mean_cosine']:.6f} / "
+        f"{int8['truth_min_cosine']:.6f} (worst {int8['truth_worst']!r}, {int8['truth_items']} texts) | "
+        f"{int8['batch_min_cosine']:.6f} | {ci8['sentences_per_s']:.0f} / {ci8['batch32_sentences_per_s']:.0f} "
+        f"({ci8['sentences_per_s'] / single:.2f}× / {ci8['batch32_sentences_per_s'] / r['ceiling']['batch32_sentences_per_s']:.2f}×) "
+        f"| {served} | {'–' if int8_1 is None else ms(int8_1['p50_us'])} |"
+    )
+    lines += [
+        "",
+        "int8 rows use POST /v1/embeddings with one input and `\"model\": \"all-minilm-l6-v2-int8\"`, cache off, on "
+        "the same server as the fp32 rows. The truth set is `make models`' (models/truth.py): 1,500 load-test "
+        "questions plus hard cases, with the fp32 graph's output as the truth.",
+    ]
+    if refused:
+        lines += ["", f"The int8 model is not served by this build (POST /v1/embeddings answered {refused})."]
+    holds = (min(int8["min_cosine"], int8["truth_min_cosine"]) >= 0.99
+             and min(int8["mean_cosine"], int8["truth_mean_cosine"]) >= 0.998)
+    targets = [
+        f"| int8 accuracy: min ≥ 0.99 and mean ≥ 0.998 on the reference and the truth set | reference "
+        f"{int8['mean_cosine']:.4f} / {int8['min_cosine']:.4f}, truth set {int8['truth_mean_cosine']:.4f} / "
+        f"{int8['truth_min_cosine']:.4f} | {check(holds)} |",
+    ]
+    if int8_10 is None:
+        targets += [
+            "| int8 uncached, 10 conn. ≥ 2.0× fp32 ceiling | not served by this build | **missed** |",
+            "| int8 uncached, 1 conn. p50 below the fp32 ceiling's median | not served by this build | **missed** |",
+        ]
+    else:
+        targets += [
+            f"| int8 uncached, 10 conn. ≥ {INT8_RATIO_TARGET:.1f}× fp32 ceiling | {int8_10['rps'] / single:.2f}× "
+            f"({int8_10['rps']:.0f} req/s) | {check(int8_10['rps'] >= INT8_RATIO_TARGET * single)} |",
+            f"| int8 uncached, 1 conn. p50 below the fp32 ceiling's median | {ms(int8_1['p50_us'])} vs "
+            f"{ceiling_p50:.2f} ms | {check(int8_1['p50_us'] / 1000 < ceiling_p50)} |",
+        ]
+    return lines, targets
+
+
+def busy_warning(m: dict) -> list[str]:
+    """Other work on the machine slows the ceiling and the servers unequally, so ratios stop meaning much."""
+    if m["load_before"] <= 0.5 * m["cores"]:
+        return []
+    return [f"**The machine was busy: load average {m['load_before']:.1f} on {m['cores']} cores before the run. "
+            "Throughput and ratios below are not comparable with a quiet run; rerun `make bench` on a quiet "
+            "machine before reading them as the service's figures.**", ""]
+
+
+def render(r: dict) -> str:
+    m, c = r["machine"], r["ceiling"]
+    u1, u10, u40 = (r["uncached"][k] for k in (1, 10, 40))
+    b, o, n = r["batch32"], r["original"], r["nginx"]
+    single = c["sentences_per_s"]
+    batch_sps = b["rps"] * 32
+    host = r["host"]
+    pb, ps, pc = r["probe_batch"], r["probe_short"], r["probe_cache"]
+    spread = " / ".join(f"{x['sentences_per_s']:.0f}" for x in r["ceilings"])
+    pss_peak = max(max(v["pss_mib"], v.get("peak_pss_mib") or 0) for v in r["memory"].values())
+    rss_peak = max(v["peak_rss_mib"] for v in r["memory"].values())
+    charges = [v["charge_mib"] for v in r["memory"].values() if v["charge_mib"] is not None]
+    loads = (u1, u10, u40, o, b, *r.get("int8_uncached", {}).values())
+    nginx_ratio = o["rps"] / n["rps"]
+    int8_lines, int8_targets = int8_section(r, single, c["p50_ms"], u10["rps"])
+
+    lines = [
+        "# sbert-service benchmark",
+        "",
+        f"{m['date']} · {m['cpu']} · {m['cores']} cores · {m['memory_gib']} GiB · Linux {m['kernel']}  ",
+        f"{m['rustc']} · {m['wrk']} · ONNX Runtime {m['onnxruntime']} · commit {m['commit']}  ",
+        cpu_line(m) + "  ",
+        f"Settings: {r['seconds']} s per load scenario, total run {r['total_s']:.0f} s; load average before "
+        f"{m['load_before']:.2f}. sbert-host with its defaults: {host['nn_sessions']} ONNX Runtime session(s) × "
+        f"{host['nn_threads']} intra-op threads, cross-request batching. Ceiling: one session × "
+        f"{r['ceiling_threads']} intra-op threads, measured before and after the servers ({spread} sentences/s; "
+        f"the mean is used). wrk: 1 thread, on the same machine.",
+        "",
+        *busy_warning(m),
+        "## Results",
+        "",
+        "| scenario | throughput | p50 | p99 | errors | rows per ONNX run | ONNX run | ONNX busy | vs ceiling |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| 1. ceiling: in-process ONNX Runtime, one sentence at a time | {single:.0f} sentences/s "
+        f"| {c['p50_ms']:.2f} ms | {c['p99_ms']:.2f} ms | – | 1 | – | – | 1.00× |",
+        f"| 1. ceiling: in-process, length-sorted batches of 32 | {c['batch32_sentences_per_s']:.0f} sentences/s "
+        f"| – | – | – | 32 | – | – | {c['batch32_sentences_per_s'] / single:.2f}× |",
+    ]
+    for w in (u1, u10, u40):
+        lines.append(load_row(f"2. uncached GET /v1/encode, unique questions, {w['connections']} conn.", w,
+                              f"{w['rps']:.0f} req/s", f"{w['rps'] / single:.2f}×"))
+    lines += [
+        load_row(f"3. original load test (random questions, repeats), 10 conn., cache warm "
+                 f"({r['warm_hit_ratio']:.0%} hits after warming)", o, f"{o['rps']:.0f} req/s",
+                 f"{o['rps'] / single:.1f}×; {nginx_ratio:.3f}× nginx"),
+        load_row(f"3. limit: nginx, the same {n['body_bytes']:,}-byte answer as a static file, 10 conn. "
+                 f"({n['workers']} workers)", n, f"{n['rps']:.0f} req/s", "1.000× nginx"),
+        load_row("4. POST /v1/embeddings, 32 unique inputs, 2 conn.", b,
+                 f"{batch_sps:.0f} sentences/s ({b['rps']:.1f} req/s)", f"{batch_sps / single:.2f}×"),
+        "",
+        "ONNX run: the mean duration of one ONNX Runtime run; ONNX busy: the share of the time a run was going. "
+        "nginx runs the same wrk script (its query string and Authorization header are ignored) right after the "
+        "original load test, on the same cores.",
+        "",
+        f"5. Start-up (process start to the first 200 of `GET /v1/encode`): {r['startup_warm_s']:.2f} s with the "
+        "component in wasmtime's compilation cache (as `make build` leaves it: `sbert-host compile`), "
+        f"{r['startup_cold_s']:.2f} s with an empty cache (the host compiles the component while ONNX Runtime "
+        "loads the models).",
+        "",
+        *memory_section(r),
+        "",
+        f"Sequential probes (one client, cache off unless stated): `GET /v1/encode?query=hello world` median "
+        f"{ps['median_ms']:.2f} ms (p90 {ps['p90_ms']:.2f} ms); 32 inputs in one POST /v1/embeddings "
+        f"{pb['batch_ms']:.0f} ms vs 32 sequential GETs {pb['singles_ms']:.0f} ms ({pb['speedup']:.1f}×); "
+        f"cache on: miss {pc['miss_ms']:.2f} ms, hit {pc['hit_ms']:.2f} ms.",
+        "",
+        *int8_lines,
+        "",
+        "## Targets",
+        "",
+        "| target | measured | |",
+        "|---|---|---|",
+        f"| uncached, 10 conn. ≥ 0.9× ceiling | {u10['rps'] / single:.2f}× ({u10['rps']:.0f} req/s) "
+        f"| {check(u10['rps'] >= 0.9 * single)} |",
+        f"| uncached, 1 conn. p50 within 1 ms of the ceiling's median | {ms(u1['p50_us'])} vs {c['p50_ms']:.2f} ms: "
+        f"{u1['p50_us'] / 1000 - c['p50_ms']:+.2f} ms | {check(u1['p50_us'] / 1000 - c['p50_ms'] <= 1.0)} |",
+        f"| uncached, 40 conn. ≥ 1.3× ceiling | {u40['rps'] / single:.2f}× ({u40['rps']:.0f} req/s) "
+        f"| {check(u40['rps'] >= 1.3 * single)} |",
+        f"| original load test, cache warm: ≥ 5,000 req/s, p99 ≤ 10 ms | {o['rps']:.0f} req/s, p99 {ms(o['p99_us'])} "
+        f"| {check(o['rps'] >= 5000 and o['p99_us'] <= 10_000)} |",
+        f"| original load test ≥ {NGINX_RATIO_TARGET}× nginx's static answer, p99 ≤ {ORIGINAL_P99_TARGET_MS:.0f} ms "
+        f"| {nginx_ratio:.3f}× ({o['rps']:.0f} vs {n['rps']:.0f} req/s), p99 {ms(o['p99_us'])} "
+        f"| {check(nginx_ratio >= NGINX_RATIO_TARGET and o['p99_us'] <= ORIGINAL_P99_TARGET_MS * 1000)} |",
+        f"| 32-input batches ≥ 1.5× ceiling | {batch_sps / single:.2f}× | {check(batch_sps >= 1.5 * single)} |",
+        f"| start-up ≤ 2 s | {r['startup_warm_s']:.2f} s after `make build`, {r['startup_cold_s']:.2f} s with an "
+        f"empty compilation cache | {check(r['startup_warm_s'] <= 2)} |",
+        f"| PSS ≤ {PSS_TARGET_MB} MB at peak, every scenario (int8 loaded beside fp32) | {pss_peak * MIB_TO_MB:.0f} MB "
+        f"(RSS peak {rss_peak * MIB_TO_MB:.0f} MB, charge at most "
+        f"{'unknown' if not charges else f'{max(charges) * MIB_TO_MB:.0f} MB'}) "
+        f"| {check(pss_peak * MIB_TO_MB <= PSS_TARGET_MB)} |",
+        *int8_targets,
+        f"| no errors | {sum(w['errors'] for w in loads)} | {check(all(w['errors'] == 0 for w in loads))} |",
+    ]
+    return "\n".join(lines) + "\n"
