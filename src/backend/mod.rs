@@ -5,7 +5,10 @@
 //! - `wasi-nn` (default, [`wasi_nn`]): the host's wasi:nn runs the pooled ONNX graph (sbert-host).
 //! - `spin-llm` ([`spin_llm`]): Spin's llm interface, one text per call (stock Spin, Fermyon Cloud,
 //!   sbert-host).
+//! - `portable` ([`in_wasm`]): sbert-engine runs the model inside the wasm (any Spin host).
 
+#[cfg(feature = "portable")]
+pub mod in_wasm;
 #[cfg(feature = "spin-llm")]
 pub mod spin_llm;
 #[cfg(feature = "wasi-nn")]
@@ -24,7 +27,8 @@ pub struct Sequence<'a> {
 
 pub trait Infer {
     /// One unit-length embedding (384 floats) per sequence, in order.
-    fn embed(&self, model: &Model, sequences: &[Sequence<'_>]) -> Result<Vec<Vec<f32>>, InferError>;
+    fn embed(&self, model: &Model, sequences: &[Sequence<'_>])
+        -> Result<Vec<Vec<f32>>, InferError>;
 }
 
 /// A failure of the model backend, described for the log (never for the client).
@@ -82,7 +86,10 @@ mod tests {
     fn rows_keep_their_order_and_are_padded_to_the_longest() {
         let batch = TokenBatch::new(&[ids(&[101, 7632, 102]), ids(&[101, 7592, 2088, 102])]);
         assert_eq!((batch.rows, batch.longest), (2, 4));
-        assert_eq!(batch.input_ids, vec![101, 7632, 102, 0, 101, 7592, 2088, 102]);
+        assert_eq!(
+            batch.input_ids,
+            vec![101, 7632, 102, 0, 101, 7592, 2088, 102]
+        );
         assert_eq!(batch.attention_mask, vec![1, 1, 1, 0, 1, 1, 1, 1]);
         assert_eq!(batch.token_type_ids, vec![0; 8]);
     }

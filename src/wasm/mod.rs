@@ -2,13 +2,18 @@
 //! variables, Spin key-value and wasi:nn to the plain types and traits the rest of the crate
 //! works with.
 
-#[cfg(all(feature = "wasi-nn", feature = "spin-llm"))]
+#[cfg(any(
+    all(feature = "wasi-nn", feature = "spin-llm"),
+    all(feature = "wasi-nn", feature = "portable"),
+    all(feature = "spin-llm", feature = "portable"),
+))]
 compile_error!(
-    "choose one inference backend: features `wasi-nn` (default) and `spin-llm` exclude each other"
+    "choose one inference backend: features `wasi-nn` (default), `spin-llm` and `portable` exclude each other"
 );
 
 /// Guest bindings for our world in `wit/sbert.wit`: `component` (wasi:nn and the `wizer-initialize`
-/// export), or `spin-llm` (only the export: spin-sdk binds Spin's llm interface itself).
+/// export), or `spin-platform` (only the export) for the builds that run on any Spin host: spin-sdk
+/// binds Spin's llm interface itself, and the portable build runs the model inside the wasm.
 mod bindings {
     #[cfg(feature = "wasi-nn")]
     spin_sdk::wit_bindgen::generate!({
@@ -17,9 +22,9 @@ mod bindings {
         runtime_path: "::spin_sdk::wit_bindgen::rt",
         generate_all,
     });
-    #[cfg(feature = "spin-llm")]
+    #[cfg(not(feature = "wasi-nn"))]
     spin_sdk::wit_bindgen::generate!({
-        world: "spin-llm",
+        world: "spin-platform",
         path: "wit",
         runtime_path: "::spin_sdk::wit_bindgen::rt",
         generate_all,
@@ -54,6 +59,12 @@ pub fn backend() -> impl crate::backend::Infer {
     }
 }
 
+/// The inference backend this build was made with (one cargo feature per backend).
+#[cfg(feature = "portable")]
+pub fn backend() -> impl crate::backend::Infer {
+    crate::backend::in_wasm::InWasm
+}
+
 /// Unix seconds now: JWT validity and cache expiry are judged by it, once per request.
 pub fn now() -> u64 {
     std::time::SystemTime::now()
@@ -67,6 +78,8 @@ struct Component;
 impl bindings::Guest for Component {
     fn wizer_initialize() {
         crate::embed::tokenize::pre_initialize();
+        #[cfg(feature = "portable")]
+        crate::backend::in_wasm::pre_initialize();
         alloc::switch_to_fresh_heap();
     }
 }
