@@ -7,6 +7,8 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 use serde_json::Value;
+use utoipa::openapi::schema::{Array, Object, OneOfBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 
 use super::inputs::InputField;
 use super::json::{not, whole_number, wrong_type};
@@ -117,6 +119,18 @@ pub enum TextOrTexts {
 }
 
 const TEXT_OR_TEXTS: &str = "a string or an array of strings";
+
+/// Written by hand because the type's `Deserialize` is: a string, or an array of strings.
+impl utoipa::PartialSchema for TextOrTexts {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(Object::with_type(Type::String))
+            .item(Array::new(Object::with_type(Type::String)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for TextOrTexts {}
 
 impl TextOrTexts {
     pub(super) fn field(&self, name: &'static str) -> InputField<'_> {

@@ -8,6 +8,9 @@ pub mod inputs;
 mod json;
 pub mod limits;
 pub mod openai;
+/// Generates `docs/openapi.json` (tests only: the component serves the generated file).
+#[cfg(test)]
+mod openapi;
 pub mod original;
 
 use crate::backend::Infer;

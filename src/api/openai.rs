@@ -7,6 +7,11 @@ use base64::Engine;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::openapi::schema::{
+    ArrayBuilder, Object, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
+use utoipa::openapi::RefOr;
+use utoipa::ToSchema;
 
 use super::fields::{self, reject, Text};
 use super::inputs::{InputField, Inputs};
@@ -19,11 +24,15 @@ use crate::http::error::{excerpt, ApiError};
 use crate::http::Request;
 
 /// OpenAI's model object.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = Model)]
 pub struct ModelObject {
+    #[schema(value_type = String)]
     pub id: &'static str,
+    #[schema(value_type = String, pattern = "^model$")]
     pub object: &'static str,
     pub created: u64,
+    #[schema(value_type = String)]
     pub owned_by: &'static str,
 }
 
@@ -38,8 +47,9 @@ impl ModelObject {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ModelList {
+    #[schema(value_type = String, pattern = "^list$")]
     pub object: &'static str,
     pub data: Vec<ModelObject>,
 }
@@ -84,6 +94,71 @@ pub struct EmbeddingInput {
     pub list: bool,
 }
 
+/// `input`'s schema, by hand because its `Deserialize` is: a string, a non-empty array of
+/// strings, of token ids, or of non-empty token-id arrays.
+fn embedding_input_schema() -> OneOfBuilder {
+    let token_id = || {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0))
+            .maximum(Some(VOCAB_SIZE - 1))
+    };
+    let non_empty = |items: Object| ArrayBuilder::new().items(items).min_items(Some(1));
+    OneOfBuilder::new()
+        .description(Some(
+            "A string, an array of strings, an array of token ids, or an array of token-id arrays. \
+             Token ids are WordPiece ids of the model's vocabulary, without [CLS]/[SEP] (the \
+             server adds them).",
+        ))
+        .item(Object::with_type(Type::String))
+        .item(non_empty(Object::with_type(Type::String)))
+        .item(non_empty(token_id().build()))
+        .item(
+            ArrayBuilder::new()
+                .items(non_empty(token_id().build()))
+                .min_items(Some(1)),
+        )
+}
+
+/// Written by hand: the derive cannot say that one variant is base64 text.
+impl utoipa::PartialSchema for Embedding {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(
+                ArrayBuilder::new()
+                    .items(Object::with_type(Type::Number))
+                    .min_items(Some(1))
+                    .max_items(Some(DIMENSIONS))
+                    .description(Some(
+                        "L2-normalized sentence embedding (384 floats unless `dimensions` is set).",
+                    )),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .content_encoding("base64"),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for Embedding {}
+
+/// `encoding_format`'s schema: `float` (the default), `base64` or `null`.
+fn encoding_format_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::AnyValue)
+        .enum_values(Some([
+            Value::from("float"),
+            Value::from("base64"),
+            Value::Null,
+        ]))
+        .default(Some(Value::from("float")))
+        .description(Some(
+            "`base64`: the little-endian f32 bytes of each vector, base64-encoded.",
+        ))
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum EncodingFormat {
     #[default]
@@ -94,19 +169,34 @@ pub enum EncodingFormat {
 
 /// `POST /v1/embeddings`. `user` is accepted and ignored; `truncate` is this service's extension.
 /// The model is looked up (a 404 if unknown) once every field is known good.
-#[derive(Debug, PartialEq, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize, ToSchema)]
 pub struct EmbeddingsRequest {
+    /// `sentence-transformers/all-MiniLM-L6-v2` (alias `all-minilm-l6-v2`, fp32) or
+    /// `all-minilm-l6-v2-int8` (int8 weights), in any letter case; any other name is a 404.
+    #[schema(examples(
+        "all-minilm-l6-v2",
+        "sentence-transformers/all-MiniLM-L6-v2",
+        "all-minilm-l6-v2-int8"
+    ))]
     #[serde(deserialize_with = "fields::text")]
     pub model: String,
+    #[schema(schema_with = embedding_input_schema)]
     pub input: EmbeddingInput,
+    #[schema(schema_with = encoding_format_schema)]
     #[serde(default, deserialize_with = "encoding_format")]
     pub encoding_format: EncodingFormat,
     /// Keep only the first N dimensions (then re-normalize).
     #[serde(default, deserialize_with = "dimensions")]
+    #[schema(minimum = 1, maximum = 384)]
     pub dimensions: Option<usize>,
+    /// Truncate inputs to the model's 256 tokens (as sentence-transformers does). With `false`,
+    /// an over-long input is a 422 that says how many tokens it had.
+    #[schema(value_type = Option<bool>, default = true)]
     #[serde(default = "fields::yes", deserialize_with = "fields::truncate")]
     pub truncate: bool,
     #[serde(default, rename = "user", deserialize_with = "fields::optional_text")]
+    /// Accepted and ignored.
+    #[schema(rename = "user")]
     pub _user: Option<String>,
 }
 
@@ -275,16 +365,19 @@ fn dimensions<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<usize
         })
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EmbeddingsResponse {
+    #[schema(value_type = String, pattern = "^list$")]
     pub object: &'static str,
     pub data: Vec<EmbeddingData>,
+    #[schema(value_type = String)]
     pub model: &'static str,
     pub usage: Usage,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EmbeddingData {
+    #[schema(value_type = String, pattern = "^embedding$")]
     pub object: &'static str,
     pub index: usize,
     pub embedding: Embedding,
@@ -310,7 +403,7 @@ impl Embedding {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Usage {
     pub prompt_tokens: usize,
     pub total_tokens: usize,

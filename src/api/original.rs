@@ -2,6 +2,8 @@
 //! the natural extensions (`truncate`, lists in `cos_sim_weight`, `top_k`/`max_pairs`).
 
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+use utoipa::ToSchema;
 
 use super::fields::{self, TextOrTexts};
 use super::inputs::{InputField, Inputs};
@@ -12,11 +14,15 @@ use crate::http::Request;
 use crate::similarity::ScoredPair;
 
 /// `GET|POST /v1/encode`: the text comes from `?query=`, or else from a JSON body `{"query"}`.
-#[derive(Debug, PartialEq, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize, ToSchema)]
 pub struct EncodeRequest {
     /// The text without surrounding whitespace: what is encoded and echoed back.
+    #[schema(min_length = 1, pattern = r"\S")]
     #[serde(deserialize_with = "fields::text")]
     pub query: String,
+    /// Truncate inputs to the model's 256 tokens (as sentence-transformers does). With `false`,
+    /// an over-long input is a 422 that says how many tokens it had.
+    #[schema(value_type = Option<bool>, default = true)]
     #[serde(default = "fields::yes", deserialize_with = "fields::truncate")]
     pub truncate: bool,
 }
@@ -55,18 +61,24 @@ impl EncodeRequest {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EncodeResponse {
     pub query: String,
+    /// L2-normalized sentence embedding (384 floats).
+    #[schema(min_items = 1, max_items = 384)]
     pub encoding: Vec<f32>,
 }
 
 /// `{"sentences": [...], "truncate"?}`: the body of `GET|POST /v1/encode/multiple_encode`,
 /// and the core of `/v1/paraphrase`'s. Sentences are encoded as sent (not trimmed).
-#[derive(Debug, PartialEq, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize, ToSchema)]
+#[schema(as = MultipleEncodeRequest)]
 pub struct SentencesRequest {
     #[serde(deserialize_with = "fields::texts")]
     pub sentences: Vec<String>,
+    /// Truncate inputs to the model's 256 tokens (as sentence-transformers does). With `false`,
+    /// an over-long input is a 422 that says how many tokens it had.
+    #[schema(value_type = Option<bool>, default = true)]
     #[serde(default = "fields::yes", deserialize_with = "fields::truncate")]
     pub truncate: bool,
 }
@@ -85,22 +97,28 @@ impl SentencesRequest {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MultipleEncodeResponse {
     pub data: Vec<Encoded>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Encoded {
     pub original: String,
+    /// L2-normalized sentence embedding (384 floats).
+    #[schema(min_items = 1, max_items = 384)]
     pub encoded: Vec<f32>,
 }
 
 /// `POST /v1/encode/cos_sim_weight`: `{"a", "b"}`, each a text or a list of texts.
-#[derive(Debug, PartialEq, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize, ToSchema)]
+#[schema(as = CosSimRequest)]
 pub struct CosSimWeightRequest {
     pub a: TextOrTexts,
     pub b: TextOrTexts,
+    /// Truncate inputs to the model's 256 tokens (as sentence-transformers does). With `false`,
+    /// an over-long input is a 422 that says how many tokens it had.
+    #[schema(value_type = Option<bool>, default = true)]
     #[serde(default = "fields::yes", deserialize_with = "fields::truncate")]
     pub truncate: bool,
 }
@@ -120,13 +138,14 @@ impl CosSimWeightRequest {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CosSimResponse)]
 pub struct CosSimWeightResponse {
     pub cos_sim_weight: CosSimWeight,
 }
 
 /// A float for two texts, as the original answered; a matrix when either side is a list.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, ToSchema)]
 #[serde(untagged)]
 pub enum CosSimWeight {
     Score(f32),
@@ -146,17 +165,44 @@ const fn default_max_pairs() -> u64 {
 }
 
 /// `POST /v1/paraphrase`: paraphrase mining over `sentences`.
-#[derive(Debug, PartialEq, Deserialize)]
+/// `top_k` and `max_pairs`: any whole number from 1 to `u64::MAX` (the derive would say int64,
+/// whose narrower range the service does not enforce), or `null` for the default.
+fn count_schema(default: u64, description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+        .minimum(Some(1))
+        .maximum(Some(u64::MAX))
+        .default(Some(default.into()))
+        .description(Some(description))
+}
+
+fn top_k_schema() -> ObjectBuilder {
+    count_schema(
+        DEFAULT_TOP_K,
+        "For each sentence, how many of its most similar sentences to consider.",
+    )
+}
+
+fn max_pairs_schema() -> ObjectBuilder {
+    count_schema(DEFAULT_MAX_PAIRS, "At most this many pairs are returned.")
+}
+
+#[derive(Debug, PartialEq, Deserialize, ToSchema)]
 pub struct ParaphraseRequest {
     #[serde(deserialize_with = "fields::texts")]
     pub sentences: Vec<String>,
+    /// Truncate inputs to the model's 256 tokens (as sentence-transformers does). With `false`,
+    /// an over-long input is a 422 that says how many tokens it had.
+    #[schema(value_type = Option<bool>, default = true)]
     #[serde(default = "fields::yes", deserialize_with = "fields::truncate")]
     pub truncate: bool,
+    #[schema(schema_with = top_k_schema)]
     #[serde(
         default = "default_top_k",
         deserialize_with = "fields::count_or::<_, DEFAULT_TOP_K>"
     )]
     pub top_k: u64,
+    #[schema(schema_with = max_pairs_schema)]
     #[serde(
         default = "default_max_pairs",
         deserialize_with = "fields::count_or::<_, DEFAULT_MAX_PAIRS>"
@@ -178,15 +224,19 @@ impl ParaphraseRequest {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ParaphraseResponse {
+    #[schema(value_type = Vec<Vec<f64>>)]
     /// `[score, i, j]` with `i < j`, highest score first.
     pub pairs: Vec<ScoredPair>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Ping)]
 pub struct PingResponse {
+    #[schema(value_type = String, pattern = "^success$")]
     pub status: &'static str,
+    #[schema(value_type = String, pattern = "^pong!$")]
     pub message: &'static str,
     pub container_id: String,
 }
@@ -202,14 +252,18 @@ impl PingResponse {
 }
 
 /// `GET /health`'s answer when the service is ready.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Health)]
 pub struct HealthResponse {
+    #[schema(value_type = String, pattern = "^ok$")]
     pub status: &'static str,
     /// `ok`, or `degraded` when the store cannot be read (requests are then served uncached).
+    #[schema(value_type = String, pattern = "^(ok|degraded)$")]
     pub cache: &'static str,
     /// Whether the configuration turns the cache on at all.
     pub cache_enabled: bool,
     /// The ids of the served models, each of which just embedded a test input.
+    #[schema(value_type = Vec<String>)]
     pub models: Vec<&'static str>,
 }
 

@@ -318,9 +318,12 @@ const NOT_READY: &str = "not_ready";
 /// How a configuration error's message starts.
 const CONFIGURATION_PROBLEM: &str = "The service is not configured correctly";
 
-#[derive(Serialize)]
-struct HttpErrorBody {
+// The OpenAPI error schemas are derived from these bodies' own types, so the OpenAPI document cannot drift.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct HttpErrorBody {
     code: u16,
+    #[schema(value_type = String)]
     name: &'static str,
     description: String,
     /// The original validator's entries, e.g. `"query": ["required field"]`.
@@ -328,29 +331,38 @@ struct HttpErrorBody {
     fields: BTreeMap<&'static str, [&'static str; 1]>,
 }
 
-#[derive(Serialize)]
-struct InternalErrorBody {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = InternalError)]
+pub(crate) struct InternalErrorBody {
+    #[schema(value_type = String)]
     error: &'static str,
+    #[schema(value_type = String)]
     message: &'static str,
 }
 
-#[derive(Serialize)]
-struct UnavailableBody {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ServiceUnavailable)]
+pub(crate) struct UnavailableBody {
+    #[schema(value_type = String, pattern = "^(configuration_error|not_ready)$")]
     error: &'static str,
     message: String,
 }
 
-#[derive(Serialize)]
-struct OpenAiErrorBody<'e> {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = OpenAIError)]
+pub(crate) struct OpenAiErrorBody<'e> {
     error: OpenAiError<'e>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct OpenAiError<'e> {
     message: String,
+    #[schema(value_type = String)]
     #[serde(rename = "type")]
     kind: &'static str,
+    #[schema(value_type = Option<String>, required)]
     param: Option<&'e str>,
+    #[schema(value_type = Option<String>, required)]
     code: Option<&'static str>,
 }
 
