@@ -2,6 +2,7 @@
 in its route family's error shape (as spin.toml's `error_bodies` configure it), and the host stays healthy."""
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -64,9 +65,25 @@ def test_a_request_over_the_bound_gets_429_with_retry_after_and_the_configured_b
         # The original service's shape for its routes, OpenAI's for the OpenAI-compatible ones.
         assert refused["/v1/ping"].json() == {
             "code": 429, "name": "Too Many Requests", "description": "the server is busy; retry in a second"}
+        # The refused POST's body was never read: the host closes that connection and says so.
+        assert refused["/v1/embeddings"].headers["connection"] == "close", refused["/v1/embeddings"].headers
         error = refused["/v1/embeddings"].json()["error"]
         assert error == {"message": "the server is busy; retry in a second", "type": "invalid_request_error",
                          "param": None, "code": None}
 
         # Once the slot is free again, requests are admitted.
         assert srv.get("/v1/ping", auth=False).status_code == 200
+
+
+def test_a_request_without_a_host_header_is_served(server):
+    # HTTP/1.0 clients and load balancers' default health checks send no Host header; wasi:http needs an
+    # authority, which the host takes from its listen address.
+    host, port = server.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(b"GET /v1/ping HTTP/1.0\r\n\r\n")
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.split()[1] == b"200", answer
+    assert b'"pong!"' in rest, answer

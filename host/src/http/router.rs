@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, HOST};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -102,7 +102,13 @@ impl Router {
                 let response = match self.admission.admit() {
                     Err(reason) => {
                         metrics::record_refusal(reason);
-                        component.answers.answer(&path, HostAnswer::Refused(reason))
+                        let mut refused = component.answers.answer(&path, HostAnswer::Refused(reason));
+                        // The refused request's body is never read, so the connection cannot carry another
+                        // request: say so, or the client's next request on it meets a closed socket.
+                        if may_have_body(request.headers()) {
+                            refused.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+                        }
+                        refused
                     }
                     Ok(permit) => {
                         set_request_headers(
@@ -187,6 +193,14 @@ impl Router {
 
 /// Adds what `spin up` tells a component about the request (the spin-sdk router reads `spin-path-info`)
 /// and the request id. Client-sent headers of the same names are replaced, never trusted.
+/// Whether a request declares a body (a `Content-Length` other than 0, or a chunked one).
+fn may_have_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(TRANSFER_ENCODING)
+        || headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0")
+}
+
 fn set_request_headers<B>(
     request: &mut Request<B>,
     entry: &RouteEntry,
@@ -195,6 +209,12 @@ fn set_request_headers<B>(
     listen: SocketAddr,
     client: SocketAddr,
 ) {
+    // wasi:http needs an authority, which HTTP/1.0 clients and health checkers may not send.
+    if request.uri().authority().is_none() && !request.headers().contains_key(HOST) {
+        if let Ok(listen) = HeaderValue::from_str(&listen.to_string()) {
+            request.headers_mut().insert(HOST, listen);
+        }
+    }
     let host = request
         .headers()
         .get(HOST)
