@@ -135,7 +135,9 @@ def render(r: dict) -> str:
     pss_peak = max(max(v["pss_mib"], v.get("peak_pss_mib") or 0) for v in r["memory"].values())
     rss_peak = max(v["peak_rss_mib"] for v in r["memory"].values())
     charges = [v["charge_mib"] for v in r["memory"].values() if v["charge_mib"] is not None]
-    loads = (u1, u10, u40, o, b, *r.get("int8_uncached", {}).values())
+    builds = r.get("builds", {})
+    loads = (u1, u10, u40, o, b, *r.get("int8_uncached", {}).values(),
+             *(w for by_connections in builds.values() for w in by_connections.values()))
     nginx_ratio = o["rps"] / n["rps"]
     int8_lines, int8_targets = int8_section(r, single, c["p50_ms"], u10["rps"])
 
@@ -164,6 +166,10 @@ def render(r: dict) -> str:
     for w in (u1, u10, u40):
         lines.append(load_row(f"2. uncached GET /v1/encode, unique questions, {w['connections']} conn.", w,
                               f"{w['rps']:.0f} req/s", f"{w['rps'] / single:.2f}×"))
+    for build, by_connections in builds.items():
+        for w in by_connections.values():
+            lines.append(load_row(f"2. {build} build, uncached GET /v1/encode, {w['connections']} conn.", w,
+                                  f"{w['rps']:.0f} req/s", f"{w['rps'] / single:.2f}×"))
     lines += [
         load_row(f"3. original load test (random questions, repeats), 10 conn., cache warm "
                  f"({r['warm_hit_ratio']:.0%} hits after warming)", o, f"{o['rps']:.0f} req/s",
@@ -214,6 +220,9 @@ def render(r: dict) -> str:
         f"{'unknown' if not charges else f'{max(charges) * MIB_TO_MB:.0f} MB'}) "
         f"| {check(pss_peak * MIB_TO_MB <= PSS_TARGET_MB)} |",
         *int8_targets,
+        *([f"| portable build, uncached, 10 conn. ≥ 0.25× ceiling | {builds['portable'][10]['rps'] / single:.2f}× "
+           f"({builds['portable'][10]['rps']:.0f} req/s) | {check(builds['portable'][10]['rps'] >= 0.25 * single)} |"]
+          if "portable" in builds else []),
         f"| no errors | {sum(w['errors'] for w in loads)} | {check(all(w['errors'] == 0 for w in loads))} |",
     ]
     return "\n".join(lines) + "\n"

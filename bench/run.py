@@ -120,7 +120,7 @@ class Host:
     A context manager: the process is stopped on leaving, whatever happened."""
 
     def __init__(self, workdir: Path, variables: dict[str, str], args: tuple[str, ...] = (),
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, manifest: str = "spin.toml"):
         workdir.mkdir(parents=True, exist_ok=True)
         self.port, self.metrics_port = free_port(), free_port()
         # Where the next `sequence` or `batch` wrk run starts in the questions.
@@ -138,7 +138,7 @@ class Host:
         self.log = open(self.log_path, "w")
         started = time.monotonic()
         self.proc = subprocess.Popen(
-            [str(HOST_BIN), "up", "--from", str(manifest_for(workdir)),
+            [str(HOST_BIN), "up", "--from", str(manifest_for(workdir, manifest)),
              "--listen", f"127.0.0.1:{self.port}", "--runtime-config-file", str(runtime_config),
              "--metrics-listen", f"127.0.0.1:{self.metrics_port}", *args],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=workdir)
@@ -201,9 +201,10 @@ class Host:
         self.stop()
 
 
-def manifest_for(workdir: Path) -> Path:
-    """The project's spin.toml with absolute paths: both graphs (fp32 and int8) and the component."""
-    text = (ROOT / "spin.toml").read_text()
+def manifest_for(workdir: Path, manifest: str) -> Path:
+    """One of the project's manifests (spin.toml, spin-llm.toml, spin-portable.toml) with absolute paths to
+    its component and models."""
+    text = (ROOT / manifest).read_text()
     text = text.replace('source = "build/', f'source = "{ROOT}/build/')
     text = text.replace('"models/', f'"{ROOT}/models/')
     path = workdir / "spin.toml"
@@ -235,6 +236,8 @@ def wrk(host: Host | StaticNginx, questions: Path, mode: str, connections: int, 
     host.sequence_position += {"sequence": 1, "openai": 1, "batch": batch}.get(mode, 0) * r["requests"]
     after = host.inference_totals()
     runs = after["runs"] - before["runs"]
+    if runs == 0:  # no ONNX Runtime behind this build (the portable one infers inside the wasm)
+        return r
     r["rows_per_run"] = (after["rows"] - before["rows"]) / max(runs, 1)
     r["run_ms"] = 1000 * (after["seconds"] - before["seconds"]) / max(runs, 1)
     # The share of the time a session was running: how close the load came to keeping ONNX Runtime busy.
@@ -365,6 +368,15 @@ def run(seconds: int) -> dict:
             if results["int8_refused"] is None:
                 results["int8_uncached"] = {c: load(host, f"int8, uncached, {c} conn.", "openai", c, INT8_MODEL_ID)
                                             for c in (1, 10)}
+
+        # The other two builds on the same host (issue 11): Spin's llm interface over the same ONNX graph, and the
+        # engine inside the wasm within Akamai Functions' 128 MiB per instance.
+        for build, manifest, args in (("spin-llm", "spin-llm.toml", ()),
+                                      ("portable", "spin-portable.toml", ("--request-memory", "128"))):
+            step(f"{build} build, uncached, 1 / 10 connections")
+            with Host(tmp / build, {"cache_ttl_seconds": "0"}, args=args, env=cache_env, manifest=manifest) as host:
+                results.setdefault("builds", {})[build] = {
+                    c: load(host, f"{build}, uncached, {c} conn.", "sequence", c) for c in (1, 10)}
 
         step("original load test, cache warm; then nginx with the same answer")
         with Host(tmp / "cached", {}, env=cache_env) as host:
