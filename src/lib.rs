@@ -1,6 +1,6 @@
 //! sbert-service: sentence embeddings (all-MiniLM-L6-v2) as a Spin HTTP component.
 //!
-//! A request goes top to bottom: the entry below reads the [`config`], [`http::routes`] admits
+//! A request goes top to bottom: the entry below reads the [`config`], [`routes`] admits
 //! it (CORS, 404/405, 401, 413), [`api`] parses it and answers, [`auth`] checks the token,
 //! [`embed`] turns inputs into vectors through the cache and the [`backend`], and [`wasm`] is
 //! the only code that touches the host's bindings. Everything but `wasm` is plain Rust that
@@ -12,6 +12,7 @@ pub mod backend;
 pub mod config;
 pub mod embed;
 pub mod http;
+pub mod routes;
 pub mod similarity;
 
 #[cfg(target_arch = "wasm32")]
@@ -33,7 +34,7 @@ async fn handle_request(incoming: spin_sdk::http::IncomingRequest) -> spin_sdk::
     let mut request = wasm::http::head(&incoming);
     // Routing, the configuration and authorization come first: a client that would be refused
     // anyway must not make the component read its body.
-    let response = match http::routes::admit(&request, &config, now) {
+    let response = match routes::admit(&request, &config, now) {
         Err(refused) => refused,
         Ok(admitted) => {
             let limit = admitted.config.limits.max_body_bytes;
@@ -46,7 +47,7 @@ async fn handle_request(incoming: spin_sdk::http::IncomingRequest) -> spin_sdk::
                 kv: store.as_ref().map(|store| store as &dyn Kv),
                 now,
             };
-            http::routes::respond(admitted, &request, &services)
+            routes::respond(admitted, &request, &services)
         }
     };
     wasm::http::response(response)

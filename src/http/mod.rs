@@ -1,9 +1,9 @@
-//! HTTP as the component sees it: plain request/response types, the route table (CORS, 404,
-//! 405, authorization, body limits) and the mapping of every error to its JSON answer.
+//! HTTP as the component sees it: plain request/response types and the mapping of every error to
+//! its JSON answer. The route table that joins them to the API is `crate::routes`; the
+//! whole-component tests below go through it.
 
 pub mod error;
 pub mod message;
-pub mod routes;
 
 #[cfg(test)]
 mod properties;

@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use serde_json::Value;
 
-use super::routes::{admit, respond};
+use crate::routes::{admit, respond};
 use super::{Method, Request, Response};
 use crate::api::Services;
 use crate::config::tests::FakeVariables;

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::routes::{admit, respond};
+use crate::routes::{admit, respond};
 use super::{Method, Request, Response};
 use crate::api::Services;
 use crate::backend::{Infer, InferError, Sequence};

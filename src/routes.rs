@@ -3,8 +3,8 @@
 //! invalid configuration, 401, 413 by `Content-Length`); [`respond`] runs the handler once the
 //! body is in. Every answer carries the CORS headers.
 
-use super::error::{ApiError, Family};
-use super::message::{Method, Request, Response};
+use crate::http::error::{ApiError, Family};
+use crate::http::{Method, Request, Response};
 use crate::api::{docs, handlers, Handler, Services};
 use crate::auth;
 use crate::config::{Config, ConfigError};
