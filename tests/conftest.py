@@ -277,3 +277,21 @@ def is_embedding_key(key: str) -> bool:
     import re
 
     return re.fullmatch(r"emb:v2:\d+", key) is not None
+
+
+# How long a recovering cache store (Redis back after its reconnection backoff, a disk with room again) may take
+# before caching resumes. Generous: this bounds a polling loop and says nothing about speed.
+CACHE_RECOVERY_S = 30
+
+
+def caching_resumes(srv: Server, label: str) -> bool:
+    """Polls with new texts until one is served MISS then HIT (the store takes writes and reads again)."""
+    deadline = time.monotonic() + CACHE_RECOVERY_S
+    attempt = 0
+    while time.monotonic() < deadline:
+        text = unique_text(f"{label} {attempt}")
+        attempt += 1
+        if encode_get(srv, text)[0] == "MISS" and encode_get(srv, text)[0] == "HIT":
+            return True
+        time.sleep(0.2)
+    return False

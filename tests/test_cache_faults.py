@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from conftest import Server, encode_get, serving, unique_text
+from conftest import CACHE_RECOVERY_S, Server, caching_resumes, encode_get, serving, unique_text
 from load import Load, Outcome, statuses
 from redis_server import RedisServer
 from traffic import UniqueQuestions, multiple_encode, questions
@@ -24,7 +24,6 @@ REPEATED = 40
 LOAD_BEFORE_FAULT_S = 2
 FAULT_S = 3
 # Bounds a polling loop (the Redis client's reconnection backoff); says nothing about speed.
-RECOVERY_DEADLINE_S = 30
 TMPFS_SIZE = "4m"
 
 
@@ -55,17 +54,6 @@ def health(srv: Server) -> tuple[int, dict]:
     return resp.status_code, body
 
 
-def caching_resumes(srv: Server, label: str) -> bool:
-    """Polls with new texts until one is served MISS then HIT (the store takes writes and reads again)."""
-    deadline = time.monotonic() + RECOVERY_DEADLINE_S
-    attempt = 0
-    while time.monotonic() < deadline:
-        text = unique_text(f"{label} {attempt}")
-        attempt += 1
-        if encode_get(srv, text)[0] == "MISS" and encode_get(srv, text)[0] == "HIT":
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def assert_no_failures(outcomes: list[Outcome], srv: Server) -> None:
@@ -93,7 +81,7 @@ def test_redis_killed_and_restarted_under_load(tmp_path):
             outcomes = load.stop()
             after = health(srv)
             assert_no_failures(outcomes, srv)
-            assert recovered, f"no HIT within {RECOVERY_DEADLINE_S}s of Redis restarting:\n{srv.log()[-3000:]}"
+            assert recovered, f"no HIT within {CACHE_RECOVERY_S}s of Redis restarting:\n{srv.log()[-3000:]}"
             assert during[0] == 200 and during[1].get("cache") == "degraded", during
             assert after[0] == 200 and after[1].get("cache") == "ok", after
     finally:
@@ -150,5 +138,5 @@ def test_sqlite_disk_full_under_load(tmp_path):
                                and o.headers.get("x-cache") == "HIT"]
             assert hits_while_full, "cached entries are still read while the disk is full"
             assert repeats == ["MISS", "MISS"], f"a write succeeded on a full disk: {repeats}"
-            assert recovered, f"no HIT within {RECOVERY_DEADLINE_S}s of the disk having room:\n{srv.log()[-3000:]}"
+            assert recovered, f"no HIT within {CACHE_RECOVERY_S}s of the disk having room:\n{srv.log()[-3000:]}"
             assert during[0] == 200, during

@@ -5,7 +5,6 @@ and caching resumes on its own.
 from __future__ import annotations
 
 import json
-import time
 import tomllib
 import uuid
 from dataclasses import dataclass, field
@@ -14,14 +13,11 @@ from pathlib import Path
 import pytest
 
 from conftest import (
-    ROOT, encode_get, free_port, is_embedding_key, is_request_record, log_records, serving, start_server,
+    CACHE_RECOVERY_S, ROOT, caching_resumes, encode_get, free_port, is_embedding_key, is_request_record, log_records, serving, start_server,
     stop_server, unique_text,
 )
 from redis_server import RedisServer
 
-# How long the host may take to notice that Redis is back (its reconnection backoff). Generous: this bounds
-# a polling loop and says nothing about speed.
-RECOVERY_DEADLINE_S = 30
 REQUESTS_WHILE_DOWN = 25
 # "One warning per incident": a reconnect attempt may add a second line, never one per request.
 MAX_LINES_PER_INCIDENT = 2
@@ -39,17 +35,6 @@ def redis_config(workdir: Path, url: str) -> None:
     (workdir / "runtime-config.toml").write_text(f'[key_value_store.default]\ntype = "redis"\nurl = "{url}"\n')
 
 
-def wait_for_hits(srv, label: str) -> bool:
-    """Polls with new texts until one is served MISS then HIT (the store takes writes and reads again)."""
-    deadline = time.monotonic() + RECOVERY_DEADLINE_S
-    attempt = 0
-    while time.monotonic() < deadline:
-        text = unique_text(f"{label} {attempt}")
-        attempt += 1
-        if encode_get(srv, text)[0] == "MISS" and encode_get(srv, text)[0] == "HIT":
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_miss_then_hit_on_redis(tmp_path, redis):
@@ -92,7 +77,7 @@ def test_the_host_starts_while_redis_is_down_and_caches_once_it_is_up(tmp_path):
         assert encode_get(srv, text)[0] == "MISS", "nothing to cache in"
         redis.start()
         try:
-            assert wait_for_hits(srv, "late redis"), f"no HIT within {RECOVERY_DEADLINE_S}s:\n{srv.log()}"
+            assert caching_resumes(srv, "late redis"), f"no HIT within {CACHE_RECOVERY_S}s:\n{srv.log()}"
         finally:
             redis.stop()
 
@@ -153,7 +138,7 @@ def outages(tmp_path_factory):
                 r for r in log_records("\n".join(down)) if is_request_record(r) and r.get("request_id") in sent_ids
             ]
             redis.start()
-            incident.recovered = wait_for_hits(srv, f"recovery {number}")
+            incident.recovered = caching_resumes(srv, f"recovery {number}")
             incident.lines_while_recovering = other_lines(srv.log().splitlines()[start + len(down):])
             incidents.append(incident)
         entries = [key for key in redis.keys("emb:*") if is_embedding_key(key)]
@@ -191,7 +176,7 @@ def test_the_host_warns_once_per_incident_not_once_per_request(outages):
 
 def test_writes_and_hits_resume_after_redis_restarts(outages):
     for number, incident in enumerate(outages.incidents):
-        assert incident.recovered, f"incident {number}: no HIT within {RECOVERY_DEADLINE_S}s:\n{outages.log}"
+        assert incident.recovered, f"incident {number}: no HIT within {CACHE_RECOVERY_S}s:\n{outages.log}"
     assert outages.keys_after, "entries were written to the restarted Redis"
 
 
