@@ -2,7 +2,6 @@
 self-contained Swagger UI page at /docs."""
 from __future__ import annotations
 
-import json
 import re
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
