@@ -86,24 +86,27 @@ $(WASM): $(RAW_WASM) $(HOST_BIN)
 	$(HOST_BIN) wizer $(RAW_WASM) -o $@
 	$(HOST_BIN) compile $@
 
+# Pre-initializes the raw component $(1) into $@ with wizer and compiles that into wasmtime's cache, when $(1) or
+# the host is newer than $@. For the builds whose recipe always runs cargo (a no-op when nothing changed).
+define pre_initialize
+	@mkdir -p $(dir $@)
+	@if [ ! -f $@ ] || [ $(1) -nt $@ ] || [ $(HOST_BIN) -nt $@ ]; then \
+		echo "$(HOST_BIN) wizer $(1) -o $@" && $(HOST_BIN) wizer $(1) -o $@ && \
+		echo "$(HOST_BIN) compile $@" && $(HOST_BIN) compile $@; fi
+endef
+
 # The spin-llm build: inference through Spin's llm interface, so it runs on stock Spin (spin-llm.toml's build
 # command). Pre-initialized and compiled like the fast build, when its raw output or the host changed.
 $(SPIN_LLM_WASM): toolchain wit models docs-assets host
 	cargo build --release --locked --target wasm32-wasip2 -p sbert-service --no-default-features --features spin-llm --target-dir $(SPIN_LLM_TARGET_DIR)
-	@mkdir -p $(dir $@)
-	@if [ ! -f $@ ] || [ $(RAW_SPIN_LLM_WASM) -nt $@ ] || [ $(HOST_BIN) -nt $@ ]; then \
-		echo "$(HOST_BIN) wizer $(RAW_SPIN_LLM_WASM) -o $@" && $(HOST_BIN) wizer $(RAW_SPIN_LLM_WASM) -o $@ && \
-		echo "$(HOST_BIN) compile $@" && $(HOST_BIN) compile $@; fi
+	$(call pre_initialize,$(RAW_SPIN_LLM_WASM))
 
 # The portable build: sbert-engine runs the model inside the wasm (simd128), so it runs on any Spin host
 # (spin-portable.toml's build command). Pre-initialized and compiled like the others.
 $(PORTABLE_WASM): toolchain wit models $(PORTABLE_MODEL) docs-assets host
 	CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS="-C target-feature=+simd128" cargo build --release --locked \
 		--target wasm32-wasip2 --target-dir $(PORTABLE_TARGET_DIR) -p sbert-service --no-default-features --features portable
-	@mkdir -p $(dir $@)
-	@if [ ! -f $@ ] || [ $(RAW_PORTABLE_WASM) -nt $@ ] || [ $(HOST_BIN) -nt $@ ]; then \
-		echo "$(HOST_BIN) wizer $(RAW_PORTABLE_WASM) -o $@" && $(HOST_BIN) wizer $(RAW_PORTABLE_WASM) -o $@ && \
-		echo "$(HOST_BIN) compile $@" && $(HOST_BIN) compile $@; fi
+	$(call pre_initialize,$(RAW_PORTABLE_WASM))
 
 wasm-builds: component $(filter-out $(WASM),$(WASM_BUILDS))
 

@@ -38,7 +38,7 @@ P99_RATIO_BOUND = 2.0
 class Flood:
     outcomes: dict[str, list[Outcome]] = field(default_factory=lambda: {"baseline": [], "flood": [], "storm": []})
     # Admitted GET latencies after each phase's warm-up.
-    latencies: dict[str, list[float]] = field(default_factory=lambda: {"baseline": [], "flood": []})
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {"baseline": [], "flood": [], "storm": []})
     health_after: tuple[int, dict] = (0, {})
     normal_after: int = 0
     log: str = ""
@@ -85,7 +85,6 @@ def flood(tmp_path_factory) -> Flood:
             started = time.monotonic()
             outcomes = load.run(seconds)
             run.outcomes[phase] += outcomes
-            run.latencies.setdefault(phase, [])
             run.latencies[phase] += [o.latency for o in outcomes
                                      if o.ok and o.call.kind == "get" and o.sent >= started + WARMUP_S]
         health = srv.get("/health", auth=False)
