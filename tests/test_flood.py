@@ -168,8 +168,10 @@ def test_a_guest_trap_in_a_flood_fails_that_request_only(tmp_path):
     with serving(tmp_path, extra_args=["--max-concurrent-requests", str(BOUND),
                                        "--request-memory", str(limit_mib)]) as srv:
         port = int(srv.base_url.rsplit(":", 1)[1])
+        # Its clients honour Retry-After like the judged flood's: clients that ask again at once take every
+        # permit the moment it frees, and the trapping request could wait out its deadline refused.
         flood_load = Load("127.0.0.1", port, TRAP_FLOOD_CONNECTIONS,
-                          lambda worker, sequence: encode_get(unique.next())).start()
+                          lambda worker, sequence: encode_get(unique.next()), pause=retry_after).start()
         time.sleep(TRAP_FLOOD_SECONDS / 2)
         # Refused (429) while the flood holds every permit: ask again until admitted.
         deadline = time.monotonic() + TRAP_FLOOD_SECONDS
