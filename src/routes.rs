@@ -3,11 +3,11 @@
 //! invalid configuration, 401, 413 by `Content-Length`); [`respond`] runs the handler once the
 //! body is in. Every answer carries the CORS headers.
 
-use crate::http::error::{ApiError, Family};
-use crate::http::{Method, Request, Response};
 use crate::api::{docs, handlers, Handler, Services};
 use crate::auth;
 use crate::config::{Config, ConfigError};
+use crate::http::error::{ApiError, Family};
+use crate::http::{Method, Request, Response};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Access {

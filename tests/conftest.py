@@ -272,11 +272,16 @@ def serving(workdir: Path, **kw):
         stop_server(srv)
 
 
+# A cache bucket's value is its entries one after another (src/embed/cache.rs): the input's sha256,
+# the expiry (u64), the token count (u32), then the vector's 384 f32.
+CACHE_ENTRY_BYTES = 32 + 8 + 4 + 384 * 4
+
+
 def is_embedding_key(key: str) -> bool:
-    """A cache entry's key in the key-value store: `emb:v2:<slot>` (src/embed/cache.rs)."""
+    """A cache entry's key in the key-value store: `emb:v3:<bucket>` (src/embed/cache.rs)."""
     import re
 
-    return re.fullmatch(r"emb:v2:\d+", key) is not None
+    return re.fullmatch(r"emb:v3:\d+", key) is not None
 
 
 # How long a recovering cache store (Redis back after its reconnection backoff, a disk with room again) may take

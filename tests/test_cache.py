@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 
 from conftest import (
-    API_KEYS, CACHE_STATUSES, MAX_TOKENS, MODEL_ID, encode_get, is_embedding_key, serving, unique_text,
+    API_KEYS, CACHE_ENTRY_BYTES, CACHE_STATUSES, MAX_TOKENS, MODEL_ID, encode_get, is_embedding_key, serving, unique_text,
 )
 
 DEFAULT_TTL_SECONDS = 86400
 SERVER_TIMING_METRICS = ("tokenize", "cache", "inference")
-# The contract leaves the eviction scheme open. The documented one (src/embed/cache.rs, `cache_max_entries`
-# slots addressed by the entry's hash) never holds more than `cache_max_entries` entries, races or not.
+# The contract leaves the eviction scheme open. The documented one (src/embed/cache.rs, buckets of at most
+# four entries addressed by the entry's hash) never holds more than `cache_max_entries` entries, races or not.
 MAX_ENTRIES = 20
 MAX_ENTRIES_BOUND = MAX_ENTRIES
 
@@ -37,8 +37,11 @@ def cache_entries(db: Path) -> list[tuple[str, bytes]]:
     return [(key, value) for key, value in rows if is_embedding_key(key)]
 
 
-def cache_rows(db: Path) -> int:
-    return len(cache_entries(db))
+def cached_entry_count(db: Path) -> int:
+    """Entries in the store's buckets, each `CACHE_ENTRY_BYTES` long."""
+    values = cache_values(db)
+    assert all(len(value) % CACHE_ENTRY_BYTES == 0 for value in values), "whole entries only"
+    return sum(len(value) // CACHE_ENTRY_BYTES for value in values)
 
 
 def cache_values(db: Path) -> list[bytes]:
@@ -238,7 +241,7 @@ def test_ttl_zero_disables_the_cache_and_writes_nothing(tmp_path):
             assert encode_get(srv, a)[0] == "MISS"
             assert multiple_encode(srv, [a, b])[0] == "MISS"
             assert openai_embeddings(srv, [b])[0] == "MISS"
-        assert cache_rows(tmp_path / "kv.db") == 0
+        assert cached_entry_count(tmp_path / "kv.db") == 0
 
 
 def test_the_ttl_sets_the_entry_s_expiry_and_max_age(tmp_path):
@@ -266,12 +269,12 @@ def test_cache_max_entries_bounds_the_store(tmp_path):
         for i, text in enumerate(texts):
             assert encode_get(srv, text)[0] == "MISS"
             if i % 25 == 24:
-                assert cache_rows(db) <= MAX_ENTRIES_BOUND, f"after {i + 1} texts"
+                assert cached_entry_count(db) <= MAX_ENTRIES_BOUND, f"after {i + 1} texts"
         assert encode_get(srv, texts[-1])[0] == "HIT", "the newest entry survives eviction"
         # One request with more new texts than the bound.
         assert multiple_encode(srv, [unique_text(f"bound batch {i}") for i in range(3 * MAX_ENTRIES)])[0] == "MISS"
-        assert cache_rows(db) <= MAX_ENTRIES_BOUND
-        assert 0 < cache_rows(db)
+        assert cached_entry_count(db) <= MAX_ENTRIES_BOUND
+        assert 0 < cached_entry_count(db)
 
 
 def test_a_cached_text_is_a_hit_after_a_host_restart(tmp_path):

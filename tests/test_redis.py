@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (
-    CACHE_RECOVERY_S, ROOT, caching_resumes, encode_get, free_port, is_embedding_key, is_request_record, log_records, serving, start_server,
+    CACHE_ENTRY_BYTES, CACHE_RECOVERY_S, ROOT, caching_resumes, encode_get, free_port, is_embedding_key, is_request_record, log_records, serving, start_server,
     stop_server, unique_text,
 )
 from redis_server import RedisServer
@@ -47,8 +47,9 @@ def test_miss_then_hit_on_redis(tmp_path, redis):
         batch = srv.post("/v1/encode/multiple_encode", json={"sentences": [text, other]})
         assert batch.status_code == 200 and batch.headers["x-cache"] == "PARTIAL"
         assert batch.json()["data"][0]["encoded"] == vector
-    entries = [key for key in redis.keys("emb:*") if is_embedding_key(key)]
-    assert len(entries) == 2, f"one entry per distinct text: {entries}"
+    buckets = [key for key in redis.keys("emb:*") if is_embedding_key(key)]
+    entries = sum(redis.command("STRLEN", key) for key in buckets) / CACHE_ENTRY_BYTES
+    assert entries == 2, f"one entry per distinct text: {buckets}"
 
 
 def test_the_same_component_serves_both_backends(tmp_path, redis):

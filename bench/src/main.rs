@@ -45,7 +45,11 @@ struct Args {
 struct OrtModel(Mutex<Session>);
 
 impl Infer for OrtModel {
-    fn embed(&self, _model: &Model, sequences: &[Sequence<'_>]) -> Result<Vec<Vec<f32>>, InferError> {
+    fn embed(
+        &self,
+        _model: &Model,
+        sequences: &[Sequence<'_>],
+    ) -> Result<Vec<Vec<f32>>, InferError> {
         let batch = TokenBatch::new(sequences);
         let shape = [batch.rows, batch.longest];
         let run = || -> ort::Result<Vec<Vec<f32>>> {

@@ -1,30 +1,40 @@
 //! The embedding cache in the Spin key-value store `default`, behind the small [`Kv`] seam
 //! (`wasm::kv` in the component, a map in unit tests).
 //!
-//! # A fixed number of slots
+//! # Buckets of a few entries
 //! Spin's key-value store has neither expiry nor a size limit, so the bound is structural: the
-//! cache owns `cache_max_entries` keys, `emb:v2:<slot>`, and an input's slot is its entry hash
-//! modulo that count. The value carries the full hash, so an entry of another input (or another
-//! model: the model's digest is part of the hash) in the same slot reads as a miss, and writing
-//! replaces it. A miss therefore costs one `get` and one `set`, a hit one `get`, and the store
-//! never holds more than `cache_max_entries` entries of this layout, whatever requests race.
-//! A slot collision evicts the older entry early; at the default 100,000 slots that is rare.
+//! cache owns `cache_max_entries / 4` keys, `emb:v3:<bucket>`, each holding at most four entries,
+//! and an input's bucket is its entry hash modulo the bucket count. A miss costs one `get` (the
+//! lookup reads the bucket) and one `set` (the bucket rewritten with the new entry), a hit one
+//! `get`, and the store never holds more than `cache_max_entries` entries of this layout,
+//! whatever requests race: a lost race loses an entry, never the bound.
 //!
-//! Keys the layout does not own (another layout's version, slots beyond a `cache_max_entries`
-//! that shrank) are deleted by a sweep that lists the store's keys; it runs when an entry is
-//! written to slot 0, on average once per `cache_max_entries` writes, so its cost (proportional
-//! to the store) is constant per write.
+//! Why buckets, not one entry per key: with one slot per hash, inputs whose hashes share a slot
+//! evict each other for ever. At 100,000 slots about 5% of the 5,540 load-test questions do, and
+//! each such repeat was a miss and an inference (the warm load test halved). Four entries per
+//! bucket make an overflow before the store is nearly full rare (a Poisson tail), while a bucket
+//! stays one small value: a nearly empty store reads about one entry per lookup.
+//!
+//! A full bucket drops its expired entries first, then its oldest written entry.
+//!
+//! Keys the layout does not own (another layout's version, buckets beyond a `cache_max_entries`
+//! that shrank) are deleted by a sweep that lists the store's keys; it runs when bucket 0 is
+//! written, on average once per bucket-count writes, so its cost (proportional to the store)
+//! is constant per write.
 //!
 //! # Values
-//! The full hash (32 bytes), the expiry (unix seconds, u64), the token count (u32, for `usage`),
-//! then the vector (f32), all little-endian. An expired, foreign or wrongly sized value is a miss.
+//! A bucket is its entries one after another, each the full hash (32 bytes), the expiry (unix
+//! seconds, u64), the token count (u32, for `usage`), then the vector (f32), all little-endian.
+//! A value that is not a whole number of entries is treated as empty; an expired or foreign
+//! entry is a miss.
 //!
 //! # Failures
 //! The cache is an optimization: the first store error of a request switches the cache off for
 //! the rest of that request, which is then served uncached. Nothing is logged here: the host
 //! reports store outages (once per incident, not once per request).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
@@ -35,7 +45,7 @@ use crate::config::CacheSettings;
 /// Every key the cache writes starts with this.
 const NAMESPACE: &str = "emb:";
 /// The version of the key and value layout: changing the layout changes it.
-pub const CACHE_VERSION: &str = "v2";
+pub const CACHE_VERSION: &str = "v3";
 
 const HASH_BYTES: usize = 32;
 const EXPIRY_BYTES: usize = 8;
@@ -90,6 +100,40 @@ pub struct Entry {
 
 // The values are little-endian; the casts below are native-endian (see lib.rs).
 
+/// The most entries one bucket holds.
+const BUCKET_ENTRIES: u64 = 4;
+
+/// How `max_entries` is split: (bucket count, entries per bucket), their product ≤ `max_entries`.
+fn bucket_shape(max_entries: u64) -> (u64, usize) {
+    let per_bucket = BUCKET_ENTRIES.min(max_entries).max(1);
+    ((max_entries / per_bucket).max(1), per_bucket as usize)
+}
+
+/// The bucket `hash` lives in, of `buckets`.
+fn bucket_of(hash: &EntryHash, buckets: u64) -> u64 {
+    let head: [u8; 8] = hash[..8].try_into().unwrap_or_default();
+    u64::from_le_bytes(head) % buckets.max(1)
+}
+
+fn bucket_key(bucket: u64) -> String {
+    format!("{NAMESPACE}{CACHE_VERSION}:{bucket}")
+}
+
+/// Whether `key` is one of the current layout's buckets.
+fn is_owned_bucket(key: &str, buckets: u64) -> bool {
+    key.strip_prefix(NAMESPACE)
+        .and_then(|rest| rest.strip_prefix(CACHE_VERSION))
+        .and_then(|rest| rest.strip_prefix(':'))
+        .filter(|digits| {
+            // Only the canonical spelling of a bucket number: `0`, `17`, never `017`.
+            !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && (*digits == "0" || !digits.starts_with('0'))
+        })
+        .and_then(|digits| digits.parse::<u64>().ok())
+        .is_some_and(|bucket| bucket < buckets)
+}
+
 fn encode_entry(hash: &EntryHash, expires_at: u64, vector: &[f32], tokens: usize) -> Vec<u8> {
     let tokens = u32::try_from(tokens).unwrap_or(u32::MAX);
     let mut value = Vec::with_capacity(HEADER_BYTES + size_of_val(vector));
@@ -100,46 +144,66 @@ fn encode_entry(hash: &EntryHash, expires_at: u64, vector: &[f32], tokens: usize
     value
 }
 
-/// The entry in `value` if it is `hash`'s, `dimensions` wide and not expired at `now`.
-fn decode_entry(value: &[u8], hash: &EntryHash, dimensions: usize, now: u64) -> Option<Entry> {
-    if value.len() != HEADER_BYTES + dimensions * size_of::<f32>() {
-        return None;
-    }
-    let (stored_hash, rest) = value.split_at(HASH_BYTES);
-    let (expiry, rest) = rest.split_at(EXPIRY_BYTES);
-    let (tokens, vector) = rest.split_at(TOKENS_BYTES);
-    if stored_hash != hash || now >= u64::from_le_bytes(expiry.try_into().ok()?) {
-        return None;
-    }
-    Some(Entry {
-        vector: bytemuck::pod_collect_to_vec(vector),
-        tokens: u32::from_le_bytes(tokens.try_into().ok()?) as usize,
+/// One encoded entry's parts.
+struct RawEntry<'v> {
+    hash: &'v [u8],
+    expires_at: u64,
+    tokens: &'v [u8],
+    vector: &'v [u8],
+}
+
+/// The entries of a bucket value whose entries are `dimensions` wide; a value that is not a
+/// whole number of such entries (another width, a torn write) holds none.
+fn bucket_entries(value: &[u8], dimensions: usize) -> impl Iterator<Item = RawEntry<'_>> {
+    let size = HEADER_BYTES + dimensions * size_of::<f32>();
+    let whole = if value.len() % size == 0 { value } else { &[] };
+    whole.chunks_exact(size).map(|entry| {
+        let (hash, rest) = entry.split_at(HASH_BYTES);
+        let (expiry, rest) = rest.split_at(EXPIRY_BYTES);
+        let (tokens, vector) = rest.split_at(TOKENS_BYTES);
+        RawEntry {
+            hash,
+            expires_at: u64::from_le_bytes(expiry.try_into().unwrap_or_default()),
+            tokens,
+            vector,
+        }
     })
 }
 
-/// The slot `hash` lives in, of `slots`.
-fn slot(hash: &EntryHash, slots: u64) -> u64 {
-    let head: [u8; 8] = hash[..8].try_into().unwrap_or_default();
-    u64::from_le_bytes(head) % slots.max(1)
-}
-
-fn slot_key(slot: u64) -> String {
-    format!("{NAMESPACE}{CACHE_VERSION}:{slot}")
-}
-
-/// Whether `key` is one of the current layout's slots.
-fn is_owned_slot(key: &str, slots: u64) -> bool {
-    key.strip_prefix(NAMESPACE)
-        .and_then(|rest| rest.strip_prefix(CACHE_VERSION))
-        .and_then(|rest| rest.strip_prefix(':'))
-        .filter(|digits| {
-            // Only the canonical spelling of a slot number: `0`, `17`, never `017`.
-            !digits.is_empty()
-                && digits.bytes().all(|b| b.is_ascii_digit())
-                && (*digits == "0" || !digits.starts_with('0'))
+/// `hash`'s entry in the bucket `value` if it is there and not expired at `now`.
+fn find_entry(value: &[u8], hash: &EntryHash, dimensions: usize, now: u64) -> Option<Entry> {
+    bucket_entries(value, dimensions)
+        .find(|entry| entry.hash == hash && now < entry.expires_at)
+        .map(|entry| Entry {
+            vector: bytemuck::pod_collect_to_vec(entry.vector),
+            tokens: u32::from_le_bytes(entry.tokens.try_into().unwrap_or_default()) as usize,
         })
-        .and_then(|digits| digits.parse::<u64>().ok())
-        .is_some_and(|slot| slot < slots)
+}
+
+/// The bucket `value` with `entry` (encoded, for `hash`) written into it: the entries still
+/// live at `now` and not `hash`'s, oldest first, then `entry`; the oldest dropped beyond
+/// `capacity`.
+fn with_entry(
+    value: &[u8],
+    hash: &EntryHash,
+    entry: &[u8],
+    dimensions: usize,
+    capacity: usize,
+    now: u64,
+) -> Vec<u8> {
+    let kept: Vec<&[u8]> = value
+        .chunks_exact(entry.len())
+        .zip(bucket_entries(value, dimensions))
+        .filter(|(_, parsed)| parsed.hash != hash && now < parsed.expires_at)
+        .map(|(bytes, _)| bytes)
+        .collect();
+    let skip = (kept.len() + 1).saturating_sub(capacity);
+    let mut bucket = Vec::with_capacity((kept.len() + 1 - skip) * entry.len());
+    for bytes in &kept[skip..] {
+        bucket.extend_from_slice(bytes);
+    }
+    bucket.extend_from_slice(entry);
+    bucket
 }
 
 /// The cache as one request sees it for one model: the store, the settings and the time.
@@ -151,6 +215,9 @@ pub struct Cache<'a> {
     now: u64,
     /// Set by the first store error: the rest of the request goes uncached.
     failed: Cell<bool>,
+    /// The buckets this request read, by number (an absent key as empty): a write after a
+    /// lookup rewrites what was read instead of reading it again.
+    read: RefCell<BTreeMap<u64, Vec<u8>>>,
 }
 
 impl<'a> Cache<'a> {
@@ -168,6 +235,7 @@ impl<'a> Cache<'a> {
             model,
             now,
             failed: Cell::new(false),
+            read: RefCell::default(),
         })
     }
 
@@ -183,46 +251,74 @@ impl<'a> Cache<'a> {
         call(self.kv).inspect_err(|_| self.failed.set(true)).ok()
     }
 
-    /// The live entry of each hash, if there is one: one `get` per hash.
+    /// Reads `bucket` once per request: `None` once the store has failed.
+    fn read_bucket(&self, bucket: u64) -> Option<()> {
+        if self.read.borrow().contains_key(&bucket) {
+            return Some(());
+        }
+        let value = self.attempt(|kv| kv.get(&bucket_key(bucket)))?;
+        self.read
+            .borrow_mut()
+            .insert(bucket, value.unwrap_or_default());
+        Some(())
+    }
+
+    /// The live entry of each hash, if there is one: one `get` per distinct bucket.
     pub fn lookup(&self, hashes: &[EntryHash]) -> Vec<Option<Entry>> {
-        let slots = self.settings.max_entries;
+        let (buckets, _) = bucket_shape(self.settings.max_entries);
         hashes
             .iter()
             .map(|hash| {
-                self.attempt(|kv| kv.get(&slot_key(slot(hash, slots))))
-                    .flatten()
-                    .and_then(|value| decode_entry(&value, hash, self.model.dimensions, self.now))
+                let bucket = bucket_of(hash, buckets);
+                self.read_bucket(bucket)?;
+                let read = self.read.borrow();
+                find_entry(&read[&bucket], hash, self.model.dimensions, self.now)
             })
             .collect()
     }
 
-    /// Writes new entries, one `set` each, replacing whatever held their slots.
+    /// Writes new entries: one `set` per bucket they fall in, plus a `get` for a bucket this
+    /// request did not look up.
     pub fn store(&self, entries: &[(EntryHash, &[f32], usize)]) {
-        let slots = self.settings.max_entries;
+        let (buckets, capacity) = bucket_shape(self.settings.max_entries);
         let expires_at = self.now.saturating_add(self.settings.ttl_seconds);
-        let mut sweep = false;
+        let dimensions = self.model.dimensions;
+        let mut written = Vec::new();
         for (hash, vector, tokens) in entries {
-            let slot = slot(hash, slots);
-            let value = encode_entry(hash, expires_at, vector, *tokens);
-            if self.attempt(|kv| kv.set(&slot_key(slot), &value)).is_none() {
+            let bucket = bucket_of(hash, buckets);
+            if self.read_bucket(bucket).is_none() {
                 return;
             }
-            sweep |= slot == 0;
+            let entry = encode_entry(hash, expires_at, vector, *tokens);
+            let mut read = self.read.borrow_mut();
+            let value = &read[&bucket];
+            let updated = with_entry(value, hash, &entry, dimensions, capacity, self.now);
+            read.insert(bucket, updated);
+            if !written.contains(&bucket) {
+                written.push(bucket);
+            }
         }
-        if sweep {
-            self.sweep();
+        for &bucket in &written {
+            let read = self.read.borrow();
+            if self
+                .attempt(|kv| kv.set(&bucket_key(bucket), &read[&bucket]))
+                .is_none()
+            {
+                return;
+            }
+        }
+        if written.contains(&0) {
+            self.sweep(buckets);
         }
     }
 
     /// Deletes every key of the cache's namespace that the current layout does not own.
-    fn sweep(&self) {
+    fn sweep(&self, buckets: u64) {
         let Some(keys) = self.attempt(|kv| kv.keys()) else {
             return;
         };
         for key in keys.iter().filter(|key| key.starts_with(NAMESPACE)) {
-            if !is_owned_slot(key, self.settings.max_entries)
-                && self.attempt(|kv| kv.delete(key)).is_none()
-            {
+            if !is_owned_bucket(key, buckets) && self.attempt(|kv| kv.delete(key)).is_none() {
                 return;
             }
         }
@@ -256,12 +352,14 @@ pub(crate) mod tests {
             }
         }
 
+        /// Entries of 384-wide vectors (the model's) in the cache's keys.
         pub(crate) fn entry_count(&self) -> usize {
             self.map
                 .borrow()
-                .keys()
-                .filter(|key| key.starts_with(NAMESPACE))
-                .count()
+                .iter()
+                .filter(|(key, _)| key.starts_with(NAMESPACE))
+                .map(|(_, value)| value.len() / (32 + 8 + 4 + 384 * 4))
+                .sum()
         }
     }
 
@@ -340,30 +438,34 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn slots_are_the_hash_modulo_the_bound() {
+    fn buckets_split_the_bound_and_are_the_hash_modulo_their_count() {
+        assert_eq!(bucket_shape(100_000), (25_000, 4));
+        assert_eq!(bucket_shape(22), (5, 4), "never more than the bound");
+        assert_eq!(bucket_shape(3), (1, 3));
+        assert_eq!(bucket_shape(1), (1, 1));
         let mut hash = [0u8; 32];
         hash[..8].copy_from_slice(&1_000_003u64.to_le_bytes());
-        assert_eq!(slot(&hash, 1000), 3);
-        assert_eq!(slot_key(3), "emb:v2:3");
-        assert!(is_owned_slot("emb:v2:0", 1) && is_owned_slot("emb:v2:19", 20));
+        assert_eq!(bucket_of(&hash, 1000), 3);
+        assert_eq!(bucket_key(3), "emb:v3:3");
+        assert!(is_owned_bucket("emb:v3:0", 1) && is_owned_bucket("emb:v3:19", 20));
         for foreign in [
-            "emb:v2:20",
-            "emb:v1:3",
-            "emb:v2:03",
-            "emb:v2:",
-            "emb:v2:ring:3",
-            "emb:v2:-1",
+            "emb:v3:20",
+            "emb:v2:3",
+            "emb:v3:03",
+            "emb:v3:",
+            "emb:v3:ring:3",
+            "emb:v3:-1",
         ] {
-            assert!(!is_owned_slot(foreign, 20), "{foreign}");
+            assert!(!is_owned_bucket(foreign, 20), "{foreign}");
         }
     }
 
     #[test]
-    fn the_value_is_hash_expiry_tokens_and_vector() {
-        let hash = text_hash("x");
-        let value = encode_entry(&hash, NOW + 5, &[1.0, -0.5], 7);
+    fn an_entry_is_hash_expiry_tokens_and_vector_and_a_bucket_their_sequence() {
+        let (x, y) = (text_hash("x"), text_hash("y"));
+        let value = encode_entry(&x, NOW + 5, &[1.0, -0.5], 7);
         assert_eq!(value.len(), 32 + 8 + 4 + 2 * 4);
-        assert_eq!(value[..32], hash);
+        assert_eq!(value[..32], x);
         assert_eq!(value[32..40], (NOW + 5).to_le_bytes());
         assert_eq!(value[40..44], 7u32.to_le_bytes());
         assert_eq!(value[44..48], 1.0f32.to_le_bytes());
@@ -372,16 +474,66 @@ pub(crate) mod tests {
             vector: vec![1.0, -0.5],
             tokens: 7,
         });
-        assert_eq!(decode_entry(&value, &hash, 2, NOW), entry);
-        assert_eq!(decode_entry(&value, &hash, 2, NOW + 4), entry);
-        assert_eq!(decode_entry(&value, &hash, 2, NOW + 5), None, "expired");
+        assert_eq!(find_entry(&value, &x, 2, NOW), entry);
+        assert_eq!(find_entry(&value, &x, 2, NOW + 4), entry);
+        assert_eq!(find_entry(&value, &x, 2, NOW + 5), None, "expired");
+        assert_eq!(find_entry(&value, &y, 2, NOW), None, "another input");
+        assert_eq!(find_entry(&value, &x, 3, NOW), None, "another width");
+        assert_eq!(find_entry(&value[..40], &x, 2, NOW), None, "truncated");
+        assert_eq!(find_entry(&[], &x, 2, NOW), None, "empty");
+
+        let bucket = [encode_entry(&y, NOW + 9, &[2.0, 3.0], 4), value.clone()].concat();
+        assert_eq!(find_entry(&bucket, &x, 2, NOW), entry);
+        assert_eq!(find_entry(&bucket, &y, 2, NOW).unwrap().vector, [2.0, 3.0]);
+        assert_eq!(find_entry(&bucket[1..], &x, 2, NOW), None, "torn");
+    }
+
+    #[test]
+    fn a_full_bucket_drops_expired_entries_then_the_oldest() {
+        let entry =
+            |text: &str, expires_at: u64| encode_entry(&text_hash(text), expires_at, &[1.0], 1);
+        let bucket = [entry("a", NOW + 1), entry("b", NOW), entry("c", NOW + 1)].concat();
+        let written = with_entry(&bucket, &text_hash("d"), &entry("d", NOW + 9), 1, 3, NOW);
         assert_eq!(
-            decode_entry(&value, &text_hash("y"), 2, NOW),
-            None,
-            "another input"
+            written,
+            [
+                entry("a", NOW + 1),
+                entry("c", NOW + 1),
+                entry("d", NOW + 9)
+            ]
+            .concat()
         );
-        assert_eq!(decode_entry(&value, &hash, 3, NOW), None, "another width");
-        assert_eq!(decode_entry(&value[..40], &hash, 2, NOW), None, "truncated");
+        let written = with_entry(&written, &text_hash("e"), &entry("e", NOW + 9), 1, 3, NOW);
+        assert_eq!(
+            written,
+            [
+                entry("c", NOW + 1),
+                entry("d", NOW + 9),
+                entry("e", NOW + 9)
+            ]
+            .concat()
+        );
+        // Rewriting an input replaces its entry, which becomes the newest.
+        let written = with_entry(&written, &text_hash("c"), &entry("c", NOW + 9), 1, 3, NOW);
+        assert_eq!(
+            written,
+            [
+                entry("d", NOW + 9),
+                entry("e", NOW + 9),
+                entry("c", NOW + 9)
+            ]
+            .concat()
+        );
+        // A torn bucket is replaced by the new entry alone.
+        let torn = with_entry(
+            &written[1..],
+            &text_hash("f"),
+            &entry("f", NOW + 9),
+            1,
+            3,
+            NOW,
+        );
+        assert_eq!(torn, entry("f", NOW + 9));
     }
 
     #[test]
@@ -430,13 +582,14 @@ pub(crate) mod tests {
     #[test]
     fn a_miss_costs_one_get_and_one_set_and_a_hit_one_get() {
         let (kv, model) = (FakeKv::default(), model());
-        // Writing slot 0 would add the sweep's calls: this text's slot is another one.
+        // Writing bucket 0 would add the sweep's calls: this text's bucket is another one.
         let cache = Cache::new(&kv, settings(1 << 40), &model, NOW).unwrap();
-        assert_ne!(slot(&text_hash("miss"), 1 << 40), 0);
+        assert_ne!(bucket_of(&text_hash("miss"), bucket_shape(1 << 40).0), 0);
         assert_eq!(cache.lookup(&[text_hash("miss")]), vec![None]);
         store_texts(&cache, &["miss".to_owned()]);
         assert_eq!(kv.calls.get(), 2);
-        assert!(cache.lookup(&[text_hash("miss")])[0].is_some());
+        let next_request = Cache::new(&kv, settings(1 << 40), &model, NOW).unwrap();
+        assert!(next_request.lookup(&[text_hash("miss")])[0].is_some());
         assert_eq!(kv.calls.get(), 3);
     }
 
@@ -462,6 +615,26 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn inputs_sharing_a_bucket_are_all_kept_up_to_its_size_in_one_get_and_one_set() {
+        let (kv, model) = (FakeKv::default(), model());
+        // Four entries: one bucket of four.
+        let cache = Cache::new(&kv, settings(4), &model, NOW).unwrap();
+        let four = texts("shared", 4);
+        let hashes: Vec<_> = four.iter().map(|t| text_hash(t)).collect();
+        assert_eq!(cache.lookup(&hashes), vec![None; 4]);
+        store_texts(&cache, &four);
+        // get, set, and the sweep's listing (bucket 0 was written).
+        assert_eq!((kv.calls.get(), kv.key_listings.get()), (3, 1));
+        let later = Cache::new(&kv, settings(4), &model, NOW + 1).unwrap();
+        assert!(later.lookup(&hashes).iter().all(Option::is_some));
+        store_texts(&later, &["fifth".to_owned()]);
+        assert_eq!(kv.entry_count(), 4);
+        let found = later.lookup(&hashes);
+        assert!(found[0].is_none(), "the oldest made room");
+        assert!(found[1..].iter().all(Option::is_some));
+    }
+
+    #[test]
     fn colliding_inputs_replace_each_other_and_never_answer_for_each_other() {
         let (kv, model) = (FakeKv::default(), model());
         let cache = Cache::new(&kv, settings(1), &model, NOW).unwrap();
@@ -474,18 +647,18 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn writing_slot_0_sweeps_keys_the_layout_does_not_own() {
+    fn writing_bucket_0_sweeps_keys_the_layout_does_not_own() {
         let (kv, model) = (FakeKv::default(), model());
-        for key in ["emb:v1:0123", "emb:v1:ring:head", "emb:v2:99", "emb:v2:x"] {
+        for key in ["emb:v1:0123", "emb:v2:0", "emb:v3:99", "emb:v3:x"] {
             kv.set(key, b"old").unwrap();
         }
         kv.set("unrelated", b"not ours").unwrap();
-        // With one slot every write is to slot 0.
+        // With one bucket every write is to bucket 0.
         let cache = Cache::new(&kv, settings(1), &model, NOW).unwrap();
         store_texts(&cache, &["t".to_owned()]);
         assert_eq!(kv.key_listings.get(), 1);
         let keys: Vec<_> = kv.map.borrow().keys().cloned().collect();
-        assert_eq!(keys, ["emb:v2:0", "unrelated"]);
+        assert_eq!(keys, ["emb:v3:0", "unrelated"]);
     }
 
     #[test]

@@ -6,7 +6,6 @@
 use proptest::prelude::*;
 use serde_json::Value;
 
-use crate::routes::{admit, respond};
 use super::{Method, Request, Response};
 use crate::api::Services;
 use crate::config::tests::FakeVariables;
@@ -14,6 +13,7 @@ use crate::config::{self, Config};
 use crate::embed::cache::tests::FakeKv;
 use crate::embed::tests::FakeModel;
 use crate::embed::tokenize;
+use crate::routes::{admit, respond};
 
 const KEY: &str = "property-key";
 const JWT_SECRET: &str = "property-secret";
@@ -34,8 +34,18 @@ const TARGETS: &[(&str, &str)] = &[
 
 /// Field names of every request family, so that generated objects reach deep into the parsers.
 const FIELDS: &[&str] = &[
-    "query", "sentences", "a", "b", "top_k", "max_pairs", "truncate", "input", "model",
-    "encoding_format", "dimensions", "user",
+    "query",
+    "sentences",
+    "a",
+    "b",
+    "top_k",
+    "max_pairs",
+    "truncate",
+    "input",
+    "model",
+    "encoding_format",
+    "dimensions",
+    "user",
 ];
 
 fn config() -> Config {
@@ -64,7 +74,13 @@ fn handle(request: &Request) -> Response {
     }
 }
 
-fn request(method: &str, path: &str, query: String, authorization: String, body: Vec<u8>) -> Request {
+fn request(
+    method: &str,
+    path: &str,
+    query: String,
+    authorization: String,
+    body: Vec<u8>,
+) -> Request {
     Request {
         method: Method::parse(method),
         path: path.to_owned(),
@@ -100,7 +116,8 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         any::<String>().prop_map(Value::String),
         "[a-z ]{0,12}".prop_map(Value::String),
     ];

@@ -4,7 +4,6 @@
 
 use serde_json::{json, Value};
 
-use crate::routes::{admit, respond};
 use super::{Method, Request, Response};
 use crate::api::Services;
 use crate::backend::{Infer, InferError, Sequence};
@@ -14,6 +13,7 @@ use crate::embed::cache::tests::FakeKv;
 use crate::embed::cache::Kv;
 use crate::embed::model::Model;
 use crate::embed::tests::FakeModel;
+use crate::routes::{admit, respond};
 
 const KEY: &str = "test-key";
 

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING,
+};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -102,11 +104,14 @@ impl Router {
                 let response = match self.admission.admit() {
                     Err(reason) => {
                         metrics::record_refusal(reason);
-                        let mut refused = component.answers.answer(&path, HostAnswer::Refused(reason));
+                        let mut refused =
+                            component.answers.answer(&path, HostAnswer::Refused(reason));
                         // The refused request's body is never read, so the connection cannot carry another
                         // request: say so, or the client's next request on it meets a closed socket.
                         if may_have_body(request.headers()) {
-                            refused.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+                            refused
+                                .headers_mut()
+                                .insert(CONNECTION, HeaderValue::from_static("close"));
                         }
                         refused
                     }
