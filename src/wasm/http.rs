@@ -46,12 +46,18 @@ pub async fn read_body(request: IncomingRequest, limit: usize) -> Vec<u8> {
     body
 }
 
+/// The response, with its `Content-Length`: the body is whole here, and a declared length
+/// spares the host chunked framing (an empty body, as in HEAD's answer, declares none: the
+/// host then frames what it must).
 pub fn response(response: Response) -> SpinResponse {
     let Response {
         status,
-        headers,
+        mut headers,
         body,
     } = response;
+    if !body.is_empty() {
+        headers.push(("content-length".into(), body.len().to_string()));
+    }
     SpinResponse::builder()
         .status(status)
         .headers(headers)
