@@ -87,14 +87,14 @@ pub struct UpCommand {
     max_concurrent_requests: u32,
 
     /// Tokens that may wait for inference (in the wasi:nn queues); while more wait, new requests are refused
-    /// with 429 and `Retry-After: 1`. The default is about a second of work for a MiniLM-sized model on 2 cores:
-    /// a request is admitted only while less than that waits ahead of it.
-    // Why 8192: a run costs ~1.9 ms plus ~0.12 ms per token on 2 cores (nn/batch.rs), so 8192 queued tokens
-    // are ~1 s of work; 64 concurrent 32-question batches would queue ~30,000 (~3.7 s). A flood of 32-question
-    // batches (wrk, 100 connections, cache off) was measured on the team's shared 2-core machine at 10:55 UTC,
-    // but under a load average of 16 from other builds the admitted requests barely ran at any bound; repeat
-    // it with `make bench`-like quiet before tuning.
-    #[arg(long, value_name = "TOKENS", default_value = "8192", value_parser = clap::value_parser!(u64).range(1..))]
+    /// with 429 and `Retry-After: 1`. The default is about two seconds of work for a MiniLM-sized model on 2
+    /// cores: a realistic mix at 40 connections is never refused, and a flood of batches waits a few seconds.
+    // Why 16384, measured on 2 cores (AVX-512, quiet, 2026-11-30 with /work/team scripts): the soak's mix at
+    // 40 connections (make soak) queued at most 7,418 tokens in 90 s (sampled every 0.2 s; p99 6,902), and at
+    // the old default of 8192 the 10-minute soak had 0.5% refusals. 100 connections of 32-input batches whose
+    // clients honour Retry-After: admitted p99 2.6 s at 8192, 4.4 s at 16384, 5.9 s at 32768, the same 15
+    // batches/s at each. 16384 is twice the mix's peak at the price of ~2 s more waiting in a batch flood.
+    #[arg(long, value_name = "TOKENS", default_value = "16384", value_parser = clap::value_parser!(u64).range(1..))]
     max_queued_tokens: u64,
 
     /// Seconds admitted requests get to finish after SIGTERM or SIGINT; new requests are refused meanwhile.
