@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Make the int8 model: mixed-precision quantization of the fp32 graph's weight MatMuls.
+"""Make the int8 model: mixed-precision quantization of the fp32 graph's weight MatMuls and its word embeddings.
 
 Two integer kernels of ONNX Runtime, each where the per-node sensitivity scan (models/scan.py,
 table in models/README.md) says it belongs:
@@ -14,8 +14,13 @@ table in models/README.md) says it belongs:
   Used for the MatMuls where one shared activation scale loses most: the value projections and
   the feed-forward layers.
 
-The embeddings, LayerNorms, softmax, the attention score/context products, pooling and
-normalisation stay fp32. Deterministic: the same fp32 bytes and package pins give the same file.
+The word-embedding table, the graph's largest tensor (30,522 x 384 fp32, 47 MB, more than all the
+MatMul weights together), is stored as int8 rows with one symmetric scale per row: a row is one
+token's vector, so its own scale keeps every element within 1/254 of that row's largest, and the
+fp32 graph loaded beside this one no longer pays for a second full-precision copy (issue 13's PSS
+bound). The position and token-type tables, LayerNorms, softmax, the attention score/context
+products, pooling and normalisation stay fp32. Deterministic: the same fp32 bytes and package pins
+give the same file.
 
 Usage: quantize.py FP32_MODEL INT8_MODEL
 """
@@ -26,7 +31,9 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import onnx
+from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic
 from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
@@ -34,6 +41,7 @@ from convert import write_atomically
 
 LAYERS = 6
 NBITS_BLOCK = 32
+WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
 
 # MatMuls that one dynamic activation scale per tensor leaves within 1 - 1e-4 of fp32 (the scan's
 # dynamic column); every other weight MatMul gets MatMulNBits.
@@ -87,6 +95,37 @@ def blockwise_int8(model: onnx.ModelProto, nodes: list[str], block: int = NBITS_
     return quantizer.model.model
 
 
+def rowwise_int8_table(model: onnx.ModelProto, table: str = WORD_EMBEDDINGS) -> onnx.ModelProto:
+    """The fp32 `table` that Gather nodes index, as int8 rows with a symmetric fp32 scale per row: each
+    such Gather becomes Gather(int8 rows) -> Cast -> Mul(Gather(row scales)), the same fp32 output."""
+    initializers = model.graph.initializer
+    [index] = [i for i, init in enumerate(initializers) if init.name == table]
+    weights = numpy_helper.to_array(initializers[index]).astype(np.float32)
+    scales = np.abs(weights).max(axis=1, keepdims=True) / 127
+    scales[scales == 0] = 1  # an all-zero row stays zero whatever its scale
+    rows = np.clip(np.round(weights / scales), -127, 127).astype(np.int8)
+    rows_name, scales_name = f"{table}.int8", f"{table}.scale"
+    initializers[index].CopyFrom(numpy_helper.from_array(rows, rows_name))
+    initializers.append(numpy_helper.from_array(scales.astype(np.float32), scales_name))
+
+    nodes = list(model.graph.node)
+    gathers = [n for n in nodes if n.op_type == "Gather" and n.input[0] == table]
+    assert gathers, f"no Gather reads {table}"
+    for gather in gathers:
+        ids, out, name = gather.input[1], gather.output[0], gather.name
+        replacement = [
+            helper.make_node("Gather", [rows_name, ids], [f"{out}/int8"], f"{name}/int8"),
+            helper.make_node("Cast", [f"{out}/int8"], [f"{out}/unscaled"], f"{name}/cast", to=TensorProto.FLOAT),
+            helper.make_node("Gather", [scales_name, ids], [f"{out}/scale"], f"{name}/scale"),
+            helper.make_node("Mul", [f"{out}/unscaled", f"{out}/scale"], [out], f"{name}/dequantize"),
+        ]
+        at = nodes.index(gather)
+        nodes[at:at + 1] = replacement
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model
+
+
 def mixed_int8(fp32_model: Path, int8_model: Path, dynamic_nodes: list[str], block: int = NBITS_BLOCK) -> None:
     """`dynamic_nodes` dynamically quantized, every other weight MatMul blockwise."""
     blockwise_nodes = [n for n in weight_matmuls(onnx.load(str(fp32_model))) if n not in dynamic_nodes]
@@ -94,6 +133,7 @@ def mixed_int8(fp32_model: Path, int8_model: Path, dynamic_nodes: list[str], blo
         staged = Path(tmp) / "dynamic.onnx"
         dynamic_int8(fp32_model, staged, dynamic_nodes)
         model = blockwise_int8(onnx.load(str(staged)), blockwise_nodes, block)
+    model = rowwise_int8_table(model)
     onnx.checker.check_model(model)
     write_atomically(int8_model, model.SerializeToString(deterministic=True))
 
