@@ -144,11 +144,12 @@ fn encode_entry(hash: &EntryHash, expires_at: u64, vector: &[f32], tokens: usize
     value
 }
 
-/// One encoded entry's parts.
+/// One encoded entry: its bytes, and their parts.
 struct RawEntry<'v> {
+    bytes: &'v [u8],
     hash: &'v [u8],
     expires_at: u64,
-    tokens: &'v [u8],
+    tokens: u32,
     vector: &'v [u8],
 }
 
@@ -157,14 +158,15 @@ struct RawEntry<'v> {
 fn bucket_entries(value: &[u8], dimensions: usize) -> impl Iterator<Item = RawEntry<'_>> {
     let size = HEADER_BYTES + dimensions * size_of::<f32>();
     let whole = if value.len() % size == 0 { value } else { &[] };
-    whole.chunks_exact(size).map(|entry| {
-        let (hash, rest) = entry.split_at(HASH_BYTES);
+    whole.chunks_exact(size).map(|bytes| {
+        let (hash, rest) = bytes.split_at(HASH_BYTES);
         let (expiry, rest) = rest.split_at(EXPIRY_BYTES);
         let (tokens, vector) = rest.split_at(TOKENS_BYTES);
         RawEntry {
+            bytes,
             hash,
             expires_at: u64::from_le_bytes(expiry.try_into().unwrap_or_default()),
-            tokens,
+            tokens: u32::from_le_bytes(tokens.try_into().unwrap_or_default()),
             vector,
         }
     })
@@ -176,7 +178,7 @@ fn find_entry(value: &[u8], hash: &EntryHash, dimensions: usize, now: u64) -> Op
         .find(|entry| entry.hash == hash && now < entry.expires_at)
         .map(|entry| Entry {
             vector: bytemuck::pod_collect_to_vec(entry.vector),
-            tokens: u32::from_le_bytes(entry.tokens.try_into().unwrap_or_default()) as usize,
+            tokens: entry.tokens as usize,
         })
 }
 
@@ -191,11 +193,9 @@ fn with_entry(
     capacity: usize,
     now: u64,
 ) -> Vec<u8> {
-    let kept: Vec<&[u8]> = value
-        .chunks_exact(entry.len())
-        .zip(bucket_entries(value, dimensions))
-        .filter(|(_, parsed)| parsed.hash != hash && now < parsed.expires_at)
-        .map(|(bytes, _)| bytes)
+    let kept: Vec<&[u8]> = bucket_entries(value, dimensions)
+        .filter(|kept| kept.hash != hash && now < kept.expires_at)
+        .map(|kept| kept.bytes)
         .collect();
     let skip = (kept.len() + 1).saturating_sub(capacity);
     let mut bucket = Vec::with_capacity((kept.len() + 1 - skip) * entry.len());
