@@ -492,48 +492,34 @@ pub(crate) mod tests {
     fn a_full_bucket_drops_expired_entries_then_the_oldest() {
         let entry =
             |text: &str, expires_at: u64| encode_entry(&text_hash(text), expires_at, &[1.0], 1);
-        let bucket = [entry("a", NOW + 1), entry("b", NOW), entry("c", NOW + 1)].concat();
-        let written = with_entry(&bucket, &text_hash("d"), &entry("d", NOW + 9), 1, 3, NOW);
+        let bucket = |entries: &[(&str, u64)]| -> Vec<u8> {
+            entries
+                .iter()
+                .flat_map(|&(text, at)| entry(text, at))
+                .collect()
+        };
+        // Capacity 3; every written entry expires at NOW + 9.
+        let write = |value: &[u8], text: &str| {
+            with_entry(value, &text_hash(text), &entry(text, NOW + 9), 1, 3, NOW)
+        };
+        let written = write(&bucket(&[("a", NOW + 1), ("b", NOW), ("c", NOW + 1)]), "d");
         assert_eq!(
             written,
-            [
-                entry("a", NOW + 1),
-                entry("c", NOW + 1),
-                entry("d", NOW + 9)
-            ]
-            .concat()
+            bucket(&[("a", NOW + 1), ("c", NOW + 1), ("d", NOW + 9)])
         );
-        let written = with_entry(&written, &text_hash("e"), &entry("e", NOW + 9), 1, 3, NOW);
+        let written = write(&written, "e");
         assert_eq!(
             written,
-            [
-                entry("c", NOW + 1),
-                entry("d", NOW + 9),
-                entry("e", NOW + 9)
-            ]
-            .concat()
+            bucket(&[("c", NOW + 1), ("d", NOW + 9), ("e", NOW + 9)])
         );
         // Rewriting an input replaces its entry, which becomes the newest.
-        let written = with_entry(&written, &text_hash("c"), &entry("c", NOW + 9), 1, 3, NOW);
+        let written = write(&written, "c");
         assert_eq!(
             written,
-            [
-                entry("d", NOW + 9),
-                entry("e", NOW + 9),
-                entry("c", NOW + 9)
-            ]
-            .concat()
+            bucket(&[("d", NOW + 9), ("e", NOW + 9), ("c", NOW + 9)])
         );
         // A torn bucket is replaced by the new entry alone.
-        let torn = with_entry(
-            &written[1..],
-            &text_hash("f"),
-            &entry("f", NOW + 9),
-            1,
-            3,
-            NOW,
-        );
-        assert_eq!(torn, entry("f", NOW + 9));
+        assert_eq!(write(&written[1..], "f"), entry("f", NOW + 9));
     }
 
     #[test]
