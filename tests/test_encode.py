@@ -60,6 +60,14 @@ def test_post_and_get_agree(server):
     assert cosine(via_get["encoding"], via_get_body["encoding"]) >= 0.999999
 
 
+def test_answers_declare_their_length_instead_of_chunking(server):
+    for resp in (server.get("/v1/encode", params={"query": "length"}),
+                 server.post("/v1/encode", json={"query": "x" * 10_000}),
+                 server.get("/v1/encode", auth=False)):
+        assert resp.headers.get("content-length") == str(len(resp.content)), resp.headers
+        assert "transfer-encoding" not in resp.headers, resp.headers
+
+
 def test_trailing_slash_is_served_directly(server):
     resp = server.get("/v1/encode/?query=hello", allow_redirects=False)
     assert resp.status_code == 200

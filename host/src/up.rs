@@ -89,8 +89,8 @@ pub struct UpCommand {
     /// Tokens that may wait for inference (in the wasi:nn queues); while more wait, new requests are refused
     /// with 429 and `Retry-After: 1`. The default is about two seconds of work for a MiniLM-sized model on 2
     /// cores: a realistic mix at 40 connections is never refused, and a flood of batches waits a few seconds.
-    // Why 16384, measured on 2 cores (AVX-512, quiet, 2026-11-30 with /work/team scripts): the soak's mix at
-    // 40 connections (make soak) queued at most 7,418 tokens in 90 s (sampled every 0.2 s; p99 6,902), and at
+    // Why 16384, measured on 2 cores (AVX-512, quiet, 2026-11-30, sampling the nn_queued_tokens metric): the soak's
+    // mix (soak/mix.py) at 40 connections queued at most 7,418 tokens in 90 s (sampled every 0.2 s; p99 6,902), and at
     // the old default of 8192 the 10-minute soak had 0.5% refusals. 100 connections of 32-input batches whose
     // clients honour Retry-After: admitted p99 2.6 s at 8192, 4.4 s at 16384, 5.9 s at 32768, the same 15
     // batches/s at each. 16384 is twice the mix's peak at the price of ~2 s more waiting in a batch flood.
