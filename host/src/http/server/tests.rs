@@ -61,8 +61,13 @@ struct Server {
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-/// Serves `routes` (route, handler body, manifest section) on a free port.
-async fn start(routes: &[(&str, &str, &str)], limits: AdmissionLimits) -> Server {
+/// Serves `routes` (route, handler body, manifest section) on a free port; a request's guest may
+/// run for `deadline`.
+async fn start(
+    routes: &[(&str, &str, &str)],
+    limits: AdmissionLimits,
+    deadline: Duration,
+) -> Server {
     let engine = Engine::new(Config::new().epoch_interruption(true)).unwrap();
     start_epoch_ticker(&engine).unwrap();
     let mut linker = Linker::new(&engine);
@@ -84,7 +89,7 @@ async fn start(routes: &[(&str, &str, &str)], limits: AdmissionLimits) -> Server
         })
         .collect();
     let request_limits = RequestLimits {
-        timeout: Duration::from_millis(300),
+        timeout: deadline,
         memory: 1 << 20,
     };
     let admission = Admission::new(limits, || 0);
@@ -106,6 +111,9 @@ async fn start(routes: &[(&str, &str, &str)], limits: AdmissionLimits) -> Server
         task,
     }
 }
+
+/// Short enough for the tests of timeouts to be quick.
+const SHORT_DEADLINE: Duration = Duration::from_millis(300);
 
 const ROOMY: AdmissionLimits = AdmissionLimits {
     max_concurrent_requests: 64,
@@ -150,6 +158,7 @@ async fn failures_are_json_errors_in_the_configured_shape_with_a_request_id() {
             ),
         ],
         ROOMY,
+        SHORT_DEADLINE,
     )
     .await;
     let address = server.address;
@@ -222,11 +231,20 @@ async fn a_request_over_the_bound_is_refused_at_once_and_admitted_ones_drain_on_
         max_concurrent_requests: 1,
         max_queued_tokens: 1000,
     };
-    // The handler spins until its 300 ms deadline: long enough to hold the only permit.
-    let server = start(&[("/...", "(loop (br 0))", STYLED)], one_at_a_time).await;
+    // The handler spins until its deadline, holding the only permit meanwhile. The deadline is ten
+    // times the head start the holder gets, so that on a loaded machine (cargo runs tests in
+    // parallel) the holder is surely admitted before, and still running after, the requests that
+    // must be refused (with 300 ms and a 100 ms head start, a CI run once saw it finish first).
+    let deadline = Duration::from_secs(3);
+    let server = start(
+        &[("/...", "(loop (br 0))", STYLED)],
+        one_at_a_time,
+        deadline,
+    )
+    .await;
     let address = server.address;
     let holder = tokio::spawn(get(address, "/v1/encode", ""));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(deadline / 10).await;
 
     let (status, head, body) = get(address, "/v1/embeddings", "").await;
     assert_eq!(status, 429);
