@@ -33,7 +33,7 @@
 //! the rest of that request, which is then served uncached. Nothing is logged here: the host
 //! reports store outages (once per incident, not once per request).
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, Ref, RefCell};
 use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
@@ -157,7 +157,11 @@ struct RawEntry<'v> {
 /// whole number of such entries (another width, a torn write) holds none.
 fn bucket_entries(value: &[u8], dimensions: usize) -> impl Iterator<Item = RawEntry<'_>> {
     let size = HEADER_BYTES + dimensions * size_of::<f32>();
-    let whole = if value.len() % size == 0 { value } else { &[] };
+    let whole = if value.len().is_multiple_of(size) {
+        value
+    } else {
+        &[]
+    };
     whole.chunks_exact(size).map(|bytes| {
         let (hash, rest) = bytes.split_at(HASH_BYTES);
         let (expiry, rest) = rest.split_at(EXPIRY_BYTES);
@@ -251,16 +255,16 @@ impl<'a> Cache<'a> {
         call(self.kv).inspect_err(|_| self.failed.set(true)).ok()
     }
 
-    /// Reads `bucket` once per request: `None` once the store has failed.
-    fn read_bucket(&self, bucket: u64) -> Option<()> {
-        if self.read.borrow().contains_key(&bucket) {
-            return Some(());
+    /// `bucket`'s value, read from the store once per request (an absent key as empty); `None`
+    /// once the store has failed.
+    fn bucket(&self, bucket: u64) -> Option<Ref<'_, Vec<u8>>> {
+        if !self.read.borrow().contains_key(&bucket) {
+            let value = self.attempt(|kv| kv.get(&bucket_key(bucket)))?;
+            self.read
+                .borrow_mut()
+                .insert(bucket, value.unwrap_or_default());
         }
-        let value = self.attempt(|kv| kv.get(&bucket_key(bucket)))?;
-        self.read
-            .borrow_mut()
-            .insert(bucket, value.unwrap_or_default());
-        Some(())
+        Some(Ref::map(self.read.borrow(), |read| &read[&bucket]))
     }
 
     /// The live entry of each hash, if there is one: one `get` per distinct bucket.
@@ -269,10 +273,8 @@ impl<'a> Cache<'a> {
         hashes
             .iter()
             .map(|hash| {
-                let bucket = bucket_of(hash, buckets);
-                self.read_bucket(bucket)?;
-                let read = self.read.borrow();
-                find_entry(&read[&bucket], hash, self.model.dimensions, self.now)
+                let value = self.bucket(bucket_of(hash, buckets))?;
+                find_entry(&value, hash, self.model.dimensions, self.now)
             })
             .collect()
     }
@@ -286,14 +288,13 @@ impl<'a> Cache<'a> {
         let mut written = Vec::new();
         for (hash, vector, tokens) in entries {
             let bucket = bucket_of(hash, buckets);
-            if self.read_bucket(bucket).is_none() {
+            let Some(value) = self.bucket(bucket) else {
                 return;
-            }
+            };
             let entry = encode_entry(hash, expires_at, vector, *tokens);
-            let mut read = self.read.borrow_mut();
-            let value = &read[&bucket];
-            let updated = with_entry(value, hash, &entry, dimensions, capacity, self.now);
-            read.insert(bucket, updated);
+            let updated = with_entry(&value, hash, &entry, dimensions, capacity, self.now);
+            drop(value);
+            self.read.borrow_mut().insert(bucket, updated);
             if !written.contains(&bucket) {
                 written.push(bucket);
             }
