@@ -126,7 +126,7 @@ def busy_warning(m: dict) -> list[str]:
 def render(r: dict) -> str:
     m, c = r["machine"], r["ceiling"]
     u1, u10, u40 = (r["uncached"][k] for k in (1, 10, 40))
-    b, o, n = r["batch32"], r["original"], r["nginx"]
+    b, o, oc, n = r["batch32"], r["original"], r["original_component"], r["nginx"]
     single = c["sentences_per_s"]
     batch_sps = b["rps"] * 32
     host = r["host"]
@@ -136,7 +136,7 @@ def render(r: dict) -> str:
     rss_peak = max(v["peak_rss_mib"] for v in r["memory"].values())
     charges = [v["charge_mib"] for v in r["memory"].values() if v["charge_mib"] is not None]
     builds = r.get("builds", {})
-    loads = (u1, u10, u40, o, b, *r.get("int8_uncached", {}).values(),
+    loads = (u1, u10, u40, o, oc, b, *r.get("int8_uncached", {}).values(),
              *(w for by_connections in builds.values() for w in by_connections.values()))
     nginx_ratio = o["rps"] / n["rps"]
     int8_lines, int8_targets = int8_section(r, single, c["p50_ms"], u10["rps"])
@@ -174,6 +174,9 @@ def render(r: dict) -> str:
         load_row(f"3. original load test (random questions, repeats), 10 conn., cache warm "
                  f"({r['warm_hit_ratio']:.0%} hits after warming)", o, f"{o['rps']:.0f} req/s",
                  f"{o['rps'] / single:.1f}×; {nginx_ratio:.3f}× nginx"),
+        load_row("3. the same with `Cache-Control: no-cache`: sbert-host's HTTP cache passes every request on, "
+                 "and an instance of the component answers it from its key-value cache", oc,
+                 f"{oc['rps']:.0f} req/s", f"{oc['rps'] / single:.1f}×; {oc['rps'] / n['rps']:.3f}× nginx"),
         load_row(f"3. limit: nginx, the same {n['body_bytes']:,}-byte answer as a static file, 10 conn. "
                  f"({n['workers']} workers)", n, f"{n['rps']:.0f} req/s", "1.000× nginx"),
         load_row("4. POST /v1/embeddings, 32 unique inputs, 2 conn.", b,
@@ -193,7 +196,8 @@ def render(r: dict) -> str:
         f"Sequential probes (one client, cache off unless stated): `GET /v1/encode?query=hello world` median "
         f"{ps['median_ms']:.2f} ms (p90 {ps['p90_ms']:.2f} ms); 32 inputs in one POST /v1/embeddings "
         f"{pb['batch_ms']:.0f} ms vs 32 sequential GETs {pb['singles_ms']:.0f} ms ({pb['speedup']:.1f}×); "
-        f"cache on: miss {pc['miss_ms']:.2f} ms, hit {pc['hit_ms']:.2f} ms.",
+        f"cache on: miss {pc['miss_ms']:.2f} ms, hit in the component's key-value cache {pc['hit_ms']:.2f} ms, "
+        f"hit in sbert-host's HTTP cache {pc['http_hit_ms']:.2f} ms.",
         "",
         *int8_lines,
         "",

@@ -5,9 +5,10 @@ Scenarios:
  1. ceiling    the model in-process through the same ONNX Runtime library, one sentence at a time
                (and in length-sorted batches of 32), with the component's own tokenizer and pooling
  2. uncached   GET /v1/encode with unique questions (each in turn), cache off, 1 / 10 / 40 connections
- 3. original   the original load test: random questions with repeats, 10 connections, cache warm; beside it
-               the machine's limit for that answer: nginx serving the same JSON body as a static file
-               (bench/nginx.py), same wrk settings, same run
+ 3. original   the original load test: random questions with repeats, 10 connections, cache warm (answered
+               by sbert-host's HTTP cache); again with `Cache-Control: no-cache`, so that an instance of the
+               component answers each from its key-value cache; beside them the machine's limit for that
+               answer: nginx serving the same JSON body as a static file (bench/nginx.py), same wrk settings
  4. batches    POST /v1/embeddings with 32 unique inputs, cache off
  5. start-up (process start to the first 200) and memory (RSS, peak RSS, PSS and its sampled peak, and the
     cgroup-style charge: bench/memory.py) after every scenario
@@ -384,6 +385,7 @@ def run(seconds: int) -> dict:
             results["warm_hit_ratio"] = warm_cache(host, question_list)
             results["memory"]["cache warmed"] = host.memory().as_dict()
             results["original"] = load(host, "original load test", "random", 10)
+            results["original_component"] = load(host, "original load test, no-cache", "random-component", 10)
             results["probe_cache"] = latency.cache_hit_vs_miss(host.url, KEY)
             body = cached_answer(host, question_list[0])
         try:

@@ -141,15 +141,24 @@ pub fn bearer_token(header: Option<&str>) -> Result<&str, AuthError> {
     Ok(token)
 }
 
+/// What an accepted token grants beyond the request itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Grant {
+    /// When (unix seconds) the token stops being accepted: a JWT's `exp`. `None` for an API key (accepted
+    /// until the keys change) and for routes open to everyone. An answer others may reuse for this token
+    /// (a shared cache keyed by it) must not outlive it.
+    pub expires_at: Option<u64>,
+}
+
 /// Accepts the request if its bearer token is an API key or a valid JWT at `now` (unix seconds).
 pub fn authorize(
     header: Option<&str>,
     credentials: &Credentials,
     now: u64,
-) -> Result<(), AuthError> {
+) -> Result<Grant, AuthError> {
     let token = bearer_token(header)?;
     if credentials.api_keys.contains(token) {
-        return Ok(());
+        return Ok(Grant::default());
     }
     match &credentials.jwt_secret {
         // An API key has no dots; anything with them is judged (and explained) as a JWT.
@@ -160,7 +169,7 @@ pub fn authorize(
 
 /// Checks an HS256 JWT: its structure, the algorithm, the signature (in constant time, before
 /// the claims are even parsed) and then `exp` and `nbf` at `now`.
-pub fn verify_jwt(token: &str, secret: &JwtSecret, now: u64) -> Result<(), JwtError> {
+pub fn verify_jwt(token: &str, secret: &JwtSecret, now: u64) -> Result<Grant, JwtError> {
     // Installing fails only when a provider is already installed, which is then this one.
     let _ = HS256_ONLY.install_default();
     let key = DecodingKey::from_secret(&secret.0).map_err(|_| JwtError::Signature)?;
@@ -174,7 +183,8 @@ pub fn verify_jwt(token: &str, secret: &JwtSecret, now: u64) -> Result<(), JwtEr
         .claims;
     let now = now as f64;
     let leeway = JWT_LEEWAY_SECONDS as f64;
-    if let Some(exp) = numeric_claim(&claims, "exp")? {
+    let exp = numeric_claim(&claims, "exp")?;
+    if let Some(exp) = exp {
         if now >= exp + leeway {
             return Err(JwtError::Expired);
         }
@@ -184,7 +194,10 @@ pub fn verify_jwt(token: &str, secret: &JwtSecret, now: u64) -> Result<(), JwtEr
             return Err(JwtError::NotYetValid);
         }
     }
-    Ok(())
+    Ok(Grant {
+        // Without the leeway: reuse ends when the token's own lifetime does. (`as` saturates.)
+        expires_at: exp.map(|exp| exp.floor() as u64),
+    })
 }
 
 fn refusal(error: DecodeError) -> JwtError {
@@ -257,7 +270,7 @@ mod tests {
     }
 
     fn authorize(header: Option<&str>, credentials: &Credentials) -> Result<(), AuthError> {
-        super::authorize(header, credentials, NOW)
+        super::authorize(header, credentials, NOW).map(drop)
     }
 
     #[test]
@@ -371,7 +384,7 @@ mod tests {
         }
 
         fn verify(token: &str) -> Result<(), JwtError> {
-            verify_jwt(token, &JwtSecret::new(SECRET.to_vec()).unwrap(), NOW)
+            verify_jwt(token, &JwtSecret::new(SECRET.to_vec()).unwrap(), NOW).map(drop)
         }
 
         fn with_jwt() -> Credentials {
@@ -387,9 +400,26 @@ mod tests {
             // `your-256-bit-secret` example token.
             let token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
             let secret = JwtSecret::new(b"your-256-bit-secret".to_vec()).unwrap();
-            assert_eq!(verify_jwt(token, &secret, NOW), Ok(()));
+            assert_eq!(verify_jwt(token, &secret, NOW), Ok(Grant::default()));
             let other = JwtSecret::new(b"your-256-bit-secreT".to_vec()).unwrap();
             assert_eq!(verify_jwt(token, &other, NOW), Err(JwtError::Signature));
+        }
+
+        #[test]
+        fn a_jwt_grants_until_its_exp_and_an_api_key_without_end() {
+            let creds = with_jwt();
+            let until = |token: &str| {
+                super::super::authorize(Some(&format!("Bearer {token}")), &creds, NOW)
+            };
+            let jwt = hs256(&format!(r#"{{"exp":{}.9}}"#, NOW + 60));
+            assert_eq!(
+                until(&jwt),
+                Ok(Grant {
+                    expires_at: Some(NOW + 60)
+                })
+            );
+            assert_eq!(until(&hs256("{}")), Ok(Grant { expires_at: None }));
+            assert_eq!(until("an-api-key"), Ok(Grant { expires_at: None }));
         }
 
         #[test]

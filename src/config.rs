@@ -24,6 +24,10 @@ pub const INT8_MODEL_DIGEST: &str = "int8_model_digest";
 pub const DEFAULT_MODEL: &str = "default_model";
 pub const CACHE_TTL_SECONDS: &str = "cache_ttl_seconds";
 pub const CACHE_MAX_ENTRIES: &str = "cache_max_entries";
+/// Seconds shared caches (sbert-host's HTTP cache, a CDN) may reuse a `GET /v1/encode` answer for
+/// the same URL and `Authorization`; 0 keeps answers private. It bounds how long a revoked API key
+/// keeps getting the answers it already had.
+pub const SHARED_CACHE_SECONDS: &str = "shared_cache_seconds";
 pub const MAX_BODY_BYTES: &str = "max_body_bytes";
 pub const MAX_INPUTS: &str = "max_inputs";
 pub const MAX_INPUT_CHARS: &str = "max_input_chars";
@@ -81,6 +85,9 @@ pub struct CacheSettings {
     pub ttl_seconds: u64,
     /// The number of entries the store may hold; 0 disables the cache.
     pub max_entries: u64,
+    /// How long shared HTTP caches may reuse an answer ([`SHARED_CACHE_SECONDS`]); never longer
+    /// than `ttl_seconds`.
+    pub shared_seconds: u64,
 }
 
 impl Default for CacheSettings {
@@ -88,6 +95,7 @@ impl Default for CacheSettings {
         Self {
             ttl_seconds: 86_400,
             max_entries: 100_000,
+            shared_seconds: 300,
         }
     }
 }
@@ -199,6 +207,7 @@ impl Config {
             cache: CacheSettings {
                 ttl_seconds: read.number(CACHE_TTL_SECONDS, cache_defaults.ttl_seconds)?,
                 max_entries: read.number(CACHE_MAX_ENTRIES, cache_defaults.max_entries)?,
+                shared_seconds: read.number(SHARED_CACHE_SECONDS, cache_defaults.shared_seconds)?,
             },
             container_id: read
                 .text(CONTAINER_ID, false)?

@@ -43,6 +43,7 @@ async fn handle_request(incoming: spin_sdk::http::IncomingRequest) -> spin_sdk::
             let backend = wasm::backend();
             let services = api::Services {
                 config: admitted.config,
+                grant: admitted.grant,
                 infer: &backend,
                 kv: store.as_ref().map(|store| store as &dyn Kv),
                 now,

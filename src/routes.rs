@@ -4,7 +4,7 @@
 //! body is in. Every answer carries the CORS headers.
 
 use crate::api::{docs, handlers, Handler, Services};
-use crate::auth;
+use crate::auth::{self, Grant};
 use crate::config::{Config, ConfigError};
 use crate::http::error::{ApiError, Family};
 use crate::http::{Method, Request, Response};
@@ -190,6 +190,8 @@ fn family(path: &str) -> Family {
 pub struct Admitted<'c> {
     route: &'static Route,
     pub config: &'c Config,
+    /// What the request's token grants (nothing beyond the request on open routes).
+    pub grant: Grant,
 }
 
 /// Everything that is decided before the body is read. `Err` is the finished response.
@@ -206,14 +208,21 @@ pub fn admit<'c>(
         let config = config
             .as_ref()
             .map_err(|error| ApiError::Misconfigured(error.to_string()))?;
-        if route.access == Access::Protected {
-            auth::authorize(request.header("authorization"), &config.credentials, now)?;
-        }
+        let grant = match route.access {
+            Access::Protected => {
+                auth::authorize(request.header("authorization"), &config.credentials, now)?
+            }
+            Access::Public => Grant::default(),
+        };
         check_declared_length(
             request.header("content-length"),
             config.limits.max_body_bytes,
         )?;
-        Ok(Admitted { route, config })
+        Ok(Admitted {
+            route,
+            config,
+            grant,
+        })
     });
     admitted.map_err(|error| error_response(request, error))
 }

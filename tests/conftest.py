@@ -235,9 +235,16 @@ def unique_text(label: str) -> str:
     return f"{label}: how do I reset my password? (ref {uuid.uuid4().hex[:12]})"
 
 
+# Makes sbert-host's HTTP cache pass a GET on to the component (RFC 9111: a request's `no-cache` must not be
+# answered from a stored response), for tests of what the component itself does on every request.
+ASK_COMPONENT = {"Cache-Control": "no-cache"}
+
+
 def encode_get(server: Server, text: str, **kw) -> tuple[str, list]:
-    """GET /v1/encode for `text`: its `X-Cache` status and its vector (the request must succeed)."""
-    resp = server.get("/v1/encode", params={"query": text}, **kw)
+    """GET /v1/encode for `text`, answered by the component (not the host's HTTP cache): its `X-Cache` status,
+    which is then the component's key-value cache's, and its vector (the request must succeed)."""
+    headers = {**ASK_COMPONENT, **kw.pop("headers", {})}
+    resp = server.get("/v1/encode", params={"query": text}, headers=headers, **kw)
     assert resp.status_code == 200, resp.text
     assert resp.headers.get("x-cache") in CACHE_STATUSES, resp.headers
     return resp.headers["x-cache"], resp.json()["encoding"]

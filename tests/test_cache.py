@@ -3,7 +3,8 @@
 The shared `server` (its own SQLite file, default settings) serves the tests that only look at HTTP; tests that
 change a cache variable, restart the host or read the SQLite file start their own host in `tmp_path`.
 Every test embeds texts nobody has sent before (`unique_text`), so tests never share cache entries.
-The Redis backend and store failures are in test_redis.py.
+The Redis backend and store failures are in test_redis.py. GETs here carry `ASK_COMPONENT`, so that the
+component answers them, not sbert-host's HTTP cache (tests/test_http_cache.py).
 """
 from __future__ import annotations
 
@@ -13,16 +14,17 @@ import re
 import sqlite3
 import struct
 import time
+import tomllib
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from conftest import (
-    API_KEYS, CACHE_ENTRY_BYTES, CACHE_STATUSES, MAX_TOKENS, MODEL_ID, encode_get, is_embedding_key, serving, unique_text,
+    API_KEYS, ASK_COMPONENT, CACHE_ENTRY_BYTES, CACHE_STATUSES, MAX_TOKENS, MODEL_ID, ROOT, encode_get, is_embedding_key,
+    serving, unique_text,
 )
 
-DEFAULT_TTL_SECONDS = 86400
 SERVER_TIMING_METRICS = ("tokenize", "cache", "inference")
 # The contract leaves the eviction scheme open. The documented one (src/embed/cache.rs, buckets of at most
 # four entries addressed by the entry's hash) never holds more than `cache_max_entries` entries, races or not.
@@ -70,13 +72,16 @@ def openai_embeddings(server, inputs, **extra):
     return cache_status(resp), [item["embedding"] for item in resp.json()["data"]]
 
 
+def cache_control(resp) -> dict[str, str | None]:
+    """`Cache-Control: max-age=N, s-maxage=M` → {"max-age": "N", "s-maxage": "M"}."""
+    directives = [d.strip().lower() for d in resp.headers.get("cache-control", "").split(",") if d.strip()]
+    return {name: value or None for name, _, value in (d.partition("=") for d in directives)}
+
+
 def max_age(resp) -> int:
-    """`Cache-Control: private, max-age=N` → N."""
-    directives = [d.strip().lower() for d in resp.headers.get("cache-control", "").split(",")]
-    assert "private" in directives, resp.headers
-    ages = [d.removeprefix("max-age=") for d in directives if d.startswith("max-age=")]
-    assert len(ages) == 1 and ages[0].isdigit(), resp.headers
-    return int(ages[0])
+    age = cache_control(resp).get("max-age")
+    assert age is not None and age.isdigit(), resp.headers
+    return int(age)
 
 
 def server_timing(resp) -> dict[str, float]:
@@ -253,7 +258,7 @@ def test_the_ttl_sets_the_entry_s_expiry_and_max_age(tmp_path):
         before = int(time.time())
         assert encode_get(srv, text)[0] == "MISS"
         after = int(time.time())
-        resp = srv.get("/v1/encode", params={"query": text})
+        resp = srv.get("/v1/encode", params={"query": text}, headers=ASK_COMPONENT)
         assert cache_status(resp) == "HIT"
         assert max_age(resp) == ttl
         [value] = cache_values(tmp_path / "kv.db")
@@ -355,12 +360,18 @@ def test_etag_and_if_none_match(server):
     assert server.get("/v1/encode", params={"query": unique_text("etag other")}).headers["etag"] != etag
 
 
-def test_cache_control_is_private_with_the_ttl_as_max_age(server):
+def manifest_default(variable: str) -> int:
+    return int(tomllib.loads((ROOT / "spin.toml").read_text())["variables"][variable]["default"])
+
+
+def test_cache_control_gives_the_ttl_to_private_caches_and_the_shared_lifetime_to_shared_ones(server):
     text = unique_text("cache-control")
     for expected in ("MISS", "HIT"):
-        resp = server.get("/v1/encode", params={"query": text})
+        resp = server.get("/v1/encode", params={"query": text}, headers=ASK_COMPONENT)
         assert cache_status(resp) == expected
-        assert 0 < max_age(resp) <= DEFAULT_TTL_SECONDS
+        assert cache_control(resp) == {"max-age": str(manifest_default("cache_ttl_seconds")),
+                                       "s-maxage": str(manifest_default("shared_cache_seconds"))}
+        assert resp.headers["vary"] == "Authorization"
 
 
 EMBEDDING_REQUESTS = {
@@ -377,7 +388,7 @@ EMBEDDING_REQUESTS = {
 def test_server_timing_lists_tokenize_cache_and_inference(server, route):
     method, path, kw = EMBEDDING_REQUESTS[route](unique_text(f"timing {route}"))
     for expected in ("MISS", "HIT"):
-        resp = server.request(method, path, **kw)
+        resp = server.request(method, path, headers=ASK_COMPONENT, **kw)
         assert cache_status(resp) == expected
         durations = server_timing(resp)
         for metric in SERVER_TIMING_METRICS:

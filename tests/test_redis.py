@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (
-    CACHE_ENTRY_BYTES, CACHE_RECOVERY_S, ROOT, caching_resumes, encode_get, free_port, is_embedding_key, is_request_record, log_records, serving, start_server,
+    ASK_COMPONENT, CACHE_ENTRY_BYTES, CACHE_RECOVERY_S, ROOT, caching_resumes, encode_get, free_port, is_embedding_key, is_request_record, log_records, serving, start_server,
     stop_server, unique_text,
 )
 from redis_server import RedisServer
@@ -129,7 +129,7 @@ def outages(tmp_path_factory):
             for i in range(requests_while_down):
                 text = cached_text if i % 2 else unique_text(f"outage {number} {i}")
                 sent_ids.append(f"outage-{number}-{i}-{uuid.uuid4().hex[:8]}")
-                resp = srv.get("/v1/encode", params={"query": text}, headers={"X-Request-Id": sent_ids[-1]})
+                resp = srv.get("/v1/encode", params={"query": text}, headers={**ASK_COMPONENT, "X-Request-Id": sent_ids[-1]})
                 incident.statuses_while_down.append((resp.status_code, resp.headers.get("x-cache")))
                 if resp.status_code == 200 and text == cached_text:
                     incident.vectors_while_down.append(resp.json()["encoding"])

@@ -25,12 +25,15 @@ local function json_string(s)
   return '"' .. s:gsub('[%c"\\]', function(c) return string.format("\\u%04x", string.byte(c)) end) .. '"'
 end
 
--- args: questions path, API key, mode ("sequence" | "random" | "batch" | "openai"), batch size, first position in
--- the sequence, wrk threads, OpenAI model id (modes "batch" and "openai")
+-- args: questions path, API key, mode ("sequence" | "random" | "random-component" | "batch" | "openai"), batch
+-- size, first position in the sequence, wrk threads, OpenAI model id (modes "batch" and "openai").
+-- "random-component" is "random" with `Cache-Control: no-cache`, which sbert-host's HTTP cache passes on to the
+-- component: every request then runs an instance, answered from the component's key-value cache when warm.
 function M.init(args)
   M.questions = read_questions(args[1])
   M.headers = { ["Authorization"] = "Bearer " .. args[2], ["Content-Type"] = "application/json" }
   M.mode = args[3] or "random"
+  if M.mode == "random-component" then M.headers["Cache-Control"] = "no-cache" end
   M.batch = tonumber(args[4] or "32")
   M.offset = tonumber(args[5] or "0")
   M.threads = tonumber(args[6] or "1")

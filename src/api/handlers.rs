@@ -129,7 +129,7 @@ pub fn encode(request: &Request, services: &Services) -> Result<Response, ApiErr
     let parsed = EncodeRequest::from_request(request)?;
     let model = services.config.models.default_model();
     let validators = matches!(request.method, Method::Get | Method::Head)
-        .then(|| Validators::new(&parsed, model, services.config.cache.ttl_seconds));
+        .then(|| Validators::new(&parsed, model, request, services));
     if let Some(validators) = &validators {
         if validators.matched_by(request.header("if-none-match")) {
             return Ok(validators.apply(Response::empty(304)));
@@ -165,15 +165,20 @@ struct Validators {
 const ENCODE_ETAG_VERSION: &str = "v1";
 
 impl Validators {
-    fn new(request: &EncodeRequest, model: &Model, ttl_seconds: u64) -> Self {
+    fn new(parsed: &EncodeRequest, model: &Model, request: &Request, services: &Services) -> Self {
         let etag = (!model.digest.is_empty()).then(|| {
-            let input = Input::Text(&request.query);
-            let hash = entry_hash(&model.digest, request.truncate, input);
+            let input = Input::Text(&parsed.query);
+            let hash = entry_hash(&model.digest, parsed.truncate, input);
             format!("\"{ENCODE_ETAG_VERSION}-{}\"", hex::encode(&hash[..16]))
         });
+        let ttl = services.config.cache.ttl_seconds;
+        let cache_control = match shared_lifetime(request, services) {
+            0 => format!("private, max-age={ttl}"),
+            shared => format!("max-age={ttl}, s-maxage={shared}"),
+        };
         Self {
             etag,
-            cache_control: format!("private, max-age={ttl_seconds}"),
+            cache_control,
         }
     }
 
@@ -189,12 +194,32 @@ impl Validators {
     }
 
     fn apply(&self, response: Response) -> Response {
-        let response = response.with_header("cache-control", self.cache_control.clone());
+        let response = response
+            .with_header("cache-control", self.cache_control.clone())
+            .with_header("vary", "Authorization");
         match &self.etag {
             Some(etag) => response.with_header("etag", etag.clone()),
             None => response,
         }
     }
+}
+
+/// Seconds shared caches (a CDN, sbert-host's HTTP cache) may reuse the answer, keyed by URL and
+/// `Authorization`: at most `shared_cache_seconds` and the embedding cache's lifetime, never past
+/// the token's own expiry, and 0 (private) when the query came in a body, which such caches do
+/// not key on.
+fn shared_lifetime(request: &Request, services: &Services) -> u64 {
+    let settings = &services.config.cache;
+    let token_left = services.grant.expires_at.map_or(u64::MAX, |expires_at| {
+        expires_at.saturating_sub(services.now)
+    });
+    if !request.body.is_empty() {
+        return 0;
+    }
+    settings
+        .shared_seconds
+        .min(settings.ttl_seconds)
+        .min(token_left)
 }
 
 pub fn multiple_encode(request: &Request, services: &Services) -> Result<Response, ApiError> {

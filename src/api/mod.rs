@@ -13,6 +13,7 @@ pub mod openai;
 mod openapi;
 pub mod original;
 
+use crate::auth::Grant;
 use crate::backend::Infer;
 use crate::config::Config;
 use crate::embed::cache::Kv;
@@ -27,6 +28,8 @@ pub struct Services<'a> {
     pub kv: Option<&'a dyn Kv>,
     /// Unix seconds at the start of the request: JWT validity and cache expiry are judged by it.
     pub now: u64,
+    /// What the request's token grants: how long others may reuse an answer made for it.
+    pub grant: Grant,
 }
 
 /// What a route runs once the request is admitted and its body read.

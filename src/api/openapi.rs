@@ -333,7 +333,16 @@ fn original_operations() -> Vec<Operation> {
         )
         .header(
             "Cache-Control",
-            string_header("`private, max-age=<cache_ttl_seconds>`"),
+            string_header(
+                "`max-age=<cache_ttl_seconds>, s-maxage=<seconds>`: shared caches keyed by URL and \
+                 `Authorization` may reuse the answer for `shared_cache_seconds`, never past the bearer \
+                 JWT's `exp`; `private, max-age=<cache_ttl_seconds>` when that is 0 or the query came \
+                 in a body.",
+            ),
+        )
+        .header(
+            "Vary",
+            string_header("`Authorization`"),
         );
     let multiple = |id| {
         errors(

@@ -393,6 +393,7 @@ pub(crate) mod tests {
         CacheSettings {
             ttl_seconds: 100,
             max_entries,
+            ..CacheSettings::default()
         }
     }
 

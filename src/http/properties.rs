@@ -65,6 +65,7 @@ fn handle(request: &Request) -> Response {
         Ok(admitted) => {
             let services = Services {
                 config: admitted.config,
+                grant: admitted.grant,
                 infer: &model,
                 kv: Some(&kv),
                 now: NOW,

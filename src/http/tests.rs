@@ -67,6 +67,7 @@ fn handle(request: &Request, env: &Env) -> Response {
         Ok(admitted) => {
             let services = Services {
                 config: admitted.config,
+                grant: admitted.grant,
                 infer: env.infer,
                 kv: env.kv,
                 now: NOW,
@@ -740,6 +741,28 @@ fn the_openai_model_field_picks_the_model_and_default_model_picks_the_original_r
     );
 }
 
+/// The secret of the JWTs [`jwt`] signs.
+const JWT_SECRET: &str = "jwt-secret";
+
+/// An HS256 JWT signed with [`JWT_SECRET`] that expires at `exp`.
+fn jwt(exp: u64) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256"}"#),
+        URL_SAFE_NO_PAD.encode(format!(r#"{{"exp":{exp}}}"#))
+    );
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(JWT_SECRET.as_bytes()).unwrap();
+    mac.update(input.as_bytes());
+    format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
+}
+
 mod cached {
     use super::*;
 
@@ -811,8 +834,9 @@ mod cached {
         );
         assert_eq!(
             first.header("cache-control"),
-            Some("private, max-age=86400")
+            Some("max-age=86400, s-maxage=300")
         );
+        assert_eq!(first.header("vary"), Some("Authorization"));
         let same = handle(&request("GET", "/v1/encode?query=+hi+", ""), &services);
         assert_eq!(
             same.header("etag"),
@@ -839,7 +863,7 @@ mod cached {
             assert_eq!(response.header("etag"), Some(etag.as_str()));
             assert_eq!(
                 response.header("cache-control"),
-                Some("private, max-age=86400")
+                Some("max-age=86400, s-maxage=300")
             );
         }
         assert_eq!(model.calls(), calls, "a 304 embeds nothing");
@@ -856,6 +880,53 @@ mod cached {
             (refused.header("etag"), refused.header("x-cache")),
             (None, None)
         );
+    }
+
+    #[test]
+    fn shared_caches_may_keep_get_encode_no_longer_than_the_token_or_the_setting() {
+        let cache_control = |variables: &FakeVariables, request: Request| {
+            let (model, kv) = (FakeModel::default(), FakeKv::default());
+            let response = handle(&request, &env(variables, &model, Some(&kv)));
+            assert_eq!(response.status, 200);
+            response.header("cache-control").unwrap().to_owned()
+        };
+        let get = || request("GET", "/v1/encode?query=hi", "");
+        let with_token = |token: String| {
+            let mut request = without_auth(get());
+            request
+                .headers
+                .push(("Authorization".into(), format!("Bearer {token}")));
+            request
+        };
+        let variables = cached_variables().with(config::JWT_SECRET, JWT_SECRET);
+        assert_eq!(
+            cache_control(&variables, get()),
+            "max-age=86400, s-maxage=300"
+        );
+        assert_eq!(
+            cache_control(&variables, with_token(jwt(NOW + 60))),
+            "max-age=86400, s-maxage=60"
+        );
+        assert_eq!(
+            cache_control(&variables, with_token(jwt(NOW - 10))),
+            "private, max-age=86400",
+            "accepted within the leeway, but no longer the token's to share"
+        );
+        assert_eq!(
+            cache_control(
+                &variables,
+                request("GET", "/v1/encode", r#"{"query": "hi"}"#)
+            ),
+            "private, max-age=86400",
+            "a query in a body is not in the URL that shared caches key on"
+        );
+        let short_ttl = variables.clone().with(config::CACHE_TTL_SECONDS, "100");
+        assert_eq!(
+            cache_control(&short_ttl, get()),
+            "max-age=100, s-maxage=100"
+        );
+        let unshared = variables.with(config::SHARED_CACHE_SECONDS, "0");
+        assert_eq!(cache_control(&unshared, get()), "private, max-age=86400");
     }
 
     #[test]
@@ -922,24 +993,8 @@ mod cached {
 
     #[test]
     fn jwts_are_checked_against_the_request_time() {
-        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        use base64::Engine;
-        use hmac::{Hmac, Mac};
-
-        let variables = variables().with(config::JWT_SECRET, "jwt-secret");
-        let token = |exp: u64| {
-            let input = format!(
-                "{}.{}",
-                URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256"}"#),
-                URL_SAFE_NO_PAD.encode(format!(r#"{{"exp":{exp}}}"#))
-            );
-            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"jwt-secret").unwrap();
-            mac.update(input.as_bytes());
-            format!(
-                "{input}.{}",
-                URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-            )
-        };
+        let variables = variables().with(config::JWT_SECRET, JWT_SECRET);
+        let token = jwt;
         let model = FakeModel::default();
         let send = |token: String| {
             let body = r#"{"model": "all-minilm-l6-v2", "input": "x"}"#;

@@ -20,12 +20,12 @@ pub struct ErrorFacts<'a> {
     pub message: &'a str,
 }
 
-/// `answer_headers`: header name → value, both checked.
+/// Fixed response headers (`answer_headers`, `http_cache_hit_headers`): header name → value, both checked.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(try_from = "BTreeMap<String, String>")]
-pub struct AnswerHeaders(pub HeaderMap);
+pub struct HeaderValues(pub HeaderMap);
 
-impl TryFrom<BTreeMap<String, String>> for AnswerHeaders {
+impl TryFrom<BTreeMap<String, String>> for HeaderValues {
     type Error = String;
 
     fn try_from(headers: BTreeMap<String, String>) -> Result<Self, String> {
@@ -280,14 +280,14 @@ mod tests {
 
     #[test]
     fn headers_are_checked() {
-        let headers: AnswerHeaders = toml::from_str::<BTreeMap<String, AnswerHeaders>>(
+        let headers: HeaderValues = toml::from_str::<BTreeMap<String, HeaderValues>>(
             "h = { \"Access-Control-Allow-Origin\" = \"*\" }",
         )
         .unwrap()
         .remove("h")
         .unwrap();
         assert_eq!(headers.0["access-control-allow-origin"], "*");
-        let bad = toml::from_str::<BTreeMap<String, AnswerHeaders>>("h = { \"bad name\" = \"*\" }")
+        let bad = toml::from_str::<BTreeMap<String, HeaderValues>>("h = { \"bad name\" = \"*\" }")
             .unwrap_err();
         assert!(
             bad.to_string()

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use super::host_answers::{AnswerHeaders, CountedHeader, ErrorBodyRule};
+use super::host_answers::{CountedHeader, ErrorBodyRule, HeaderValues};
 use super::route::Route;
 use super::template::{validate_name, Template};
 use super::toml_file;
@@ -190,7 +190,7 @@ pub struct HostTool {
     /// Headers on every answer the host makes itself (no route, a trap, a timeout, a refusal), for example
     /// CORS headers, so that clients can read those answers like the component's own.
     #[serde(default)]
-    pub answer_headers: AnswerHeaders,
+    pub answer_headers: HeaderValues,
     /// The JSON bodies of the host's own error answers, by path: the first rule that covers the request's
     /// path applies; without one, the body is `{"error": <kind>, "message": <message>}`.
     #[serde(default)]
@@ -198,6 +198,10 @@ pub struct HostTool {
     /// A response header whose values are counted in the metrics and copied into the request log.
     #[serde(default)]
     pub counted_header: Option<CountedHeader>,
+    /// Headers set on the answers sbert-host's HTTP cache replays (`--http-cache-mib`), for example
+    /// `{ "X-Cache" = "HIT" }`: the component's own value was about the answer it made, not the replay.
+    #[serde(default)]
+    pub http_cache_hit_headers: HeaderValues,
     /// Embedding models for `fermyon:spin/llm` `generate-embeddings`, by the model name the component passes.
     #[serde(default)]
     pub llm_models: BTreeMap<String, crate::llm::ModelConfig>,

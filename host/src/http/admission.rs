@@ -74,6 +74,11 @@ impl Admission {
         self.in_flight()
     }
 
+    /// Whether the host is draining for shutdown.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
     /// Requests running now.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use bytes::Bytes;
-use http::header::HeaderName;
+use http::header::{HeaderMap, HeaderName};
 use http::{Request, Response};
 use tokio::sync::oneshot;
 use wasmtime::{Engine, Store};
@@ -41,6 +41,8 @@ pub struct ServedComponent {
     pub answers: AnswerStyle,
     /// The response header whose values are counted, if the manifest names one.
     pub counted_header: Option<HeaderName>,
+    /// Set on the answers the HTTP cache replays for this component's routes.
+    pub cache_hit_headers: HeaderMap,
 }
 
 /// Runs `request` through a fresh instance of `component`. `request_id` names the request in the log line

@@ -16,6 +16,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::admission::Admission;
 use super::answers::{AnswerStyle, HostAnswer};
+use super::cache::HttpCache;
 use super::guest::{self, RequestLimits, ServedComponent};
 use super::request_log::{self, log_error, REQUEST_ID};
 use crate::app::route::Route;
@@ -34,6 +35,8 @@ pub struct Router {
     routes: Vec<RouteEntry>,
     limits: RequestLimits,
     admission: Arc<Admission>,
+    /// `None` when `--http-cache-mib` is 0.
+    cache: Option<HttpCache>,
 }
 
 impl Router {
@@ -42,6 +45,7 @@ impl Router {
         routes: Vec<(String, Arc<ServedComponent>)>,
         limits: RequestLimits,
         admission: Arc<Admission>,
+        cache: Option<HttpCache>,
     ) -> Result<Self> {
         let mut routes = routes
             .into_iter()
@@ -58,6 +62,7 @@ impl Router {
             routes,
             limits,
             admission,
+            cache,
         })
     }
 
@@ -81,7 +86,7 @@ impl Router {
     /// Handles one request; never fails: every failure becomes a JSON error response.
     pub async fn handle<B>(
         &self,
-        mut request: Request<B>,
+        request: Request<B>,
         listen: SocketAddr,
         client: SocketAddr,
     ) -> Response<HyperOutgoingBody>
@@ -101,48 +106,11 @@ impl Router {
             ),
             Some((entry, path_info)) => {
                 let component = &entry.component;
-                let response = match self.admission.admit() {
-                    Err(reason) => {
-                        metrics::record_refusal(reason);
-                        let mut refused =
-                            component.answers.answer(&path, HostAnswer::Refused(reason));
-                        // The refused request's body is never read, so the connection cannot carry another
-                        // request: say so, or the client's next request on it meets a closed socket.
-                        if may_have_body(request.headers()) {
-                            refused
-                                .headers_mut()
-                                .insert(CONNECTION, HeaderValue::from_static("close"));
-                        }
-                        refused
-                    }
-                    Ok(permit) => {
-                        set_request_headers(
-                            &mut request,
-                            entry,
-                            &path_info,
-                            &request_id,
-                            listen,
-                            client,
-                        );
-                        let log_id = request_id.to_str().unwrap_or_default().to_string();
-                        match guest::call(component, request, self.limits, log_id, Some(permit))
+                let response = match self.cached(&request, component) {
+                    Some(hit) => hit,
+                    None => {
+                        self.run(request, entry, &path_info, &request_id, listen, client)
                             .await
-                        {
-                            Ok(response) => response,
-                            Err(error) => {
-                                log_error(
-                                    request_id.to_str().unwrap_or_default(),
-                                    &component.id,
-                                    &error,
-                                );
-                                let answer = if guest::is_timeout(&error) {
-                                    HostAnswer::TimedOut
-                                } else {
-                                    HostAnswer::Failed
-                                };
-                                component.answers.answer(&path, answer)
-                            }
-                        }
                     }
                 };
                 (response, component.counted_header.as_ref())
@@ -151,6 +119,83 @@ impl Router {
         response.headers_mut().insert(REQUEST_ID, request_id);
         request_log::record(&method, &path, started.elapsed(), &response, counted_header);
         response
+    }
+
+    /// The HTTP cache's answer to `request`, if it has a fresh one; none while draining, when every request
+    /// is refused.
+    fn cached<B>(
+        &self,
+        request: &Request<B>,
+        component: &ServedComponent,
+    ) -> Option<Response<HyperOutgoingBody>> {
+        if self.admission.is_draining() {
+            return None;
+        }
+        self.cache
+            .as_ref()?
+            .lookup(request, &component.cache_hit_headers)
+    }
+
+    /// Admits `request` and runs it through its component (keeping the answer in the HTTP cache when it may),
+    /// or answers for the component when there is no room for it or it fails.
+    async fn run<B>(
+        &self,
+        mut request: Request<B>,
+        entry: &RouteEntry,
+        path_info: &str,
+        request_id: &HeaderValue,
+        listen: SocketAddr,
+        client: SocketAddr,
+    ) -> Response<HyperOutgoingBody>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let component = &entry.component;
+        let path = request.uri().path().to_owned();
+        let permit = match self.admission.admit() {
+            Ok(permit) => permit,
+            Err(reason) => {
+                metrics::record_refusal(reason);
+                let mut refused = component.answers.answer(&path, HostAnswer::Refused(reason));
+                // The refused request's body is never read, so the connection cannot carry another
+                // request: say so, or the client's next request on it meets a closed socket.
+                if may_have_body(request.headers()) {
+                    refused
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                return refused;
+            }
+        };
+        // Taken before the host adds its own headers: the cache judges the client's request.
+        let candidate = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.candidate(&request));
+        set_request_headers(&mut request, entry, path_info, request_id, listen, client);
+        let log_id = request_id.to_str().unwrap_or_default();
+        let answered = guest::call(
+            component,
+            request,
+            self.limits,
+            log_id.to_string(),
+            Some(permit),
+        )
+        .await;
+        let answered = match (answered, candidate, &self.cache) {
+            (Ok(response), Some(candidate), Some(cache)) => cache.keep(candidate, response).await,
+            (answered, _, _) => answered,
+        };
+        answered.unwrap_or_else(|error| {
+            log_error(log_id, &component.id, &error);
+            let answer = if guest::is_timeout(&error) {
+                HostAnswer::TimedOut
+            } else {
+                HostAnswer::Failed
+            };
+            component.answers.answer(&path, answer)
+        })
     }
 
     /// Runs the start-up check: `GET path` through the routed component, in-process, as a request from
@@ -196,16 +241,16 @@ impl Router {
     }
 }
 
-/// Adds what `spin up` tells a component about the request (the spin-sdk router reads `spin-path-info`)
-/// and the request id. Client-sent headers of the same names are replaced, never trusted.
 /// Whether a request declares a body (a `Content-Length` other than 0, or a chunked one).
-fn may_have_body(headers: &HeaderMap) -> bool {
+pub(super) fn may_have_body(headers: &HeaderMap) -> bool {
     headers.contains_key(TRANSFER_ENCODING)
         || headers
             .get(CONTENT_LENGTH)
             .is_some_and(|length| length.as_bytes() != b"0")
 }
 
+/// Adds what `spin up` tells a component about the request (the spin-sdk router reads `spin-path-info`)
+/// and the request id. Client-sent headers of the same names are replaced, never trusted.
 fn set_request_headers<B>(
     request: &mut Request<B>,
     entry: &RouteEntry,

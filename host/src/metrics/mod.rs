@@ -51,6 +51,24 @@ impl RefusalReason {
     }
 }
 
+/// What a lookup in the HTTP cache found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpCacheLookup {
+    /// A fresh stored answer, sent without running the component.
+    Hit,
+    /// None: the request went to the component.
+    Miss,
+}
+
+impl HttpCacheLookup {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+        }
+    }
+}
+
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 /// Records one answered request; `counted` is the configured response header's (name, value), if the
@@ -73,6 +91,23 @@ pub fn declare_counted_header(name: &str, values: &[String]) {
 /// Records a request refused before reaching its component.
 pub fn record_refusal(reason: RefusalReason) {
     METRICS.record_refusal(reason);
+}
+
+/// Records one lookup in the HTTP cache.
+pub fn record_http_cache_lookup(result: HttpCacheLookup) {
+    METRICS
+        .http_cache_lookups
+        .get_or_create(&ResultLabels {
+            result: result.label(),
+        })
+        .inc();
+}
+
+/// The bytes the HTTP cache holds now.
+pub fn set_http_cache_bytes(bytes: u64) {
+    METRICS
+        .http_cache_bytes
+        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
 }
 
 /// A request was admitted (`1`) or finished (`-1`).
@@ -130,6 +165,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GraphLabels {
     graph: String,
 }
@@ -145,6 +185,8 @@ struct Metrics {
     request_duration: Family<RouteLabel, Histogram, fn() -> Histogram>,
     header_values: Family<HeaderLabels, Counter>,
     refusals: Family<ReasonLabels, Counter>,
+    http_cache_lookups: Family<ResultLabels, Counter>,
+    http_cache_bytes: Gauge,
     in_flight: Gauge,
     queued_tokens: Gauge,
     queue_wait: Histogram,
@@ -163,6 +205,8 @@ impl Metrics {
             request_duration: Family::new_with_constructor(latency_histogram),
             header_values: Family::default(),
             refusals: Family::default(),
+            http_cache_lookups: Family::default(),
+            http_cache_bytes: Gauge::default(),
             in_flight: Gauge::default(),
             queued_tokens: Gauge::default(),
             queue_wait: latency_histogram(),
@@ -171,6 +215,12 @@ impl Metrics {
             tokens: Counter::default(),
             model_load: Family::default(),
         };
+        // Exported from zero, so that a hit ratio is defined from the first scrape.
+        for result in [HttpCacheLookup::Hit, HttpCacheLookup::Miss] {
+            drop(metrics.http_cache_lookups.get_or_create(&ResultLabels {
+                result: result.label(),
+            }));
+        }
         let mut registry = Registry::default();
         registry.register(
             "http_requests",
@@ -191,6 +241,16 @@ impl Metrics {
             "http_requests_refused",
             "Requests refused before reaching their component, by reason",
             metrics.refusals.clone(),
+        );
+        registry.register(
+            "http_cache_lookups",
+            "Lookups in the HTTP cache (--http-cache-mib), by result: hit (answered from memory) or miss",
+            metrics.http_cache_lookups.clone(),
+        );
+        registry.register(
+            "http_cache_bytes",
+            "Bytes the HTTP cache holds",
+            metrics.http_cache_bytes.clone(),
         );
         registry.register(
             "http_requests_in_flight",
@@ -336,6 +396,8 @@ mod tests {
             ("http_request_duration_seconds", "histogram"),
             ("http_response_header_values_total", "counter"),
             ("http_requests_refused_total", "counter"),
+            ("http_cache_lookups_total", "counter"),
+            ("http_cache_bytes", "gauge"),
             ("http_requests_in_flight", "gauge"),
             ("nn_queued_tokens", "gauge"),
             ("nn_queue_wait_seconds", "histogram"),

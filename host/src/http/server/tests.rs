@@ -84,6 +84,7 @@ async fn start(
                 services: ComponentServices::default(),
                 answers: AnswerStyle::of(&tool),
                 counted_header: None,
+                cache_hit_headers: Default::default(),
             };
             (route.to_string(), Arc::new(served))
         })
@@ -93,7 +94,7 @@ async fn start(
         memory: 1 << 20,
     };
     let admission = Admission::new(limits, || 0);
-    let router = Arc::new(Router::new(routes, request_limits, admission).unwrap());
+    let router = Arc::new(Router::new(routes, request_limits, admission, None).unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel();

@@ -1,0 +1,260 @@
+use std::time::Duration;
+
+use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, VARY};
+use http::HeaderValue;
+
+use super::*;
+
+const KEY: &str = "Bearer key-a";
+
+fn get(uri: &str, authorization: Option<&str>) -> Request<()> {
+    let mut request = Request::get(uri).header(HOST, "127.0.0.1:3000");
+    if let Some(authorization) = authorization {
+        request = request.header(AUTHORIZATION, authorization);
+    }
+    request.body(()).unwrap()
+}
+
+fn answer(cache_control: Option<&str>, body: &str) -> Response<HyperOutgoingBody> {
+    let mut response = Response::builder()
+        .header(VARY, "Authorization")
+        .header(CONTENT_LENGTH, body.len())
+        .header("server-timing", "embed;dur=3.1")
+        .header("x-cache", "MISS");
+    if let Some(cache_control) = cache_control {
+        response = response.header(CACHE_CONTROL, cache_control);
+    }
+    response.body(full(Bytes::from(body.to_owned()))).unwrap()
+}
+
+fn hit_headers() -> HeaderMap {
+    HeaderMap::from_iter([(
+        HeaderName::from_static("x-cache"),
+        HeaderValue::from_static("HIT"),
+    )])
+}
+
+async fn body_of(response: Response<HyperOutgoingBody>) -> Bytes {
+    response.into_body().collect().await.unwrap().to_bytes()
+}
+
+/// Offers `response` to `request`'s answer, and checks that what the client gets is the answer unchanged.
+async fn offer(cache: &HttpCache, request: &Request<()>, response: Response<HyperOutgoingBody>) {
+    let body = response.headers()[CONTENT_LENGTH].clone();
+    let candidate = cache.candidate(request).expect("a plain GET may be kept");
+    let passed = cache.keep(candidate, response).await.unwrap();
+    assert_eq!(passed.status(), 200);
+    assert!(
+        passed.headers().contains_key("server-timing"),
+        "the answer itself is unchanged"
+    );
+    let length = body.to_str().unwrap().parse::<usize>().unwrap();
+    assert_eq!(body_of(passed).await.len(), length);
+}
+
+fn lookup(cache: &HttpCache, request: &Request<()>) -> Option<Response<HyperOutgoingBody>> {
+    cache.lookup(request, &hit_headers())
+}
+
+#[tokio::test]
+async fn a_shared_answer_is_replayed_for_the_same_url_and_authorization_only() {
+    let cache = HttpCache::new(1 << 20);
+    let request = get("/v1/encode?query=hi", Some(KEY));
+    offer(
+        &cache,
+        &request,
+        answer(Some("max-age=86400, s-maxage=300"), "[1,2]"),
+    )
+    .await;
+
+    let hit = lookup(&cache, &get("/v1/encode?query=hi", Some(KEY))).expect("a fresh answer");
+    assert_eq!(
+        hit.headers()["x-cache"],
+        "HIT",
+        "the hit headers replace the component's"
+    );
+    assert_eq!(hit.headers()["age"], "0");
+    assert!(
+        hit.headers().get(DATE).is_none(),
+        "hyper writes the date when it sends the answer"
+    );
+    assert!(
+        hit.headers().get("server-timing").is_none(),
+        "timings of another request"
+    );
+    assert_eq!(hit.headers()[CACHE_CONTROL], "max-age=86400, s-maxage=300");
+    assert_eq!(body_of(hit).await, "[1,2]");
+
+    assert!(lookup(&cache, &get("/v1/encode?query=hi", Some("Bearer key-b"))).is_none());
+    assert!(lookup(&cache, &get("/v1/encode?query=hi", None)).is_none());
+    assert!(lookup(&cache, &get("/v1/encode?query=ho", Some(KEY))).is_none());
+    let mut other_host = get("/v1/encode?query=hi", Some(KEY));
+    other_host
+        .headers_mut()
+        .insert(HOST, HeaderValue::from_static("other:3000"));
+    assert!(lookup(&cache, &other_host).is_none());
+}
+
+#[tokio::test]
+async fn answers_a_shared_cache_must_not_keep_are_passed_through() {
+    for cache_control in [
+        Some("private, max-age=86400"),
+        Some("no-store, s-maxage=300"),
+        Some("no-cache, s-maxage=300"),
+        Some("max-age=86400, s-maxage=0"),
+        // Without `s-maxage` or `public`, an answer to a request with `Authorization` is not shared.
+        Some("max-age=86400"),
+        None,
+    ] {
+        let cache = HttpCache::new(1 << 20);
+        let request = get("/v1/encode?query=hi", Some(KEY));
+        offer(&cache, &request, answer(cache_control, "[1,2]")).await;
+        assert!(
+            lookup(&cache, &request).is_none(),
+            "{cache_control:?} was kept"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_answer_without_a_declared_length_or_over_the_limit_is_passed_through() {
+    let cache = HttpCache::new(64 << 20);
+    let request = get("/v1/encode?query=hi", Some(KEY));
+    let mut unknown_length = answer(Some("s-maxage=300"), "[1,2]");
+    unknown_length.headers_mut().remove(CONTENT_LENGTH);
+    let candidate = cache.candidate(&request).unwrap();
+    let passed = cache.keep(candidate, unknown_length).await.unwrap();
+    assert_eq!(body_of(passed).await, "[1,2]");
+    assert!(lookup(&cache, &request).is_none());
+
+    let large = "x".repeat(MAX_ANSWER_BYTES + 1);
+    offer(&cache, &request, answer(Some("s-maxage=300"), &large)).await;
+    assert!(lookup(&cache, &request).is_none());
+}
+
+#[tokio::test]
+async fn requests_the_cache_must_not_answer_go_to_the_component() {
+    let cache = HttpCache::new(1 << 20);
+    let request = get("/v1/encode?query=hi", Some(KEY));
+    offer(&cache, &request, answer(Some("s-maxage=300"), "[1,2]")).await;
+    assert!(lookup(&cache, &request).is_some());
+
+    let with = |name: &'static str, value: &'static str| {
+        let mut request = get("/v1/encode?query=hi", Some(KEY));
+        request
+            .headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+        request
+    };
+    // The client asks for a new answer: it goes to the component, and that answer may be kept.
+    for request in [
+        with("cache-control", "no-cache"),
+        with("pragma", "no-cache"),
+    ] {
+        assert!(
+            lookup(&cache, &request).is_none(),
+            "{:?}",
+            request.headers()
+        );
+        assert!(cache.candidate(&request).is_some());
+    }
+    // Conditional requests, and GETs that carry their query in a body (the URL does not say what
+    // they ask), are the component's alone.
+    for request in [
+        with("if-none-match", "\"v1-abc\""),
+        with("if-modified-since", "Mon, 30 Nov 2026 12:00:00 GMT"),
+        with("content-length", "16"),
+        with("transfer-encoding", "chunked"),
+    ] {
+        assert!(
+            lookup(&cache, &request).is_none(),
+            "{:?}",
+            request.headers()
+        );
+        assert!(cache.candidate(&request).is_none());
+    }
+    let mut post = get("/v1/encode?query=hi", Some(KEY));
+    *post.method_mut() = Method::POST;
+    assert!(lookup(&cache, &post).is_none());
+    assert!(cache.candidate(&post).is_none());
+}
+
+#[tokio::test]
+async fn an_answer_is_fresh_for_its_shared_lifetime_only() {
+    let cache = HttpCache::new(1 << 20);
+    let request = get("/v1/encode?query=hi", Some(KEY));
+    offer(
+        &cache,
+        &request,
+        answer(Some("max-age=86400, s-maxage=30"), "[1,2]"),
+    )
+    .await;
+    let at = |seconds| {
+        cache.lookup_at(
+            &request,
+            &hit_headers(),
+            SystemTime::now() + Duration::from_secs(seconds),
+        )
+    };
+    let aged = at(20).expect("fresh for 30 s");
+    assert_eq!(aged.headers()["age"], "20");
+    assert!(
+        at(31).is_none(),
+        "s-maxage, not max-age, bounds a shared cache"
+    );
+}
+
+#[tokio::test]
+async fn each_authorization_keeps_its_own_answer_up_to_four_per_url() {
+    let cache = HttpCache::new(1 << 20);
+    let keys: Vec<String> = (0..5).map(|i| format!("Bearer key-{i}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        let body = format!("[{i}]");
+        offer(
+            &cache,
+            &get("/v1/encode?query=hi", Some(key)),
+            answer(Some("s-maxage=300"), &body),
+        )
+        .await;
+    }
+    assert!(
+        lookup(&cache, &get("/v1/encode?query=hi", Some(&keys[0]))).is_none(),
+        "the oldest went"
+    );
+    for (i, key) in keys.iter().enumerate().skip(1) {
+        let hit = lookup(&cache, &get("/v1/encode?query=hi", Some(key))).unwrap();
+        assert_eq!(body_of(hit).await, format!("[{i}]"));
+    }
+    // A new answer for a kept variant replaces it rather than adding one.
+    offer(
+        &cache,
+        &get("/v1/encode?query=hi", Some(&keys[4])),
+        answer(Some("s-maxage=300"), "[9]"),
+    )
+    .await;
+    let hit = lookup(&cache, &get("/v1/encode?query=hi", Some(&keys[4]))).unwrap();
+    assert_eq!(body_of(hit).await, "[9]");
+    assert!(
+        lookup(&cache, &get("/v1/encode?query=hi", Some(&keys[1]))).is_some(),
+        "still four"
+    );
+}
+
+#[tokio::test]
+async fn the_cache_holds_no_more_bytes_than_its_capacity() {
+    let capacity = 64 * 1024;
+    let cache = HttpCache::new(capacity);
+    let body = "x".repeat(2000);
+    for i in 0..200 {
+        let request = get(&format!("/v1/encode?query={i}"), Some(KEY));
+        offer(&cache, &request, answer(Some("s-maxage=300"), &body)).await;
+        assert!(cache.answers.weight() <= capacity);
+    }
+    let kept = (0..200)
+        .filter(|i| lookup(&cache, &get(&format!("/v1/encode?query={i}"), Some(KEY))).is_some())
+        .count();
+    assert!(
+        (10..=32).contains(&kept),
+        "{kept} answers of ~2.6 KB in 64 KiB"
+    );
+}
