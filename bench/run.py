@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -285,19 +286,23 @@ def int8_refusal(host: Host) -> str | None:
 
 def cached_answer(host: Host, question: str) -> bytes:
     """The body sbert-host answers for `question` from its cache (the one nginx then serves)."""
-    response = requests.get(host.url + "/v1/encode", params={"query": question},
-                            headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+    response = requests.get(encode_url(host, question), headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
     response.raise_for_status()
     if response.headers.get("X-Cache") != "HIT":
         raise BenchError(f"GET /v1/encode for a warmed question was not a cache hit: {response.headers}")
     return response.content
 
 
+def encode_url(host: Host, question: str) -> str:
+    """The URL bench/wrk/questions.lua asks `question` with (its `urlencode`: every byte but [A-Za-z0-9-_.~]
+    percent-encoded), so that what is warmed here is what wrk asks: sbert-host's HTTP cache keys on the URL."""
+    return f"{host.url}/v1/encode?query={urllib.parse.quote(question, safe='-_.~')}"
+
+
 def warm_cache(host: Host, questions: list[str]) -> float:
     """Asks every question once, as the load test asks them, and returns the share of cache hits after."""
     def get(session: requests.Session, question: str) -> requests.Response:
-        response = session.get(host.url + "/v1/encode", params={"query": question},
-                               headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
+        response = session.get(encode_url(host, question), headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
         response.raise_for_status()
         return response
 

@@ -225,18 +225,31 @@ async fn each_authorization_keeps_its_own_answer_up_to_four_per_url() {
         let hit = lookup(&cache, &get("/v1/encode?query=hi", Some(key))).unwrap();
         assert_eq!(body_of(hit).await, format!("[{i}]"));
     }
-    // A new answer for a kept variant replaces it rather than adding one.
-    offer(
-        &cache,
-        &get("/v1/encode?query=hi", Some(&keys[4])),
-        answer(Some("s-maxage=300"), "[9]"),
-    )
-    .await;
-    let hit = lookup(&cache, &get("/v1/encode?query=hi", Some(&keys[4]))).unwrap();
-    assert_eq!(body_of(hit).await, "[9]");
-    assert!(
-        lookup(&cache, &get("/v1/encode?query=hi", Some(&keys[1]))).is_some(),
-        "still four"
+}
+
+#[tokio::test]
+async fn a_fresh_answer_is_kept_and_a_stale_one_replaced() {
+    let cache = HttpCache::new(1 << 20);
+    let request = get("/v1/encode?query=hi", Some(KEY));
+    offer(&cache, &request, answer(Some("s-maxage=1"), "[1]")).await;
+    let mut asked_anew = get("/v1/encode?query=hi", Some(KEY));
+    asked_anew
+        .headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-cache"));
+    offer(&cache, &asked_anew, answer(Some("s-maxage=300"), "[2]")).await;
+    let hit = lookup(&cache, &request).unwrap();
+    assert_eq!(body_of(hit).await, "[1]", "the fresh answer held stays");
+
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(lookup(&cache, &request).is_none());
+    offer(&cache, &request, answer(Some("s-maxage=300"), "[3]")).await;
+    let hit = lookup(&cache, &request).unwrap();
+    assert_eq!(body_of(hit).await, "[3]");
+    let variants = cache.answers.get(&cache_key(&request).unwrap()).unwrap();
+    assert_eq!(
+        variants.len(),
+        1,
+        "the stale one was replaced, not kept beside it"
     );
 }
 
