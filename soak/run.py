@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """`make soak`: one sbert-host under SOAK_SECONDS (default 600) of a realistic mix at 40 connections.
 
-It passes when no request gets an unexpected status, the host's PSS and open file descriptors at the end are
-within 10% of their value at a fifth of the run (minute 2 of 10), and the p99 latency of every tenth of the
+It passes when no request gets an unexpected status, the host's PSS (beside what its bounded HTTP cache holds,
+from the `http_cache_bytes` metric) and open file descriptors at the end are within 10% of their value at a fifth
+of the run (minute 2 of 10), and the p99 latency of every tenth of the
 run (after the first) stays within 1.5× the median of those p99s. The report goes to target/soak/report.md
 (and report.json); the exit status says whether it passed.
 """
@@ -17,10 +18,12 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import requests
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "soak"))
-from conftest import SHARED, host_binary, start_server, stop_server  # noqa: E402  (shared with the tests)
+from conftest import SHARED, free_port, host_binary, start_server, stop_server  # noqa: E402  (shared with the tests)
 from load import Load, Outcome  # noqa: E402
 from mix import Mix  # noqa: E402
 from report import Interval, Sample, Soak, write  # noqa: E402
@@ -60,14 +63,18 @@ class Recorder:
                                            f"{outcome.call.path[:60]} -> {status}: {detail}")
 
 
-def memory_and_fds(pid: int) -> tuple[float, float, int]:
-    """(PSS MiB, RSS MiB, open file descriptors) of a running process."""
+def sample(pid: int, metrics_url: str, elapsed: float) -> Sample:
+    """The host's PSS and RSS, open file descriptors and HTTP cache size now."""
     fields = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
         name, value, *_ = line.split()
         fields[name.rstrip(":")] = int(value)
     fds = len(os.listdir(f"/proc/{pid}/fd"))
-    return fields["Pss"] / 1024, fields["Rss"] / 1024, fds
+    cache_bytes = [float(line.split()[1]) for line in requests.get(metrics_url, timeout=10).text.splitlines()
+                   if line.startswith("http_cache_bytes ")]
+    if len(cache_bytes) != 1:
+        raise RuntimeError(f"{metrics_url} has no http_cache_bytes sample")
+    return Sample(elapsed, fields["Pss"] / 1024, fields["Rss"] / 1024, fds, cache_bytes[0] / (1 << 20))
 
 
 def check_prerequisites() -> None:
@@ -95,7 +102,9 @@ def main() -> int:
     sample_s = interval_s / SAMPLES_PER_INTERVAL
     mix = Mix(UniqueQuestions("soak"))
     with tempfile.TemporaryDirectory(prefix="sbert-soak-") as tmp:
-        srv = start_server(Path(tmp))
+        metrics_port = free_port()
+        srv = start_server(Path(tmp), extra_args=["--metrics-listen", f"127.0.0.1:{metrics_port}"])
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         try:
             port = int(srv.base_url.rsplit(":", 1)[1])
             started = time.monotonic()
@@ -105,12 +114,10 @@ def main() -> int:
             print(f"soak: {args.seconds:.0f}s at {args.connections} connections; samples every {sample_s:.1f}s",
                   flush=True)
             while (elapsed := time.monotonic() - started) < args.seconds:
-                pss, rss, fds = memory_and_fds(srv.process.pid)
-                samples.append(Sample(elapsed, pss, rss, fds))
+                samples.append(sample(srv.process.pid, metrics_url, elapsed))
                 time.sleep(min(sample_s, max(0.0, args.seconds - elapsed)))
             # The last sample ("minute 10") is taken under load, like the others.
-            pss, rss, fds = memory_and_fds(srv.process.pid)
-            samples.append(Sample(time.monotonic() - started, pss, rss, fds))
+            samples.append(sample(srv.process.pid, metrics_url, time.monotonic() - started))
             load.stop()
             alive = srv.alive()
         finally:
