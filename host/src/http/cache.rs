@@ -4,19 +4,22 @@
 //! answer's `Vary` names, is answered from memory without an instance of the component.
 //!
 //! What may be stored and when a stored answer is fresh is RFC 9111, judged by the `http-cache-semantics`
-//! crate as a shared cache: `private` and `no-store` answers are never kept, a request with `Authorization`
-//! only reuses an answer that allows it and names `Authorization` in `Vary`, and a request's own
-//! `Cache-Control: no-cache` goes to the component. Nothing is kept longer than its freshness lifetime, and
-//! the whole is bounded in bytes (least recently used out first).
+//! crate as a shared cache, with three rules of this host on top: an answer to a request with `Authorization`
+//! is kept only if its `Vary` names `Authorization` (one client's answer never reaches another credential);
+//! a stale answer is never served, whatever the request's `max-stale` accepts (a lifetime a token's expiry
+//! bounded ends there); and an answer's age counts from when the component was asked. `private` and
+//! `no-store` answers are never kept, a request's own `Cache-Control: no-cache` goes to the component, and a
+//! successful unsafe request (`POST`, ...) drops what is kept for its URL. The whole is bounded in bytes
+//! (least recently used out first).
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use bytes::Bytes;
 use http::header::{
-    HeaderMap, HeaderName, CONTENT_LENGTH, DATE, HOST, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH,
-    IF_RANGE, IF_UNMODIFIED_SINCE,
+    HeaderMap, HeaderName, AUTHORIZATION, CONTENT_LENGTH, DATE, HOST, IF_MATCH, IF_MODIFIED_SINCE,
+    IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, VARY,
 };
 use http::{HeaderValue, Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Full};
@@ -46,6 +49,9 @@ const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 pub struct HttpCache {
     /// By `Host` + path and query.
     answers: Cache<String, Variants, AnswerBytes>,
+    /// Larger answers are passed through: [`MAX_ANSWER_BYTES`], or less where a shard of the map (which
+    /// refuses a URL heavier than itself) could not hold a URL's variants of that size.
+    max_answer_bytes: u64,
 }
 
 /// The answers kept for one URL, newest first.
@@ -68,10 +74,22 @@ impl Weighter<String, Variants> for AnswerBytes {
     }
 }
 
-/// The head of a request whose answer may be kept, taken before the request goes to the component.
+/// What the cache does with a request's answer, decided before the request goes to the component.
+pub enum Pending {
+    /// A plain GET: its answer may be kept.
+    Keep(Box<Candidate>),
+    /// An unsafe method (POST, PUT, DELETE, ...): a successful answer makes what is kept for its URL stale
+    /// (RFC 9111 section 4.4), so it is dropped. The URL's key.
+    Invalidate(String),
+}
+
+/// The head of a GET whose answer may be kept.
 pub struct Candidate {
     key: String,
     request: Request<()>,
+    /// When the request went to the component: the answer's age counts from here, so the time the component
+    /// took is not added to its freshness (a JWT-bound lifetime ends when the token does).
+    asked_at: SystemTime,
 }
 
 impl HttpCache {
@@ -81,8 +99,12 @@ impl HttpCache {
         let estimated_answers = usize::try_from(capacity_bytes / 8192)
             .unwrap_or(usize::MAX)
             .max(16);
+        let answers = Cache::with_weighter(estimated_answers, capacity_bytes, AnswerBytes);
+        let max_answer_bytes =
+            (MAX_ANSWER_BYTES as u64).min(answers.shard_capacity() / (2 * MAX_VARIANTS as u64));
         Self {
-            answers: Cache::with_weighter(estimated_answers, capacity_bytes, AnswerBytes),
+            answers,
+            max_answer_bytes,
         }
     }
 
@@ -106,10 +128,13 @@ impl HttpCache {
             variants
                 .iter()
                 .find_map(|answer| match answer.policy.before_request(request, now) {
-                    BeforeRequest::Fresh(parts) => {
+                    // A request's `max-stale` makes the crate call a stale answer fresh; a shared cache must
+                    // not serve an `s-maxage` answer stale (RFC 9111 section 5.2.2.10), least of all one
+                    // whose lifetime a token's expiry bounded.
+                    BeforeRequest::Fresh(parts) if !answer.policy.is_stale(now) => {
                         Some(Response::from_parts(parts, full(answer.body.clone())))
                     }
-                    BeforeRequest::Stale { .. } => None,
+                    _ => None,
                 })
         });
         metrics::record_http_cache_lookup(if hit.is_some() {
@@ -126,8 +151,11 @@ impl HttpCache {
         })
     }
 
-    /// What to remember of `request` to keep its answer, if it is a request whose answer may be kept.
-    pub fn candidate<B>(&self, request: &Request<B>) -> Option<Candidate> {
+    /// What to do with `request`'s answer, if anything.
+    pub fn pending<B>(&self, request: &Request<B>) -> Option<Pending> {
+        if !request.method().is_safe() {
+            return Some(Pending::Invalidate(url_key(request)));
+        }
         let key = cache_key(request)?;
         let mut head = Request::new(());
         *head.method_mut() = request.method().clone();
@@ -136,16 +164,37 @@ impl HttpCache {
         let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
         *head.uri_mut() =
             Uri::from_maybe_shared(Bytes::copy_from_slice(path_and_query.as_bytes())).ok()?;
-        *head.headers_mut() = owned(request.headers());
-        Some(Candidate { key, request: head })
+        *head.headers_mut() = owned(request.headers(), |_| true);
+        Some(Pending::Keep(Box::new(Candidate {
+            key,
+            request: head,
+            asked_at: SystemTime::now(),
+        })))
     }
 
-    /// Keeps `response` if RFC 9111 lets a shared cache store it with a freshness lifetime, and returns it
-    /// (with its body read, when kept). An answer the cache already holds fresh for the same request (one
-    /// that asked `no-cache`, or lost a race) is passed through and the held one stays: replacing it would
-    /// cost a copy of every such answer for nothing. An error is a body that failed while being read:
-    /// nothing was sent yet.
-    pub async fn keep(
+    /// Acts on `response` as `pending` says, and returns it (with its body read, when kept).
+    pub async fn settle(
+        &self,
+        pending: Pending,
+        response: Response<HyperOutgoingBody>,
+    ) -> Result<Response<HyperOutgoingBody>> {
+        match pending {
+            Pending::Keep(candidate) => self.keep(*candidate, response).await,
+            Pending::Invalidate(key) => {
+                if response.status().is_success() || response.status().is_redirection() {
+                    self.answers.remove(&key);
+                }
+                Ok(response)
+            }
+        }
+    }
+
+    /// Keeps `response` if RFC 9111 lets a shared cache store it with a freshness lifetime, it names
+    /// `Authorization` in `Vary` when the request carried one, and its body is whole. An answer the cache
+    /// already holds fresh for the same request (one that asked `no-cache`, or lost a race) is passed
+    /// through and the held one stays: replacing it would cost a copy of every such answer for nothing. An
+    /// error is a body that failed or ended short while being read: nothing was sent yet.
+    async fn keep(
         &self,
         candidate: Candidate,
         response: Response<HyperOutgoingBody>,
@@ -160,16 +209,23 @@ impl HttpCache {
         let (head, body) = response.into_parts();
         let mut stored_head = Response::new(());
         *stored_head.status_mut() = head.status;
-        *stored_head.headers_mut() = owned(&head.headers);
-        stored_head.headers_mut().remove(SERVER_TIMING);
-        let policy = CachePolicy::new_options(&candidate.request, &stored_head, now, SHARED_CACHE);
+        *stored_head.headers_mut() = owned(&head.headers, |name| name != SERVER_TIMING);
+        let judged = CachePolicy::new_options(
+            &candidate.request,
+            &stored_head,
+            candidate.asked_at,
+            SHARED_CACHE,
+        );
         let declared_length = head
             .headers
             .get(CONTENT_LENGTH)
-            .and_then(|length| length.to_str().ok()?.parse::<usize>().ok());
-        let keep = policy.is_storable()
-            && !policy.time_to_live(now).is_zero()
-            && declared_length.is_some_and(|length| length <= MAX_ANSWER_BYTES);
+            .and_then(|length| length.to_str().ok()?.parse::<u64>().ok());
+        let varied = vary_names(&head.headers);
+        let keep = judged.is_storable()
+            && !judged.time_to_live(now).is_zero()
+            && (!candidate.request.headers().contains_key(AUTHORIZATION)
+                || varied.iter().any(|name| name == AUTHORIZATION.as_str()))
+            && declared_length.is_some_and(|length| length <= self.max_answer_bytes);
         if !keep {
             return Ok(Response::from_parts(head, body));
         }
@@ -178,34 +234,55 @@ impl HttpCache {
             .await
             .map_err(|code| anyhow!("the component's answer failed while being read: {code:?}"))?
             .to_bytes();
+        if Some(collected.len() as u64) != declared_length {
+            // A guest stopped mid-body ends its body early rather than with an error.
+            bail!(
+                "the component's answer ended after {} of its {declared_length:?} bytes",
+                collected.len()
+            );
+        }
         // Exactly the body's bytes: one frame may be a slice of a larger buffer.
         let body = Bytes::copy_from_slice(&collected);
-        let header_bytes: usize = head
-            .headers
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len())
-            .sum();
+        // What later requests are matched on: the URL, `Host` and the headers `Vary` names. The rest of the
+        // request (user agents, cookies, padding) is neither needed nor worth its memory.
+        let mut matched = Request::new(());
+        *matched.uri_mut() = candidate.request.uri().clone();
+        *matched.headers_mut() = owned(candidate.request.headers(), |name| {
+            name == HOST || varied.iter().any(|varied| varied == name.as_str())
+        });
+        let policy =
+            CachePolicy::new_options(&matched, &stored_head, candidate.asked_at, SHARED_CACHE);
         let answer = Arc::new(StoredAnswer {
-            bytes: (body.len() + 2 * header_bytes) as u64 + ENTRY_OVERHEAD_BYTES,
+            bytes: (body.len()
+                + 2 * header_bytes(&head.headers)
+                + header_bytes(matched.headers())
+                + candidate.key.len()) as u64
+                + ENTRY_OVERHEAD_BYTES,
             policy,
             body: body.clone(),
         });
-        self.insert(candidate, answer, now);
+        self.insert(candidate.key, &matched, answer, now);
         Ok(Response::from_parts(head, full(body)))
     }
 
     /// Stores `answer` for its URL as the newest variant. It replaces the (stale) variant the same request
     /// would have been answered with, and drops stale ones.
-    fn insert(&self, candidate: Candidate, answer: Arc<StoredAnswer>, now: SystemTime) {
-        let older = self.answers.get(&candidate.key).unwrap_or_default();
-        let others = older.iter().filter(|stored| {
-            !same_variant(stored, &candidate.request, now) && !stored.policy.is_stale(now)
-        });
+    fn insert(
+        &self,
+        key: String,
+        request: &Request<()>,
+        answer: Arc<StoredAnswer>,
+        now: SystemTime,
+    ) {
+        let older = self.answers.get(&key).unwrap_or_default();
+        let others = older
+            .iter()
+            .filter(|stored| !same_variant(stored, request, now) && !stored.policy.is_stale(now));
         let variants: Vec<_> = std::iter::once(answer)
             .chain(others.cloned())
             .take(MAX_VARIANTS)
             .collect();
-        self.answers.insert(candidate.key, Arc::new(variants));
+        self.answers.insert(key, Arc::new(variants));
         metrics::set_http_cache_bytes(self.answers.weight());
     }
 }
@@ -245,19 +322,45 @@ fn cache_key<B>(request: &Request<B>) -> Option<String> {
     if !plain {
         return None;
     }
-    let host = headers
+    Some(url_key(request))
+}
+
+/// `Host` + path and query: the key of everything kept for a URL.
+fn url_key<B>(request: &Request<B>) -> String {
+    let host = request
+        .headers()
         .get(HOST)
         .and_then(|host| host.to_str().ok())
         .or_else(|| request.uri().authority().map(|a| a.as_str()))
         .unwrap_or_default();
     let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    Some(format!("{host}{path_and_query}"))
+    format!("{host}{path_and_query}")
 }
 
-/// `headers` in allocations of their own.
-fn owned(headers: &HeaderMap) -> HeaderMap {
+/// The header names a response's `Vary` lists, lower-case.
+fn vary_names(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(VARY)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+fn header_bytes(headers: &HeaderMap) -> usize {
     headers
         .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum()
+}
+
+/// The `headers` whose names `wanted` accepts, in allocations of their own.
+fn owned(headers: &HeaderMap, wanted: impl Fn(&HeaderName) -> bool) -> HeaderMap {
+    headers
+        .iter()
+        .filter(|(name, _)| wanted(name))
         .filter_map(|(name, value)| {
             let name = HeaderName::from_bytes(name.as_str().as_bytes()).ok()?;
             Some((name, HeaderValue::from_bytes(value.as_bytes()).ok()?))

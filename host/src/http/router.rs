@@ -169,10 +169,10 @@ impl Router {
             }
         };
         // Taken before the host adds its own headers: the cache judges the client's request.
-        let candidate = self
+        let pending = self
             .cache
             .as_ref()
-            .and_then(|cache| cache.candidate(&request));
+            .and_then(|cache| cache.pending(&request));
         set_request_headers(&mut request, entry, path_info, request_id, listen, client);
         let log_id = request_id.to_str().unwrap_or_default();
         let answered = guest::call(
@@ -183,8 +183,8 @@ impl Router {
             Some(permit),
         )
         .await;
-        let answered = match (answered, candidate, &self.cache) {
-            (Ok(response), Some(candidate), Some(cache)) => cache.keep(candidate, response).await,
+        let answered = match (answered, pending, &self.cache) {
+            (Ok(response), Some(pending), Some(cache)) => cache.settle(pending, response).await,
             (answered, _, _) => answered,
         };
         answered.unwrap_or_else(|error| {

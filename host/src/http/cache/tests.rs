@@ -41,8 +41,9 @@ async fn body_of(response: Response<HyperOutgoingBody>) -> Bytes {
 /// Offers `response` to `request`'s answer, and checks that what the client gets is the answer unchanged.
 async fn offer(cache: &HttpCache, request: &Request<()>, response: Response<HyperOutgoingBody>) {
     let body = response.headers()[CONTENT_LENGTH].clone();
-    let candidate = cache.candidate(request).expect("a plain GET may be kept");
-    let passed = cache.keep(candidate, response).await.unwrap();
+    let pending = cache.pending(request).expect("a plain GET may be kept");
+    assert!(matches!(pending, Pending::Keep(_)));
+    let passed = cache.settle(pending, response).await.unwrap();
     assert_eq!(passed.status(), 200);
     assert!(
         passed.headers().contains_key("server-timing"),
@@ -122,8 +123,8 @@ async fn an_answer_without_a_declared_length_or_over_the_limit_is_passed_through
     let request = get("/v1/encode?query=hi", Some(KEY));
     let mut unknown_length = answer(Some("s-maxage=300"), "[1,2]");
     unknown_length.headers_mut().remove(CONTENT_LENGTH);
-    let candidate = cache.candidate(&request).unwrap();
-    let passed = cache.keep(candidate, unknown_length).await.unwrap();
+    let pending = cache.pending(&request).unwrap();
+    let passed = cache.settle(pending, unknown_length).await.unwrap();
     assert_eq!(body_of(passed).await, "[1,2]");
     assert!(lookup(&cache, &request).is_none());
 
@@ -156,7 +157,7 @@ async fn requests_the_cache_must_not_answer_go_to_the_component() {
             "{:?}",
             request.headers()
         );
-        assert!(cache.candidate(&request).is_some());
+        assert!(matches!(cache.pending(&request), Some(Pending::Keep(_))));
     }
     // Conditional requests, and GETs that carry their query in a body (the URL does not say what
     // they ask), are the component's alone.
@@ -171,12 +172,12 @@ async fn requests_the_cache_must_not_answer_go_to_the_component() {
             "{:?}",
             request.headers()
         );
-        assert!(cache.candidate(&request).is_none());
+        assert!(cache.pending(&request).is_none());
     }
     let mut post = get("/v1/encode?query=hi", Some(KEY));
     *post.method_mut() = Method::POST;
     assert!(lookup(&cache, &post).is_none());
-    assert!(cache.candidate(&post).is_none());
+    assert!(matches!(cache.pending(&post), Some(Pending::Invalidate(_))));
 }
 
 #[tokio::test]
@@ -270,4 +271,128 @@ async fn the_cache_holds_no_more_bytes_than_its_capacity() {
         (10..=32).contains(&kept),
         "{kept} answers of ~4.2 KB (with their overhead) in 64 KiB"
     );
+}
+
+#[tokio::test]
+async fn a_stale_answer_is_never_served_whatever_the_request_accepts() {
+    let cache = HttpCache::new(1 << 20);
+    let request = get("/v1/encode?query=hi", Some(KEY));
+    offer(
+        &cache,
+        &request,
+        answer(Some("max-age=86400, s-maxage=30"), "[1,2]"),
+    )
+    .await;
+    for accepts_stale in ["max-stale", "max-stale=3600"] {
+        let mut asking = get("/v1/encode?query=hi", Some(KEY));
+        asking
+            .headers_mut()
+            .insert("cache-control", HeaderValue::from_static(accepts_stale));
+        let later = SystemTime::now() + Duration::from_secs(31);
+        assert!(
+            cache.lookup_at(&asking, &hit_headers(), later).is_none(),
+            "{accepts_stale}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_answer_s_age_counts_from_when_the_component_was_asked() {
+    let cache = HttpCache::new(1 << 20);
+    let request = get("/v1/encode?query=hi", Some(KEY));
+    let Some(Pending::Keep(mut candidate)) = cache.pending(&request) else {
+        panic!("a plain GET may be kept")
+    };
+    // The component took 10 s to answer an answer that is fresh for 30 s.
+    candidate.asked_at -= Duration::from_secs(10);
+    let passed = cache
+        .settle(Pending::Keep(candidate), answer(Some("s-maxage=30"), "[1]"))
+        .await
+        .unwrap();
+    assert_eq!(body_of(passed).await, "[1]");
+    let at = |seconds| {
+        cache.lookup_at(
+            &request,
+            &hit_headers(),
+            SystemTime::now() + Duration::from_secs(seconds),
+        )
+    };
+    assert!(at(15).is_some());
+    assert!(at(21).is_none(), "30 s after the component was asked");
+}
+
+#[tokio::test]
+async fn an_authorized_answer_that_does_not_vary_on_authorization_is_not_kept() {
+    let cache = HttpCache::new(1 << 20);
+    let request = get("/v1/encode?query=hi", Some(KEY));
+    let mut unvaried = answer(Some("s-maxage=300"), "[1]");
+    unvaried.headers_mut().remove(VARY);
+    offer(&cache, &request, unvaried).await;
+    assert!(lookup(&cache, &request).is_none());
+    let anonymous = get("/v1/encode?query=hi", None);
+    let mut unvaried = answer(Some("s-maxage=300"), "[1]");
+    unvaried.headers_mut().remove(VARY);
+    offer(&cache, &anonymous, unvaried).await;
+    assert!(
+        lookup(&cache, &anonymous).is_some(),
+        "without credentials there is nothing to vary on"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_that_ends_short_is_an_error_and_not_kept() {
+    let cache = HttpCache::new(1 << 20);
+    let request = get("/v1/encode?query=hi", Some(KEY));
+    let mut short = answer(Some("s-maxage=300"), "[1,2]");
+    short
+        .headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from_static("10"));
+    let pending = cache.pending(&request).unwrap();
+    assert!(cache.settle(pending, short).await.is_err());
+    assert!(lookup(&cache, &request).is_none());
+}
+
+#[tokio::test]
+async fn only_the_headers_an_answer_is_matched_on_are_kept_of_its_request() {
+    let cache = HttpCache::new(1 << 20);
+    let mut request = get("/v1/encode?query=hi", Some(KEY));
+    let padding = HeaderValue::try_from("x".repeat(100_000)).unwrap();
+    request.headers_mut().insert("x-padding", padding);
+    offer(&cache, &request, answer(Some("s-maxage=300"), "[1]")).await;
+    assert!(lookup(&cache, &request).is_some());
+    assert!(
+        cache.answers.weight() < 4096,
+        "{} bytes",
+        cache.answers.weight()
+    );
+}
+
+#[tokio::test]
+async fn a_successful_unsafe_request_drops_what_is_kept_for_its_url() {
+    let cache = HttpCache::new(1 << 20);
+    let request = get("/v1/encode?query=hi", Some(KEY));
+    offer(&cache, &request, answer(Some("s-maxage=300"), "[1]")).await;
+    let mut post = get("/v1/encode?query=hi", Some(KEY));
+    *post.method_mut() = Method::POST;
+    let refused = Response::builder()
+        .status(400)
+        .body(full(Bytes::new()))
+        .unwrap();
+    cache
+        .settle(cache.pending(&post).unwrap(), refused)
+        .await
+        .unwrap();
+    assert!(
+        lookup(&cache, &request).is_some(),
+        "a failed POST changes nothing"
+    );
+    let done = Response::builder()
+        .status(200)
+        .body(full(Bytes::new()))
+        .unwrap();
+    cache
+        .settle(cache.pending(&post).unwrap(), done)
+        .await
+        .unwrap();
+    assert!(lookup(&cache, &request).is_none());
 }
