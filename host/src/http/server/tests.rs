@@ -16,6 +16,7 @@ use super::serve;
 use crate::app::manifest::HostTool;
 use crate::http::admission::{Admission, AdmissionLimits};
 use crate::http::answers::AnswerStyle;
+use crate::http::cache::HttpCache;
 use crate::http::guest::{start_epoch_ticker, RequestLimits, ServedComponent};
 use crate::http::router::Router;
 use crate::state::ComponentServices;
@@ -68,6 +69,32 @@ async fn start(
     limits: AdmissionLimits,
     deadline: Duration,
 ) -> Server {
+    let router = router(routes, limits, deadline, None);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(serve(
+        listener,
+        router,
+        async {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(5),
+    ));
+    Server {
+        address,
+        stop,
+        task,
+    }
+}
+
+/// A router for `routes` (route, handler body, manifest section), with `cache` in front of them.
+fn router(
+    routes: &[(&str, &str, &str)],
+    limits: AdmissionLimits,
+    deadline: Duration,
+    cache: Option<HttpCache>,
+) -> Arc<Router> {
     let engine = Engine::new(Config::new().epoch_interruption(true)).unwrap();
     start_epoch_ticker(&engine).unwrap();
     let mut linker = Linker::new(&engine);
@@ -94,23 +121,7 @@ async fn start(
         memory: 1 << 20,
     };
     let admission = Admission::new(limits, || 0);
-    let router = Arc::new(Router::new(routes, request_limits, admission, None).unwrap());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(serve(
-        listener,
-        router,
-        async {
-            let _ = stopped.await;
-        },
-        Duration::from_secs(5),
-    ));
-    Server {
-        address,
-        stop,
-        task,
-    }
+    Arc::new(Router::new(routes, request_limits, admission, cache).unwrap())
 }
 
 /// Short enough for the tests of timeouts to be quick.
@@ -269,4 +280,50 @@ async fn a_request_over_the_bound_is_refused_at_once_and_admitted_ones_drain_on_
         "the handler's own deadline, not a refusal"
     );
     server.task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_http_cache_answers_without_the_component_and_not_while_draining() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty, Full};
+
+    let request = || {
+        http::Request::get("/cached")
+            .header("host", "test")
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    let cache = HttpCache::new(1 << 20);
+    let stored = http::Response::builder()
+        .header("cache-control", "s-maxage=300")
+        .header("content-length", "2")
+        .body(
+            Full::new(Bytes::from_static(b"{}"))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
+        .unwrap();
+    let pending = cache.pending(&request()).unwrap();
+    cache.settle(pending, stored).await.unwrap();
+    // The component traps: only the cache can answer 200.
+    let router = router(
+        &[("/...", "unreachable", STYLED)],
+        ROOMY,
+        SHORT_DEADLINE,
+        Some(cache),
+    );
+    let address: SocketAddr = "127.0.0.1:3000".parse().unwrap();
+
+    let hit = router.handle(request(), address, address).await;
+    assert_eq!(hit.status(), 200);
+    assert!(hit.headers().contains_key("age"));
+    assert_eq!(hit.into_body().collect().await.unwrap().to_bytes(), "{}");
+
+    router.admission().start_draining();
+    let refused = router.handle(request(), address, address).await;
+    assert_eq!(
+        refused.status(),
+        503,
+        "a draining host refuses every request"
+    );
 }
