@@ -53,14 +53,21 @@ async fn offer(cache: &HttpCache, request: &Request<()>, response: Response<Hype
     assert_eq!(body_of(passed).await.len(), length);
 }
 
+/// An empty cache and the request the tests ask it about.
+fn cache_and_request() -> (HttpCache, Request<()>) {
+    (
+        HttpCache::new(1 << 20),
+        get("/v1/encode?query=hi", Some(KEY)),
+    )
+}
+
 fn lookup(cache: &HttpCache, request: &Request<()>) -> Option<Response<HyperOutgoingBody>> {
     cache.lookup(request, &hit_headers())
 }
 
 #[tokio::test]
 async fn a_shared_answer_is_replayed_for_the_same_url_and_authorization_only() {
-    let cache = HttpCache::new(1 << 20);
-    let request = get("/v1/encode?query=hi", Some(KEY));
+    let (cache, request) = cache_and_request();
     offer(
         &cache,
         &request,
@@ -107,8 +114,7 @@ async fn answers_a_shared_cache_must_not_keep_are_passed_through() {
         Some("max-age=86400"),
         None,
     ] {
-        let cache = HttpCache::new(1 << 20);
-        let request = get("/v1/encode?query=hi", Some(KEY));
+        let (cache, request) = cache_and_request();
         offer(&cache, &request, answer(cache_control, "[1,2]")).await;
         assert!(
             lookup(&cache, &request).is_none(),
@@ -135,8 +141,7 @@ async fn an_answer_without_a_declared_length_or_over_the_limit_is_passed_through
 
 #[tokio::test]
 async fn requests_the_cache_must_not_answer_go_to_the_component() {
-    let cache = HttpCache::new(1 << 20);
-    let request = get("/v1/encode?query=hi", Some(KEY));
+    let (cache, request) = cache_and_request();
     offer(&cache, &request, answer(Some("s-maxage=300"), "[1,2]")).await;
     assert!(lookup(&cache, &request).is_some());
 
@@ -182,8 +187,7 @@ async fn requests_the_cache_must_not_answer_go_to_the_component() {
 
 #[tokio::test]
 async fn an_answer_is_fresh_for_its_shared_lifetime_only() {
-    let cache = HttpCache::new(1 << 20);
-    let request = get("/v1/encode?query=hi", Some(KEY));
+    let (cache, request) = cache_and_request();
     offer(
         &cache,
         &request,
@@ -230,8 +234,7 @@ async fn each_authorization_keeps_its_own_answer_up_to_four_per_url() {
 
 #[tokio::test]
 async fn a_fresh_answer_is_kept_and_a_stale_one_replaced() {
-    let cache = HttpCache::new(1 << 20);
-    let request = get("/v1/encode?query=hi", Some(KEY));
+    let (cache, request) = cache_and_request();
     offer(&cache, &request, answer(Some("s-maxage=1"), "[1]")).await;
     let mut asked_anew = get("/v1/encode?query=hi", Some(KEY));
     asked_anew
@@ -275,8 +278,7 @@ async fn the_cache_holds_no_more_bytes_than_its_capacity() {
 
 #[tokio::test]
 async fn a_stale_answer_is_never_served_whatever_the_request_accepts() {
-    let cache = HttpCache::new(1 << 20);
-    let request = get("/v1/encode?query=hi", Some(KEY));
+    let (cache, request) = cache_and_request();
     offer(
         &cache,
         &request,
@@ -298,8 +300,7 @@ async fn a_stale_answer_is_never_served_whatever_the_request_accepts() {
 
 #[tokio::test]
 async fn an_answer_s_age_counts_from_when_the_component_was_asked() {
-    let cache = HttpCache::new(1 << 20);
-    let request = get("/v1/encode?query=hi", Some(KEY));
+    let (cache, request) = cache_and_request();
     let Some(Pending::Keep(mut candidate)) = cache.pending(&request) else {
         panic!("a plain GET may be kept")
     };
@@ -323,8 +324,7 @@ async fn an_answer_s_age_counts_from_when_the_component_was_asked() {
 
 #[tokio::test]
 async fn an_authorized_answer_that_does_not_vary_on_authorization_is_not_kept() {
-    let cache = HttpCache::new(1 << 20);
-    let request = get("/v1/encode?query=hi", Some(KEY));
+    let (cache, request) = cache_and_request();
     let mut unvaried = answer(Some("s-maxage=300"), "[1]");
     unvaried.headers_mut().remove(VARY);
     offer(&cache, &request, unvaried).await;
@@ -341,8 +341,7 @@ async fn an_authorized_answer_that_does_not_vary_on_authorization_is_not_kept() 
 
 #[tokio::test]
 async fn an_answer_that_ends_short_is_an_error_and_not_kept() {
-    let cache = HttpCache::new(1 << 20);
-    let request = get("/v1/encode?query=hi", Some(KEY));
+    let (cache, request) = cache_and_request();
     let mut short = answer(Some("s-maxage=300"), "[1,2]");
     short
         .headers_mut()
@@ -369,8 +368,7 @@ async fn only_the_headers_an_answer_is_matched_on_are_kept_of_its_request() {
 
 #[tokio::test]
 async fn a_successful_unsafe_request_drops_what_is_kept_for_its_url() {
-    let cache = HttpCache::new(1 << 20);
-    let request = get("/v1/encode?query=hi", Some(KEY));
+    let (cache, request) = cache_and_request();
     offer(&cache, &request, answer(Some("s-maxage=300"), "[1]")).await;
     let mut post = get("/v1/encode?query=hi", Some(KEY));
     *post.method_mut() = Method::POST;
