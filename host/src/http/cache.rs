@@ -274,6 +274,8 @@ impl HttpCache {
         answer: Arc<StoredAnswer>,
         now: SystemTime,
     ) {
+        // Read again, not taken from `keep`'s look: the body was read since, and another request may have
+        // stored a variant for this URL meanwhile.
         let older = self.answers.get(&key).unwrap_or_default();
         let others = older
             .iter()
