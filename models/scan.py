@@ -4,17 +4,21 @@
 Not part of `make models` (it takes minutes): run it after changing the converter, the
 quantizer or ONNX Runtime, and copy its tables into models/README.md.
 
+  channels    the outlier activation channels: each weight MatMul input's largest |x| per channel
+              over the calibration set, and the channels above 3x (LayerNorm outputs) or 6x (GELU
+              outputs) the median channel's. This is what quantize.LAYER_NORM_OUTLIERS and
+              quantize.GELU_OUTLIERS are read from.
   nodes       per-node sensitivity: one weight MatMul at a time dynamically quantized (int8
               weights per channel, one activation scale per tensor), the rest fp32; mean and
               minimum cosine to the fp32 graph over a subset of the truth set (every 8th
-              question plus all hard cases). This is what quantize.DYNAMIC_MATMULS is read from.
+              question plus all hard cases). This is what quantize.outlier_splits is read from.
   candidates  whole recipes: accuracy on the shared reference (31 items) and on the full truth
               set (models/truth.py), a padded batch against single runs, and in-process speed
               with ONNX Runtime (2 intra-op threads): single sentences and length-sorted batches
               of 32, measured in interleaved rounds against fp32 so that other load on the
               machine hits every model alike.
 
-Usage: scan.py [nodes|candidates|all] [--seconds-per-round S] [--rounds N]
+Usage: scan.py [channels|nodes|candidates|all] [--seconds-per-round S] [--rounds N]
 """
 import argparse
 import json
@@ -29,9 +33,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 from tokenizers import Encoding
 
-from quantize import DYNAMIC_MATMULS, blockwise_int8, dynamic_int8, mixed_int8, quiet_quantizer, weight_matmuls
+from quantize import (
+    GELU_OUTLIERS, LAYER_NORM_OUTLIERS, dynamic_int8, outlier_splits, quantize_with_splits, quiet_quantizer,
+    weight_matmuls,
+)
 from truth import (
     DEFAULT_TRUTH, EVALUATION_SIZE, FP32_MODEL, TruthReport, build_truth, compare, load_truth, session_for,
     split_questions, truth_is_current,
@@ -41,6 +49,9 @@ from verify import DEFAULT_REFERENCE, DEFAULT_TOKENIZER, load_tokenizer, verify
 TOKENIZER = load_tokenizer(DEFAULT_TOKENIZER)
 # Every 8th question of the truth set plus everything after the questions (hard cases, long texts).
 NODE_SCAN_STRIDE = 8
+# A channel is an outlier when its largest |x| is more than this many times the median channel's.
+LAYER_NORM_OUTLIER_RATIO = 3
+GELU_OUTLIER_RATIO = 6
 
 
 def feeds(encodings: list[Encoding]) -> dict[str, np.ndarray]:
@@ -54,6 +65,48 @@ def feeds(encodings: list[Encoding]) -> dict[str, np.ndarray]:
         "attention_mask": padded([e.attention_mask for e in encodings]),
         "token_type_ids": padded([e.type_ids for e in encodings]),
     }
+
+
+def channel_maxima() -> dict[str, np.ndarray]:
+    """Each weight MatMul input's largest |x| per channel over the calibration questions, run one at a time."""
+    model = onnx.load(str(FP32_MODEL))
+    matmuls = {n.name: n for n in model.graph.node if n.name in weight_matmuls(model)}
+    inputs = sorted({node.input[0] for node in matmuls.values()})
+    for name in inputs:
+        model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    maxima = {name: np.zeros(0) for name in inputs}
+    for text in split_questions().calibration:
+        for name, value in zip(inputs, session.run(inputs, feeds([TOKENIZER.encode(text)]))):
+            largest = np.abs(value[0]).max(axis=0)
+            maxima[name] = largest if not maxima[name].size else np.maximum(maxima[name], largest)
+    return maxima
+
+
+def channel_table() -> str:
+    lines = [
+        "| MatMul input | median channel max | largest channels (max, × median) | outliers by the rule | in quantize.py |",
+        "|---|---|---|---|---|",
+    ]
+    layer_norm_union: set[int] = set()
+    for name, maxima in channel_maxima().items():
+        median = float(np.median(maxima))
+        largest = ", ".join(f"{c}: {maxima[c]:.1f} ({maxima[c] / median:.1f}×)" for c in np.argsort(-maxima)[:4])
+        if name.endswith("/merged"):
+            # The attention output's input: no LayerNorm or GELU channel pattern, and the node scan finds it harmless.
+            lines.append(f"| `{name}` | {median:.2f} | {largest} | – | not split |")
+            continue
+        gelu = name.endswith("/gelu")
+        ratio = GELU_OUTLIER_RATIO if gelu else LAYER_NORM_OUTLIER_RATIO
+        outliers = [int(c) for c in np.flatnonzero(maxima > ratio * median)]
+        if gelu:
+            kept = GELU_OUTLIERS.get(int(name.split("/")[0].removeprefix("layer")), [])
+        else:
+            layer_norm_union.update(outliers)
+            kept = LAYER_NORM_OUTLIERS
+        lines.append(f"| `{name}` | {median:.2f} | {largest} | {outliers} | {kept} |")
+    lines.append(f"\nLayerNorm outputs, union of the outliers: {sorted(layer_norm_union)}")
+    return "\n".join(lines)
 
 
 def scan_nodes(texts: list[str], truth: np.ndarray) -> list[tuple[str, TruthReport]]:
@@ -88,9 +141,43 @@ def static_qdq(source: Path, target: Path) -> None:
         )
 
 
+def blockwise_int8(model: onnx.ModelProto, nodes: list[str], block: int) -> onnx.ModelProto:
+    """`nodes` -> MatMulNBits: symmetric 8-bit weights per block of `block` along K, int8 compute
+    (activations quantized per row and per block at run time)."""
+    config = DefaultWeightOnlyQuantConfig(
+        block_size=block, is_symmetric=True, accuracy_level=4, bits=8, quant_format=QuantFormat.QOperator,
+        op_types_to_quantize=("MatMul",), quant_axes=(("MatMul", 0),),
+    )
+    with quiet_quantizer():
+        quantizer = MatMulNBitsQuantizer(model, nodes_to_include=nodes, algo_config=config)
+        quantizer.process()
+    return quantizer.model.model
+
+
 def blockwise_all(source: Path, target: Path, block: int) -> None:
     model = onnx.load(str(source))
     target.write_bytes(blockwise_int8(model, weight_matmuls(model), block).SerializeToString())
+
+
+# The previous `make models` recipe: the 20 MatMuls the node scan finds harmless dynamic, the rest blockwise.
+HARMLESS_MATMULS = [
+    *(f"layer{i}/attention/{part}/matmul" for i in range(6) for part in ("query", "key", "attention_output")),
+    "layer0/attention/value/matmul",
+    "layer5/output/matmul",
+]
+
+
+def dynamic_and_blockwise(source: Path, target: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / "dynamic.onnx"
+        dynamic_int8(source, staged, HARMLESS_MATMULS)
+        model = onnx.load(str(staged))
+        blockwise = [n for n in weight_matmuls(onnx.load(str(source))) if n not in HARMLESS_MATMULS]
+        target.write_bytes(blockwise_int8(model, blockwise, 32).SerializeToString())
+
+
+def without_padding_mask(source: Path, target: Path) -> None:
+    quantize_with_splits(source, target, outlier_splits(), mask_padding=False)
 
 
 def all_names() -> list[str]:
@@ -101,11 +188,11 @@ def all_names() -> list[str]:
 CANDIDATES: dict[str, Callable[[Path, Path], None]] = {
     "dynamic int8, all 36 MatMuls (the previous int8)": lambda s, t: dynamic_int8(s, t, all_names()),
     "static QDQ int8 (MinMax calibrated), all 36": static_qdq,
-    "MatMulNBits 8-bit, block 128, all 36": lambda s, t: blockwise_all(s, t, 128),
     "MatMulNBits 8-bit, block 32, all 36": lambda s, t: blockwise_all(s, t, 32),
-    "mixed: dynamic on the 20 harmless + MatMulNBits-128 on 16": lambda s, t: mixed_int8(s, t, DYNAMIC_MATMULS, 128),
-    "mixed: dynamic on the 20 harmless + MatMulNBits-32 on 16 (make models)": lambda s, t: mixed_int8(
-        s, t, DYNAMIC_MATMULS, 32
+    "mixed: dynamic on the 20 harmless + MatMulNBits-32 on 16 (the previous make models)": dynamic_and_blockwise,
+    "dynamic int8, all 36, outlier channels split off in fp32, padding not masked": without_padding_mask,
+    "dynamic int8, all 36, outlier channels split off in fp32 (make models)": lambda s, t: quantize_with_splits(
+        s, t, outlier_splits()
     ),
 }
 
@@ -141,7 +228,7 @@ def speeds(models: dict[str, Path], rounds: int, seconds: float) -> dict[str, tu
 def node_table(texts: list[str], truth: np.ndarray) -> str:
     lines = ["| MatMul | mean cosine | min cosine | worst input | in make models |", "|---|---|---|---|---|"]
     for name, result in scan_nodes(texts, truth):
-        kind = "dynamic" if name in DYNAMIC_MATMULS else "MatMulNBits"
+        kind = "split" if name in outlier_splits() else "whole"
         lines.append(
             f"| `{name}` | {result.mean_cosine:.6f} | {result.min_cosine:.6f} | {result.worst_text[:24]!r} | {kind} |"
         )
@@ -178,13 +265,15 @@ def candidate_table(texts: list[str], truth: np.ndarray, rounds: int, seconds: f
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", nargs="?", default="all", choices=["nodes", "candidates", "all"])
+    parser.add_argument("what", nargs="?", default="all", choices=["channels", "nodes", "candidates", "all"])
     parser.add_argument("--rounds", type=int, default=8, help="interleaved speed rounds (median is reported)")
     parser.add_argument("--seconds-per-round", type=float, default=1.0, help="seconds per model and round")
     args = parser.parse_args()
     if not truth_is_current():
         build_truth()
     texts, truth = load_truth(DEFAULT_TRUTH)
+    if args.what in ("channels", "all"):
+        print(channel_table())
     if args.what in ("nodes", "all"):
         subset = list(range(0, EVALUATION_SIZE, NODE_SCAN_STRIDE)) + list(range(EVALUATION_SIZE, len(texts)))
         print(node_table([texts[i] for i in subset], truth[subset]))
