@@ -307,7 +307,14 @@ impl UpCommand {
         );
         let cache = (self.http_cache_mib > 0)
             .then(|| HttpCache::new(u64::from(self.http_cache_mib) * 1024 * 1024));
-        let router = Arc::new(Router::new(routes, limits, admission, cache)?);
+        // This runtime, the multi-thread one, runs the components; connections are served on a front thread.
+        let router = Arc::new(Router::new(
+            routes,
+            limits,
+            admission,
+            cache,
+            tokio::runtime::Handle::current(),
+        )?);
         for (id, path) in &startup_checks {
             router
                 .check(path, self.listen)

@@ -1,17 +1,22 @@
-//! One request's way through the host: route it to a component, admit it or refuse it, run it, answer for
-//! the component when it cannot, and record it.
+//! One request's way through the host: route it to a component, answer it from the HTTP cache or admit it or
+//! refuse it, run it, answer for the component when it cannot, and record it.
+//!
+//! The router is called on the HTTP front thread (see `server`), which must never wait for a component:
+//! everything from the cache's `pending` to its `settle`, instantiation and inference included, runs on the
+//! component runtime. Only what answers at once (cache hits, no route, refusals) is answered where it came in.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING,
 };
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty};
+use tokio::runtime::Handle;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::admission::Admission;
@@ -32,29 +37,35 @@ struct RouteEntry {
 
 /// Routes requests to components; routes are kept most specific first.
 pub struct Router {
-    routes: Vec<RouteEntry>,
+    /// Shared with the requests running on the component runtime.
+    routes: Vec<Arc<RouteEntry>>,
     limits: RequestLimits,
     admission: Arc<Admission>,
     /// `None` when `--http-cache-mib` is 0.
     cache: Option<HttpCache>,
+    /// The multi-thread runtime every admitted request runs on. wasi:nn waits for inference with
+    /// `block_in_place`, which only a multi-thread runtime can do without stopping every other task.
+    components: Handle,
 }
 
 impl Router {
-    /// `routes`: (route as written in the manifest, component).
+    /// `routes`: (route as written in the manifest, component). `components`: the multi-thread runtime that
+    /// runs them.
     pub fn new(
         routes: Vec<(String, Arc<ServedComponent>)>,
         limits: RequestLimits,
         admission: Arc<Admission>,
         cache: Option<HttpCache>,
+        components: Handle,
     ) -> Result<Self> {
         let mut routes = routes
             .into_iter()
             .map(|(raw, component)| {
-                Ok(RouteEntry {
+                Ok(Arc::new(RouteEntry {
                     route: Route::parse(&raw)?,
                     raw,
                     component,
-                })
+                }))
             })
             .collect::<Result<Vec<_>>>()?;
         routes.sort_by_key(|entry| std::cmp::Reverse(entry.route.specificity()));
@@ -63,6 +74,7 @@ impl Router {
             limits,
             admission,
             cache,
+            components,
         })
     }
 
@@ -77,7 +89,7 @@ impl Router {
         &self.admission
     }
 
-    fn find(&self, path: &str) -> Option<(&RouteEntry, String)> {
+    fn find(&self, path: &str) -> Option<(&Arc<RouteEntry>, String)> {
         self.routes
             .iter()
             .find_map(|entry| Some((entry, entry.route.path_info(path)?.to_string())))
@@ -85,7 +97,7 @@ impl Router {
 
     /// Handles one request; never fails: every failure becomes a JSON error response.
     pub async fn handle<B>(
-        &self,
+        self: &Arc<Self>,
         request: Request<B>,
         listen: SocketAddr,
         client: SocketAddr,
@@ -109,7 +121,7 @@ impl Router {
                 let response = match self.cached(&request, component) {
                     Some(hit) => hit,
                     None => {
-                        self.run(request, entry, &path_info, &request_id, listen, client)
+                        self.run(request, entry, path_info, &request_id, listen, client)
                             .await
                     }
                 };
@@ -136,13 +148,13 @@ impl Router {
             .lookup(request, &component.cache_hit_headers)
     }
 
-    /// Admits `request` and runs it through its component (keeping the answer in the HTTP cache when it may),
-    /// or answers for the component when there is no room for it or it fails.
+    /// Admits `request` and runs it through its component on the component runtime (keeping the answer in the
+    /// HTTP cache when it may), or answers for the component when there is no room for it or it fails.
     async fn run<B>(
-        &self,
+        self: &Arc<Self>,
         mut request: Request<B>,
-        entry: &RouteEntry,
-        path_info: &str,
+        entry: &Arc<RouteEntry>,
+        path_info: String,
         request_id: &HeaderValue,
         listen: SocketAddr,
         client: SocketAddr,
@@ -168,33 +180,62 @@ impl Router {
                 return refused;
             }
         };
-        // Taken before the host adds its own headers: the cache judges the client's request.
-        let pending = self
-            .cache
-            .as_ref()
-            .and_then(|cache| cache.pending(&request));
-        set_request_headers(&mut request, entry, path_info, request_id, listen, client);
-        let log_id = request_id.to_str().unwrap_or_default();
-        let answered = guest::call(
-            component,
-            request,
-            self.limits,
-            log_id.to_string(),
-            Some(permit),
-        )
-        .await;
-        let answered = match (answered, pending, &self.cache) {
-            (Ok(response), Some(pending), Some(cache)) => cache.settle(pending, response).await,
-            (answered, _, _) => answered,
-        };
-        answered.unwrap_or_else(|error| {
-            log_error(log_id, &component.id, &error);
-            let answer = if guest::is_timeout(&error) {
-                HostAnswer::TimedOut
-            } else {
-                HostAnswer::Failed
-            };
-            component.answers.answer(&path, answer)
+        // From here on, everything runs on the component runtime, where the instance lives: the cache's
+        // `pending` (taken before the host adds its own headers, for the cache judges the client's request),
+        // the call, and keeping the answer in the HTTP cache when it may.
+        let task = self.components.spawn({
+            let (router, entry, request_id) =
+                (Arc::clone(self), Arc::clone(entry), request_id.clone());
+            async move {
+                let component = &entry.component;
+                let path = request.uri().path().to_owned();
+                let pending = router
+                    .cache
+                    .as_ref()
+                    .and_then(|cache| cache.pending(&request));
+                set_request_headers(
+                    &mut request,
+                    &entry,
+                    &path_info,
+                    &request_id,
+                    listen,
+                    client,
+                );
+                let log_id = request_id.to_str().unwrap_or_default();
+                let answered = guest::call(
+                    component,
+                    request,
+                    router.limits,
+                    log_id.to_string(),
+                    Some(permit),
+                )
+                .await;
+                let answered = match (answered, pending, &router.cache) {
+                    (Ok(response), Some(pending), Some(cache)) => {
+                        cache.settle(pending, response).await
+                    }
+                    (answered, _, _) => answered,
+                };
+                answered.unwrap_or_else(|error| {
+                    log_error(log_id, &component.id, &error);
+                    let answer = if guest::is_timeout(&error) {
+                        HostAnswer::TimedOut
+                    } else {
+                        HostAnswer::Failed
+                    };
+                    component.answers.answer(&path, answer)
+                })
+            }
+        });
+        // A task ends without an answer only if it panicked or the runtime is shutting down.
+        task.await.unwrap_or_else(|join| {
+            let error = anyhow!(join).context("the request's task on the component runtime failed");
+            log_error(
+                request_id.to_str().unwrap_or_default(),
+                &component.id,
+                &error,
+            );
+            component.answers.answer(&path, HostAnswer::Failed)
         })
     }
 

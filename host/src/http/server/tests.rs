@@ -121,7 +121,16 @@ fn router(
         memory: 1 << 20,
     };
     let admission = Admission::new(limits, || 0);
-    Arc::new(Router::new(routes, request_limits, admission, cache).unwrap())
+    Arc::new(
+        Router::new(
+            routes,
+            request_limits,
+            admission,
+            cache,
+            tokio::runtime::Handle::current(),
+        )
+        .unwrap(),
+    )
 }
 
 /// Short enough for the tests of timeouts to be quick.
