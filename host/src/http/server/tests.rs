@@ -21,26 +21,156 @@ use crate::http::guest::{start_epoch_ticker, RequestLimits, ServedComponent};
 use crate::http::router::Router;
 use crate::state::ComponentServices;
 
-/// A wasi:http handler component whose `handle` runs the core wasm `body` and never sets a response.
+/// A wasi:http handler component whose `handle` runs the core wasm `body` (its locals 0 and 1 are the request and
+/// the response outparam) and sets no response unless `body` calls `$respond`.
 fn handler(body: &str) -> String {
-    format!(
-        r#"(component
-            (import "wasi:http/types@0.2.0" (instance $types
-                (export "incoming-request" (type (sub resource)))
-                (export "response-outparam" (type (sub resource)))))
-            (alias export $types "incoming-request" (type $request))
-            (alias export $types "response-outparam" (type $outparam))
-            (core module $m (memory 1) (func (export "handle") (param i32 i32) {body}))
-            (core instance $i (instantiate $m))
-            (func $handle (param "request" (own $request)) (param "response-out" (own $outparam))
-                (canon lift (core func $i "handle")))
-            (instance $handler
-                (export "incoming-request" (type $request))
-                (export "response-outparam" (type $outparam))
-                (export "handle" (func $handle)))
-            (export "wasi:http/incoming-handler@0.2.0" (instance $handler)))"#
-    )
+    format!("{HANDLER_HEAD}(func (export \"handle\") (param i32 i32) {body}){HANDLER_TAIL}")
 }
+
+/// `(call $respond (local.get 1) (i32.const chunks))` answers 200 and then, with the response head sent,
+/// writes `chunks` × [`CHUNK`] bytes of `x` to its body (chunked: it has no `Content-Length`), each write
+/// waiting until the previous one was taken: a body streamed from the guest while hyper sends it.
+const HANDLER_HEAD: &str = r#"(component $handler-component
+    (import "wasi:io/error@0.2.0" (instance $io-error (export "error" (type (sub resource)))))
+    (alias export $io-error "error" (type $error))
+    (import "wasi:io/streams@0.2.0" (instance $streams
+        (alias outer $handler-component $error (type $outer-error))
+        (export "error" (type $error (eq $outer-error)))
+        (export "output-stream" (type $output-stream (sub resource)))
+        (type $stream-error-def (variant (case "last-operation-failed" (own $error)) (case "closed")))
+        (export "stream-error" (type $stream-error (eq $stream-error-def)))
+        (export "[method]output-stream.blocking-write-and-flush" (func
+            (param "self" (borrow $output-stream)) (param "contents" (list u8))
+            (result (result (error $stream-error)))))))
+    (alias export $streams "output-stream" (type $output-stream))
+    (import "wasi:http/types@0.2.0" (instance $types
+        (alias outer $handler-component $output-stream (type $outer-output-stream))
+        (export "output-stream" (type $output-stream (eq $outer-output-stream)))
+        (export "fields" (type $fields (sub resource)))
+        (export "headers" (type $headers (eq $fields)))
+        (export "trailers" (type $trailers (eq $fields)))
+        (export "incoming-request" (type (sub resource)))
+        (export "outgoing-response" (type $outgoing-response (sub resource)))
+        (export "outgoing-body" (type $outgoing-body (sub resource)))
+        (export "response-outparam" (type $response-outparam (sub resource)))
+        (type $dns-def (record (field "rcode" (option string)) (field "info-code" (option u16))))
+        (export "DNS-error-payload" (type $dns (eq $dns-def)))
+        (type $tls-def (record (field "alert-id" (option u8)) (field "alert-message" (option string))))
+        (export "TLS-alert-received-payload" (type $tls (eq $tls-def)))
+        (type $field-size-def (record (field "field-name" (option string)) (field "field-size" (option u32))))
+        (export "field-size-payload" (type $field-size (eq $field-size-def)))
+        (type $error-code-def (variant
+            (case "DNS-timeout") (case "DNS-error" $dns) (case "destination-not-found")
+            (case "destination-unavailable") (case "destination-IP-prohibited")
+            (case "destination-IP-unroutable") (case "connection-refused") (case "connection-terminated")
+            (case "connection-timeout") (case "connection-read-timeout") (case "connection-write-timeout")
+            (case "connection-limit-reached") (case "TLS-protocol-error") (case "TLS-certificate-error")
+            (case "TLS-alert-received" $tls) (case "HTTP-request-denied")
+            (case "HTTP-request-length-required") (case "HTTP-request-body-size" (option u64))
+            (case "HTTP-request-method-invalid") (case "HTTP-request-URI-invalid")
+            (case "HTTP-request-URI-too-long") (case "HTTP-request-header-section-size" (option u32))
+            (case "HTTP-request-header-size" (option $field-size))
+            (case "HTTP-request-trailer-section-size" (option u32))
+            (case "HTTP-request-trailer-size" $field-size) (case "HTTP-response-incomplete")
+            (case "HTTP-response-header-section-size" (option u32))
+            (case "HTTP-response-header-size" $field-size) (case "HTTP-response-body-size" (option u64))
+            (case "HTTP-response-trailer-section-size" (option u32))
+            (case "HTTP-response-trailer-size" $field-size)
+            (case "HTTP-response-transfer-coding" (option string))
+            (case "HTTP-response-content-coding" (option string)) (case "HTTP-response-timeout")
+            (case "HTTP-upgrade-failed") (case "HTTP-protocol-error") (case "loop-detected")
+            (case "configuration-error") (case "internal-error" (option string))))
+        (export "error-code" (type $error-code (eq $error-code-def)))
+        (export "[constructor]fields" (func (result (own $fields))))
+        (export "[constructor]outgoing-response" (func
+            (param "headers" (own $headers)) (result (own $outgoing-response))))
+        (export "[method]outgoing-response.body" (func
+            (param "self" (borrow $outgoing-response)) (result (result (own $outgoing-body)))))
+        (export "[method]outgoing-body.write" (func
+            (param "self" (borrow $outgoing-body)) (result (result (own $output-stream)))))
+        (export "[static]outgoing-body.finish" (func
+            (param "this" (own $outgoing-body)) (param "trailers" (option (own $trailers)))
+            (result (result (error $error-code)))))
+        (export "[static]response-outparam.set" (func
+            (param "param" (own $response-outparam))
+            (param "response" (result (own $outgoing-response) (error $error-code)))))))
+    (alias export $types "incoming-request" (type $request))
+    (alias export $types "response-outparam" (type $outparam))
+    ;; `realloc` is for the strings an error-code may carry back, which these guests never get.
+    (core module $memory-module
+        (memory (export "memory") 1)
+        (global $free (mut i32) (i32.const 16384))
+        (func (export "realloc") (param i32 i32) (param $align i32) (param $size i32) (result i32)
+            (local $at i32)
+            (local.set $at (i32.and (i32.add (global.get $free) (i32.const 7)) (i32.const -8)))
+            (global.set $free (i32.add (local.get $at) (local.get $size)))
+            (local.get $at)))
+    (core instance $memory-instance (instantiate $memory-module))
+    (alias core export $memory-instance "memory" (core memory $memory))
+    (alias core export $memory-instance "realloc" (core func $realloc))
+    (core func $new-fields (canon lower (func $types "[constructor]fields")))
+    (core func $new-response (canon lower (func $types "[constructor]outgoing-response")))
+    (core func $response-body (canon lower (func $types "[method]outgoing-response.body") (memory $memory)))
+    (core func $body-write (canon lower (func $types "[method]outgoing-body.write") (memory $memory)))
+    (core func $body-finish (canon lower (func $types "[static]outgoing-body.finish")
+        (memory $memory) (realloc $realloc)))
+    (core func $set-response (canon lower (func $types "[static]response-outparam.set") (memory $memory)))
+    (core func $write (canon lower (func $streams "[method]output-stream.blocking-write-and-flush")
+        (memory $memory)))
+    (core func $drop-stream (canon resource.drop $output-stream))
+    (core module $m
+        (import "host" "memory" (memory 1))
+        (import "host" "new-fields" (func $new-fields (result i32)))
+        (import "host" "new-response" (func $new-response (param i32) (result i32)))
+        (import "host" "response-body" (func $response-body (param i32 i32)))
+        (import "host" "body-write" (func $body-write (param i32 i32)))
+        (import "host" "body-finish" (func $body-finish (param i32 i32 i32 i32)))
+        (import "host" "set-response" (func $set-response (param i32 i32 i32 i32 i64 i32 i32 i32 i32)))
+        (import "host" "write" (func $write (param i32 i32 i32 i32)))
+        (import "host" "drop-stream" (func $drop-stream (param i32)))
+        ;; Results come back at address 0 (a result's case at 0, its value at 4); the chunk is at 4096.
+        (func $respond (param $outparam i32) (param $chunks i32)
+            (local $response i32) (local $body i32) (local $stream i32)
+            (memory.fill (i32.const 4096) (i32.const 120) (i32.const 4096))
+            (local.set $response (call $new-response (call $new-fields)))
+            (call $response-body (local.get $response) (i32.const 0))
+            (local.set $body (i32.load (i32.const 4)))
+            (call $body-write (local.get $body) (i32.const 0))
+            (local.set $stream (i32.load (i32.const 4)))
+            (call $set-response (local.get $outparam) (i32.const 0) (local.get $response)
+                (i32.const 0) (i64.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0))
+            (block $written
+                (loop $chunk
+                    (br_if $written (i32.eqz (local.get $chunks)))
+                    (call $write (local.get $stream) (i32.const 4096) (i32.const 4096) (i32.const 0))
+                    (if (i32.load8_u (i32.const 0)) (then unreachable))
+                    (local.set $chunks (i32.sub (local.get $chunks) (i32.const 1)))
+                    (br $chunk)))
+            (call $drop-stream (local.get $stream))
+            (call $body-finish (local.get $body) (i32.const 0) (i32.const 0) (i32.const 0)))
+        "#;
+
+const HANDLER_TAIL: &str = r#")
+    (core instance $i (instantiate $m (with "host" (instance
+        (export "memory" (memory $memory))
+        (export "new-fields" (func $new-fields))
+        (export "new-response" (func $new-response))
+        (export "response-body" (func $response-body))
+        (export "body-write" (func $body-write))
+        (export "body-finish" (func $body-finish))
+        (export "set-response" (func $set-response))
+        (export "write" (func $write))
+        (export "drop-stream" (func $drop-stream))))))
+    (func $handle (param "request" (own $request)) (param "response-out" (own $outparam))
+        (canon lift (core func $i "handle")))
+    (instance $handler
+        (export "incoming-request" (type $request))
+        (export "response-outparam" (type $outparam))
+        (export "handle" (func $handle)))
+    (export "wasi:http/incoming-handler@0.2.0" (instance $handler)))"#;
+
+/// The bytes of each write of `$respond` (the 4096 in its WAT).
+const CHUNK: usize = 4096;
 
 /// Host answers as sbert-service configures them: CORS, OpenAI's shape under `/v1/embeddings`, the original
 /// service's shapes elsewhere.
@@ -62,14 +192,8 @@ struct Server {
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-/// Serves `routes` (route, handler body, manifest section) on a free port; a request's guest may
-/// run for `deadline`.
-async fn start(
-    routes: &[(&str, &str, &str)],
-    limits: AdmissionLimits,
-    deadline: Duration,
-) -> Server {
-    let router = router(routes, limits, deadline, None);
+/// Serves `router` on a free port.
+async fn start(router: Arc<Router>) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel();
@@ -158,9 +282,47 @@ fn json_body(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap()
 }
 
+/// The payload of a body in HTTP/1.1's chunked coding.
+fn dechunk(mut body: &str) -> String {
+    let mut payload = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").unwrap();
+        let size = usize::from_str_radix(size, 16).unwrap();
+        if size == 0 {
+            return payload;
+        }
+        payload.push_str(&rest[..size]);
+        body = rest[size..].strip_prefix("\r\n").unwrap();
+    }
+}
+
+/// An HTTP cache holding `{}` for `GET /cached` with `Host: test`, fresh for five minutes.
+async fn cache_holding_cached() -> HttpCache {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty, Full};
+
+    let request = http::Request::get("/cached")
+        .header("host", "test")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let cache = HttpCache::new(1 << 20);
+    let stored = http::Response::builder()
+        .header("cache-control", "s-maxage=300")
+        .header("content-length", "2")
+        .body(
+            Full::new(Bytes::from_static(b"{}"))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
+        .unwrap();
+    let pending = cache.pending(&request).unwrap();
+    cache.settle(pending, stored).await.unwrap();
+    cache
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn failures_are_json_errors_in_the_configured_shape_with_a_request_id() {
-    let server = start(
+    let server = start(router(
         &[
             ("/trap/...", "unreachable", ""),
             ("/v1/...", "unreachable", STYLED),
@@ -180,7 +342,8 @@ async fn failures_are_json_errors_in_the_configured_shape_with_a_request_id() {
         ],
         ROOMY,
         SHORT_DEADLINE,
-    )
+        None,
+    ))
     .await;
     let address = server.address;
 
@@ -257,11 +420,12 @@ async fn a_request_over_the_bound_is_refused_at_once_and_admitted_ones_drain_on_
     // parallel) the holder is surely admitted before, and still running after, the requests that
     // must be refused (with 300 ms and a 100 ms head start, a CI run once saw it finish first).
     let deadline = Duration::from_secs(3);
-    let server = start(
+    let server = start(router(
         &[("/...", "(loop (br 0))", STYLED)],
         one_at_a_time,
         deadline,
-    )
+        None,
+    ))
     .await;
     let address = server.address;
     let holder = tokio::spawn(get(address, "/v1/encode", ""));
@@ -294,7 +458,7 @@ async fn a_request_over_the_bound_is_refused_at_once_and_admitted_ones_drain_on_
 #[tokio::test(flavor = "multi_thread")]
 async fn the_http_cache_answers_without_the_component_and_not_while_draining() {
     use bytes::Bytes;
-    use http_body_util::{BodyExt, Empty, Full};
+    use http_body_util::{BodyExt, Empty};
 
     let request = || {
         http::Request::get("/cached")
@@ -302,18 +466,7 @@ async fn the_http_cache_answers_without_the_component_and_not_while_draining() {
             .body(Empty::<Bytes>::new())
             .unwrap()
     };
-    let cache = HttpCache::new(1 << 20);
-    let stored = http::Response::builder()
-        .header("cache-control", "s-maxage=300")
-        .header("content-length", "2")
-        .body(
-            Full::new(Bytes::from_static(b"{}"))
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        )
-        .unwrap();
-    let pending = cache.pending(&request()).unwrap();
-    cache.settle(pending, stored).await.unwrap();
+    let cache = cache_holding_cached().await;
     // The component traps: only the cache can answer 200.
     let router = router(
         &[("/...", "unreachable", STYLED)],
@@ -335,4 +488,106 @@ async fn the_http_cache_answers_without_the_component_and_not_while_draining() {
         503,
         "a draining host refuses every request"
     );
+}
+
+#[test]
+fn the_front_answers_cache_hits_and_host_answers_while_every_component_worker_is_busy() {
+    // Components get a runtime of their own with two workers, and the clients one more: each spinning
+    // guest below holds a worker until its deadline, and nothing else may need those workers.
+    let components = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let clients = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let deadline = Duration::from_secs(3);
+    let router = clients.block_on(async {
+        let cache = cache_holding_cached().await;
+        // `router` hands misses to the runtime it is built in.
+        let _components = components.enter();
+        router(
+            &[
+                ("/spin", "(loop (br 0))", ""),
+                ("/cached", "unreachable", ""),
+            ],
+            ROOMY,
+            deadline,
+            Some(cache),
+        )
+    });
+    clients.block_on(async {
+        let server = start(router.clone()).await;
+        let address = server.address;
+        let spinners = [
+            tokio::spawn(get(address, "/spin", "")),
+            tokio::spawn(get(address, "/spin", "")),
+        ];
+        while router.admission().in_flight() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        let (status, head, body) = get(address, "/cached", "").await;
+        assert_eq!((status, body.as_str()), (200, "{}"));
+        assert!(head.contains("age: "), "{head}");
+        let (status, _, _) = get(address, "/nowhere", "").await;
+        assert_eq!(status, 404);
+        assert!(
+            spinners.iter().all(|spinner| !spinner.is_finished()),
+            "the front answered only after a guest stopped: it waited for the component runtime"
+        );
+
+        for spinner in spinners {
+            let (status, _, body) = spinner.await.unwrap();
+            assert_eq!(
+                (status, json_body(&body)["error"].clone()),
+                (503, json!("timeout"))
+            );
+        }
+        server.stop.send(()).unwrap();
+        server.task.await.unwrap().unwrap();
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_streams_from_the_guest_through_the_front_and_finishes_while_draining() {
+    // 1 MiB: the guest writes it while the client reads, and waits when the client does not.
+    const CHUNKS: usize = 256;
+    let respond = format!("(call $respond (local.get 1) (i32.const {CHUNKS}))");
+    let server = start(router(
+        &[("/stream", &respond, "")],
+        ROOMY,
+        Duration::from_secs(30),
+        None,
+    ))
+    .await;
+    let address = server.address;
+
+    // One client reads the start of its answer and stops reading, its guest still writing...
+    let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
+    slow.write_all(b"GET /stream HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut start = [0; 1024];
+    let started = slow.read(&mut start).await.unwrap();
+    assert!(start[..started].starts_with(b"HTTP/1.1 200"));
+
+    // ... while another gets the whole body, streamed: chunked, with no length known up front.
+    let (status, head, body) = get(address, "/stream", "").await;
+    assert_eq!(status, 200);
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    let body = dechunk(&body);
+    assert_eq!(body.len(), CHUNKS * CHUNK);
+    assert!(body.bytes().all(|byte| byte == b'x'));
+
+    // Shut down: the slow client still gets the rest of its answer, and the host waits for it.
+    server.stop.send(()).unwrap();
+    let mut rest = Vec::new();
+    slow.read_to_end(&mut rest).await.unwrap();
+    let response = String::from_utf8([&start[..started], &rest[..]].concat()).unwrap();
+    let (_, body) = response.split_once("\r\n\r\n").unwrap();
+    assert_eq!(dechunk(body).len(), CHUNKS * CHUNK);
+    server.task.await.unwrap().unwrap();
 }
