@@ -492,8 +492,8 @@ async fn the_http_cache_answers_without_the_component_and_not_while_draining() {
 
 #[test]
 fn the_front_answers_cache_hits_and_host_answers_while_every_component_worker_is_busy() {
-    // Components get a runtime of their own with two workers, and the clients one more: each spinning
-    // guest below holds a worker until its deadline, and nothing else may need those workers.
+    // Components get a runtime of their own with two workers, the clients (and `serve`'s task) another: each
+    // spinning guest below holds a component worker until its deadline, and nothing else needs those workers.
     let components = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -553,8 +553,9 @@ fn the_front_answers_cache_hits_and_host_answers_while_every_component_worker_is
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_body_streams_from_the_guest_through_the_front_and_finishes_while_draining() {
-    // 1 MiB: the guest writes it while the client reads, and waits when the client does not.
-    const CHUNKS: usize = 256;
+    // 16 MiB, more than loopback's socket buffers take (4 MiB to send at most): a guest's writes wait for
+    // its client's reading, so the slow client's answer is still streaming when the host drains.
+    const CHUNKS: usize = 4096;
     let respond = format!("(call $respond (local.get 1) (i32.const {CHUNKS}))");
     let server = start(router(
         &[("/stream", &respond, "")],
