@@ -45,20 +45,28 @@ pub struct ServedComponent {
     pub cache_hit_headers: HeaderMap,
 }
 
+/// A request body that can be handed to a component: hyper's incoming body, or whatever a caller in-process
+/// (the start-up check, tests) sends.
+pub trait GuestRequestBody:
+    hyper::body::Body<Data = Bytes, Error: Into<wasmtime_wasi_http::Error>> + Send + 'static
+{
+}
+
+impl<B> GuestRequestBody for B where
+    B: hyper::body::Body<Data = Bytes, Error: Into<wasmtime_wasi_http::Error>> + Send + 'static
+{
+}
+
 /// Runs `request` through a fresh instance of `component`. `request_id` names the request in the log line
 /// of a failure after the response head, which only the log can report. `permit` is held until the instance
 /// is gone.
-pub async fn call<B>(
+pub async fn call<B: GuestRequestBody>(
     component: &ServedComponent,
     request: Request<B>,
     limits: RequestLimits,
     request_id: String,
     permit: Option<Permit>,
-) -> Result<Response<HyperOutgoingBody>>
-where
-    B: hyper::body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<wasmtime_wasi_http::Error>,
-{
+) -> Result<Response<HyperOutgoingBody>> {
     let mut store = Store::new(
         component.pre.engine(),
         RequestState::new(&component.services, limits.memory),

@@ -22,7 +22,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use super::admission::Admission;
 use super::answers::{AnswerStyle, HostAnswer};
 use super::cache::HttpCache;
-use super::guest::{self, RequestLimits, ServedComponent};
+use super::guest::{self, GuestRequestBody, RequestLimits, ServedComponent};
 use super::request_log::{self, log_error, REQUEST_ID};
 use crate::app::route::Route;
 use crate::metrics;
@@ -96,16 +96,12 @@ impl Router {
     }
 
     /// Handles one request; never fails: every failure becomes a JSON error response.
-    pub async fn handle<B>(
+    pub async fn handle<B: GuestRequestBody>(
         self: &Arc<Self>,
         request: Request<B>,
         listen: SocketAddr,
         client: SocketAddr,
-    ) -> Response<HyperOutgoingBody>
-    where
-        B: hyper::body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<wasmtime_wasi_http::Error>,
-    {
+    ) -> Response<HyperOutgoingBody> {
         let started = Instant::now();
         let request_id = request_log::request_id(request.headers().get(&REQUEST_ID));
         let method = request.method().clone();
@@ -150,7 +146,7 @@ impl Router {
 
     /// Admits `request` and runs it through its component on the component runtime (keeping the answer in the
     /// HTTP cache when it may), or answers for the component when there is no room for it or it fails.
-    async fn run<B>(
+    async fn run<B: GuestRequestBody>(
         self: &Arc<Self>,
         mut request: Request<B>,
         entry: &Arc<RouteEntry>,
@@ -158,11 +154,7 @@ impl Router {
         request_id: &HeaderValue,
         listen: SocketAddr,
         client: SocketAddr,
-    ) -> Response<HyperOutgoingBody>
-    where
-        B: hyper::body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<wasmtime_wasi_http::Error>,
-    {
+    ) -> Response<HyperOutgoingBody> {
         let component = &entry.component;
         let path = request.uri().path().to_owned();
         let permit = match self.admission.admit() {
