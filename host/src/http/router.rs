@@ -117,8 +117,16 @@ impl Router {
                 let response = match self.cached(&request, component) {
                     Some(hit) => hit,
                     None => {
-                        self.run(request, entry, path_info, &request_id, listen, client)
-                            .await
+                        self.run(
+                            request,
+                            entry,
+                            &path,
+                            path_info,
+                            &request_id,
+                            listen,
+                            client,
+                        )
+                        .await
                     }
                 };
                 (response, component.counted_header.as_ref())
@@ -146,22 +154,23 @@ impl Router {
 
     /// Admits `request` and runs it through its component on the component runtime (keeping the answer in the
     /// HTTP cache when it may), or answers for the component when there is no room for it or it fails.
+    #[allow(clippy::too_many_arguments)] // one request's parts, all taken apart by `handle` already
     async fn run<B: GuestRequestBody>(
         self: &Arc<Self>,
         mut request: Request<B>,
         entry: &Arc<RouteEntry>,
+        path: &str,
         path_info: String,
         request_id: &HeaderValue,
         listen: SocketAddr,
         client: SocketAddr,
     ) -> Response<HyperOutgoingBody> {
         let component = &entry.component;
-        let path = request.uri().path().to_owned();
         let permit = match self.admission.admit() {
             Ok(permit) => permit,
             Err(reason) => {
                 metrics::record_refusal(reason);
-                let mut refused = component.answers.answer(&path, HostAnswer::Refused(reason));
+                let mut refused = component.answers.answer(path, HostAnswer::Refused(reason));
                 // The refused request's body is never read, so the connection cannot carry another
                 // request: say so, or the client's next request on it meets a closed socket.
                 if may_have_body(request.headers()) {
@@ -172,15 +181,18 @@ impl Router {
                 return refused;
             }
         };
+        let log_id = request_id.to_str().unwrap_or_default();
         // From here on, everything runs on the component runtime, where the instance lives: the cache's
         // `pending` (taken before the host adds its own headers, for the cache judges the client's request),
         // the call, and keeping the answer in the HTTP cache when it may.
         let task = self.components.spawn({
-            let (router, entry, request_id) =
-                (Arc::clone(self), Arc::clone(entry), request_id.clone());
+            let (router, entry, request_id, log_id) = (
+                Arc::clone(self),
+                Arc::clone(entry),
+                request_id.clone(),
+                log_id.to_string(),
+            );
             async move {
-                let component = &entry.component;
-                let path = request.uri().path().to_owned();
                 let pending = router
                     .cache
                     .as_ref()
@@ -193,41 +205,34 @@ impl Router {
                     listen,
                     client,
                 );
-                let log_id = request_id.to_str().unwrap_or_default();
                 let answered = guest::call(
-                    component,
+                    &entry.component,
                     request,
                     router.limits,
-                    log_id.to_string(),
+                    log_id,
                     Some(permit),
                 )
                 .await;
-                let answered = match (answered, pending, &router.cache) {
+                match (answered, pending, &router.cache) {
                     (Ok(response), Some(pending), Some(cache)) => {
                         cache.settle(pending, response).await
                     }
                     (answered, _, _) => answered,
-                };
-                answered.unwrap_or_else(|error| {
-                    log_error(log_id, &component.id, &error);
-                    let answer = if guest::is_timeout(&error) {
-                        HostAnswer::TimedOut
-                    } else {
-                        HostAnswer::Failed
-                    };
-                    component.answers.answer(&path, answer)
-                })
+                }
             }
         });
         // A task ends without an answer only if it panicked or the runtime is shutting down.
-        task.await.unwrap_or_else(|join| {
-            let error = anyhow!(join).context("the request's task on the component runtime failed");
-            log_error(
-                request_id.to_str().unwrap_or_default(),
-                &component.id,
-                &error,
-            );
-            component.answers.answer(&path, HostAnswer::Failed)
+        let answered = task.await.unwrap_or_else(|join| {
+            Err(anyhow!(join).context("the request's task on the component runtime failed"))
+        });
+        answered.unwrap_or_else(|error| {
+            log_error(log_id, &component.id, &error);
+            let answer = if guest::is_timeout(&error) {
+                HostAnswer::TimedOut
+            } else {
+                HostAnswer::Failed
+            };
+            component.answers.answer(path, answer)
         })
     }
 
