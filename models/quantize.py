@@ -158,13 +158,14 @@ def split_outlier_channels(
         if source not in parts:
             key = tuple(channels)
             if key not in masks:
+                tag = f"inliers{len(masks)}"
                 keep = np.ones(values.shape[0], np.float32)
                 keep[list(channels)] = 0
-                masks[key] = edit.add_initializer(keep, f"inliers{len(masks)}/channels")
+                mask = edit.add_initializer(keep, f"{tag}/channels")
                 if mask_padding:
-                    mask = f"inliers{len(masks) - 1}/mask"
-                    edit.insert_after(token_mask[-1], [helper.make_node("Mul", ["token_mask", masks[key]], [mask], mask)])
-                    masks[key] = mask
+                    channel_mask, mask = mask, f"{tag}/mask"
+                    edit.insert_after(token_mask[-1], [helper.make_node("Mul", ["token_mask", channel_mask], [mask], mask)])
+                masks[key] = mask
             index = edit.add_initializer(np.array(channels, np.int64), f"{source}/outlier_channels")
             parts[source] = (f"{source}/inliers", f"{source}/outliers")
             edit.insert_before(matmul, [

@@ -37,8 +37,8 @@ from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQua
 from tokenizers import Encoding
 
 from quantize import (
-    GELU_OUTLIERS, LAYER_NORM_OUTLIERS, dynamic_int8, outlier_splits, quantize_with_splits, quiet_quantizer,
-    weight_matmuls,
+    GELU_OUTLIERS, LAYER_NORM_OUTLIERS, LAYERS, dynamic_int8, outlier_splits, quantize, quantize_with_splits,
+    quiet_quantizer, weight_matmuls,
 )
 from truth import (
     DEFAULT_TRUTH, EVALUATION_SIZE, FP32_MODEL, TruthReport, build_truth, compare, load_truth, session_for,
@@ -70,8 +70,8 @@ def feeds(encodings: list[Encoding]) -> dict[str, np.ndarray]:
 def channel_maxima() -> dict[str, np.ndarray]:
     """Each weight MatMul input's largest |x| per channel over the calibration questions, run one at a time."""
     model = onnx.load(str(FP32_MODEL))
-    matmuls = {n.name: n for n in model.graph.node if n.name in weight_matmuls(model)}
-    inputs = sorted({node.input[0] for node in matmuls.values()})
+    matmuls = set(weight_matmuls(model))
+    inputs = sorted({node.input[0] for node in model.graph.node if node.name in matmuls})
     for name in inputs:
         model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -161,7 +161,7 @@ def blockwise_all(source: Path, target: Path, block: int) -> None:
 
 # The previous `make models` recipe: the 20 MatMuls the node scan finds harmless dynamic, the rest blockwise.
 HARMLESS_MATMULS = [
-    *(f"layer{i}/attention/{part}/matmul" for i in range(6) for part in ("query", "key", "attention_output")),
+    *(f"layer{i}/attention/{part}/matmul" for i in range(LAYERS) for part in ("query", "key", "attention_output")),
     "layer0/attention/value/matmul",
     "layer5/output/matmul",
 ]
@@ -191,9 +191,7 @@ CANDIDATES: dict[str, Callable[[Path, Path], None]] = {
     "MatMulNBits 8-bit, block 32, all 36": lambda s, t: blockwise_all(s, t, 32),
     "mixed: dynamic on the 20 harmless + MatMulNBits-32 on 16 (the previous make models)": dynamic_and_blockwise,
     "dynamic int8, all 36, outlier channels split off in fp32, padding not masked": without_padding_mask,
-    "dynamic int8, all 36, outlier channels split off in fp32 (make models)": lambda s, t: quantize_with_splits(
-        s, t, outlier_splits()
-    ),
+    "dynamic int8, all 36, outlier channels split off in fp32 (make models)": quantize,
 }
 
 
