@@ -61,19 +61,20 @@ fn cache_and_request() -> (HttpCache, Request<()>) {
     )
 }
 
+/// [`cache_and_request`], with the request's answer offered to the cache.
+async fn cache_holding(cache_control: &str, body: &str) -> (HttpCache, Request<()>) {
+    let (cache, request) = cache_and_request();
+    offer(&cache, &request, answer(Some(cache_control), body)).await;
+    (cache, request)
+}
+
 fn lookup(cache: &HttpCache, request: &Request<()>) -> Option<Response<HyperOutgoingBody>> {
     cache.lookup(request, &hit_headers())
 }
 
 #[tokio::test]
 async fn a_shared_answer_is_replayed_for_the_same_url_and_authorization_only() {
-    let (cache, request) = cache_and_request();
-    offer(
-        &cache,
-        &request,
-        answer(Some("max-age=86400, s-maxage=300"), "[1,2]"),
-    )
-    .await;
+    let (cache, _) = cache_holding("max-age=86400, s-maxage=300", "[1,2]").await;
 
     let hit = lookup(&cache, &get("/v1/encode?query=hi", Some(KEY))).expect("a fresh answer");
     assert_eq!(
@@ -141,8 +142,7 @@ async fn an_answer_without_a_declared_length_or_over_the_limit_is_passed_through
 
 #[tokio::test]
 async fn requests_the_cache_must_not_answer_go_to_the_component() {
-    let (cache, request) = cache_and_request();
-    offer(&cache, &request, answer(Some("s-maxage=300"), "[1,2]")).await;
+    let (cache, request) = cache_holding("s-maxage=300", "[1,2]").await;
     assert!(lookup(&cache, &request).is_some());
 
     let with = |name: &'static str, value: &'static str| {
@@ -187,13 +187,7 @@ async fn requests_the_cache_must_not_answer_go_to_the_component() {
 
 #[tokio::test]
 async fn an_answer_is_fresh_for_its_shared_lifetime_only() {
-    let (cache, request) = cache_and_request();
-    offer(
-        &cache,
-        &request,
-        answer(Some("max-age=86400, s-maxage=30"), "[1,2]"),
-    )
-    .await;
+    let (cache, request) = cache_holding("max-age=86400, s-maxage=30", "[1,2]").await;
     let at = |seconds| {
         cache.lookup_at(
             &request,
@@ -234,8 +228,7 @@ async fn each_authorization_keeps_its_own_answer_up_to_four_per_url() {
 
 #[tokio::test]
 async fn a_fresh_answer_is_kept_and_a_stale_one_replaced() {
-    let (cache, request) = cache_and_request();
-    offer(&cache, &request, answer(Some("s-maxage=1"), "[1]")).await;
+    let (cache, request) = cache_holding("s-maxage=1", "[1]").await;
     let mut asked_anew = get("/v1/encode?query=hi", Some(KEY));
     asked_anew
         .headers_mut()
@@ -278,13 +271,7 @@ async fn the_cache_holds_no_more_bytes_than_its_capacity() {
 
 #[tokio::test]
 async fn a_stale_answer_is_never_served_whatever_the_request_accepts() {
-    let (cache, request) = cache_and_request();
-    offer(
-        &cache,
-        &request,
-        answer(Some("max-age=86400, s-maxage=30"), "[1,2]"),
-    )
-    .await;
+    let (cache, _) = cache_holding("max-age=86400, s-maxage=30", "[1,2]").await;
     for accepts_stale in ["max-stale", "max-stale=3600"] {
         let mut asking = get("/v1/encode?query=hi", Some(KEY));
         asking
@@ -368,8 +355,7 @@ async fn only_the_headers_an_answer_is_matched_on_are_kept_of_its_request() {
 
 #[tokio::test]
 async fn a_successful_unsafe_request_drops_what_is_kept_for_its_url() {
-    let (cache, request) = cache_and_request();
-    offer(&cache, &request, answer(Some("s-maxage=300"), "[1]")).await;
+    let (cache, request) = cache_holding("s-maxage=300", "[1]").await;
     let mut post = get("/v1/encode?query=hi", Some(KEY));
     *post.method_mut() = Method::POST;
     let refused = Response::builder()
