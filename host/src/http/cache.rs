@@ -19,7 +19,7 @@ use anyhow::{anyhow, bail, Result};
 use bytes::Bytes;
 use http::header::{
     HeaderMap, HeaderName, AUTHORIZATION, CONTENT_LENGTH, DATE, HOST, IF_MATCH, IF_MODIFIED_SINCE,
-    IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, VARY,
+    IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, VARY, WARNING,
 };
 use http::{HeaderValue, Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Full};
@@ -61,6 +61,10 @@ type Variants = Arc<Vec<Arc<StoredAnswer>>>;
 struct StoredAnswer {
     /// The request and response heads, and what RFC 9111 makes of them.
     policy: CachePolicy,
+    /// Every value of each response header the component sent more than once (`Link`, `Set-Cookie`): the
+    /// policy replays one value per name (http-cache-semantics 3.0 copies a stored head with `insert`), so
+    /// these are put back on each replay. Usually empty.
+    repeated: HeaderMap,
     body: Bytes,
     bytes: u64,
 }
@@ -132,7 +136,8 @@ impl HttpCache {
                     // A request's `max-stale` makes the crate call a stale answer fresh; a shared cache must
                     // not serve an `s-maxage` answer stale (RFC 9111 section 5.2.2.10), least of all one
                     // whose lifetime a token's expiry bounded.
-                    BeforeRequest::Fresh(parts) if !answer.policy.is_stale(now) => {
+                    BeforeRequest::Fresh(mut parts) if !answer.policy.is_stale(now) => {
+                        restore_repeated(&mut parts.headers, &answer.repeated);
                         Some(Response::from_parts(parts, full(answer.body.clone())))
                     }
                     _ => None,
@@ -254,13 +259,19 @@ impl HttpCache {
         });
         let policy =
             CachePolicy::new_options(&matched, &stored_head, candidate.asked_at, SHARED_CACHE);
+        let stored_headers = stored_head.headers();
+        let repeated = owned(stored_headers, |name| {
+            stored_headers.get_all(name).iter().nth(1).is_some()
+        });
         let answer = Arc::new(StoredAnswer {
             bytes: (body.len()
                 + 2 * header_bytes(&head.headers)
+                + header_bytes(&repeated)
                 + header_bytes(matched.headers())
                 + candidate.key.len()) as u64
                 + ENTRY_OVERHEAD_BYTES,
             policy,
+            repeated,
             body: body.clone(),
         });
         self.insert(candidate.key, &matched, answer, now);
@@ -358,6 +369,18 @@ fn header_bytes(headers: &HeaderMap) -> usize {
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len())
         .sum()
+}
+
+/// Puts every value of the `repeated` headers back where the policy kept one (a header it drops, hop-by-hop,
+/// stays dropped). `Warning` is left as the policy joined and filtered it.
+fn restore_repeated(headers: &mut HeaderMap, repeated: &HeaderMap) {
+    for name in repeated.keys() {
+        if name != WARNING && headers.remove(name).is_some() {
+            for value in repeated.get_all(name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+    }
 }
 
 /// The `headers` whose names `wanted` accepts, in allocations of their own.

@@ -380,3 +380,24 @@ async fn a_successful_unsafe_request_drops_what_is_kept_for_its_url() {
         .unwrap();
     assert!(lookup(&cache, &request).is_none());
 }
+
+#[tokio::test]
+async fn a_replayed_answer_keeps_every_value_of_a_repeated_header() {
+    let (cache, request) = cache_and_request();
+    let mut response = answer(Some("s-maxage=300"), "[1,2]");
+    let headers = response.headers_mut();
+    headers.append("link", HeaderValue::from_static("</docs>; rel=help"));
+    headers.append(
+        "link",
+        HeaderValue::from_static("</openapi.json>; rel=describedby"),
+    );
+    offer(&cache, &request, response).await;
+
+    let hit = lookup(&cache, &request).expect("a fresh answer");
+    let links: Vec<_> = hit.headers().get_all("link").iter().collect();
+    assert_eq!(
+        links,
+        ["</docs>; rel=help", "</openapi.json>; rel=describedby"],
+        "both values, in their order"
+    );
+}
