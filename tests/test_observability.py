@@ -6,6 +6,9 @@ the test in between sent.
 """
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import time
 import uuid
 from datetime import datetime
@@ -15,8 +18,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import (
-    CACHE_STATUSES, MODEL_ALIAS, MODEL_ID, free_port, is_request_record, log_records, start_server, stop_server,
-    unique_text,
+    API_KEYS, CACHE_STATUSES, MODEL_ALIAS, MODEL_ID, ROOT, free_port, host_binary, is_request_record, log_records,
+    start_server, stop_process, stop_server, unique_text,
 )
 
 # Log lines and counters may be written just after the response leaves; polls wait at most this long.
@@ -34,6 +37,7 @@ METRIC_FAMILIES = {
     "nn_queued_tokens": ("gauge", set()),
     "nn_queue_wait_seconds": ("histogram", set()),
     "nn_model_load_seconds": ("gauge", {"graph"}),
+    "log_lines_dropped": ("counter", set()),
 }
 
 # The response header spin.toml names as counted (`counted_header`), as the metrics label it.
@@ -295,3 +299,47 @@ def test_inference_token_batch_and_cache_metrics_follow_the_work_done(metered, t
     assert partial["nn_inference_duration_seconds_count"] == partial["nn_inference_batch_size_count"]
     assert partial["nn_tokens_processed_total"] == tokens(b, c)
     assert (partial["MISS"], partial["HIT"], partial["PARTIAL"]) == (0, 0, 1)
+
+
+# More request lines than the host queues for a slow stderr (host/src/log.rs) plus what a pipe buffers.
+UNREAD_LOG_REQUESTS = 6000
+
+
+def test_a_stderr_nobody_reads_never_stalls_serving(tmp_path):
+    """The host's stderr is a pipe nobody reads: once it is full, writing a line would block. Every
+    request must still be answered (the front thread logs every request); lines that do not fit are dropped
+    and counted, and what does reach the pipe is whole JSON lines."""
+    (tmp_path / "runtime-config.toml").write_text(
+        '[key_value_store.default]\ntype = "spin"\npath = "%s"\n' % (tmp_path / "kv.db"))
+    port, metrics_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [str(host_binary()), "up", "--from", str(ROOT / "spin.toml"), "--listen", f"127.0.0.1:{port}",
+         "--runtime-config-file", str(tmp_path / "runtime-config.toml"),
+         "--metrics-listen", f"127.0.0.1:{metrics_port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path,
+        env={**os.environ, "SPIN_VARIABLE_API_KEYS": API_KEYS[0]})
+    try:
+        session = requests.Session()
+        url = f"http://127.0.0.1:{port}/v1/encode"
+        headers = {"Authorization": f"Bearer {API_KEYS[0]}"}
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, "sbert-host exited during start-up"
+            try:
+                if session.get(url, params={"query": "unread log"}, headers=headers, timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "sbert-host did not start"
+                time.sleep(0.05)
+        # Answered from sbert-host's HTTP cache on its front thread, which logs each one.
+        statuses = [session.get(url, params={"query": "unread log"}, headers=headers, timeout=10).status_code
+                    for _ in range(UNREAD_LOG_REQUESTS)]
+        assert statuses == [200] * UNREAD_LOG_REQUESTS
+        dropped = Scrape(requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text)
+        assert dropped.value("log_lines_dropped_total") > 0, "the pipe cannot have held every line"
+    finally:
+        stop_process(process, timeout=15)
+    lines = process.stderr.read().decode().splitlines()
+    assert lines, "the lines that fitted are there"
+    for line in lines:
+        assert isinstance(json.loads(line), dict), line

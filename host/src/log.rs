@@ -1,18 +1,45 @@
 //! The host's own output on stderr: one JSON object per line (request lines, warnings, errors), each with
 //! its `timestamp` and `level`, written by `tracing-subscriber`'s JSON formatter.
 //!
-//! The formatter renders each event into a buffer and hands it to stderr (unbuffered) in one `write`, so a
-//! line costs one system call and lines of concurrent requests never interleave (formatting straight into
-//! stderr would issue a system call per JSON token: 14% of the CPU under load, measured).
+//! The formatter renders each event into a buffer on the thread that logs it; a writer thread of its own
+//! (`tracing-appender`'s non-blocking writer) puts each line on stderr in one `write`, so lines of concurrent
+//! requests never interleave. The HTTP front thread serves every connection and logs every request: if it
+//! wrote to stderr itself, a reader of stderr that stops reading (a full pipe) would stall all connections.
+//! Instead, lines wait in a bounded queue, and when it is full they are dropped and counted
+//! (`log_lines_dropped_total` in the metrics): serving never waits for the log.
 
-/// Installs the JSON subscriber for the whole process. Call once, first thing.
-pub fn init() {
+use std::sync::OnceLock;
+
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+
+/// Lines that may wait for a slow stderr: at ~400 bytes a request line, about 2 MB.
+const QUEUED_LINES: usize = 4096;
+
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Installs the JSON subscriber for the whole process. Call once, first thing; keep the guard until the
+/// process ends: dropping it writes out the lines still queued.
+pub fn init() -> WorkerGuard {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .buffered_lines_limit(QUEUED_LINES)
+        .lossy(true)
+        .thread_name("log-writer")
+        .finish(std::io::stderr());
+    let _ = DROPPED.set(writer.error_counter());
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
         .with_current_span(false)
         .with_span_list(false)
         .with_target(false)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .init();
+    guard
+}
+
+/// Log lines dropped so far because stderr did not keep up.
+pub fn dropped_lines() -> u64 {
+    DROPPED
+        .get()
+        .map_or(0, |counter| counter.dropped_lines() as u64)
 }

@@ -30,12 +30,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let command = Command::parse();
-    log::init();
+    let log_writer = log::init();
     let result = match command {
         Command::Up(command) => command.run(),
         Command::Compile(command) => command.run(),
         Command::Wizer(command) => command.run(),
     };
+    // The lines still queued go out before the error line below.
+    drop(log_writer);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

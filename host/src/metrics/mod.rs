@@ -17,7 +17,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use endpoint::serve;
 use routes::{method_label, RouteLabels};
@@ -194,6 +194,8 @@ struct Metrics {
     batch_size: Histogram,
     tokens: Counter,
     model_load: Family<GraphLabels, Gauge<f64, AtomicU64>>,
+    /// Copied from the log writer's own count when rendered.
+    log_lines_dropped: Counter,
 }
 
 impl Metrics {
@@ -214,6 +216,7 @@ impl Metrics {
             batch_size: Histogram::new(BATCH_BUCKETS),
             tokens: Counter::default(),
             model_load: Family::default(),
+            log_lines_dropped: Counter::default(),
         };
         // Exported from zero, so that a hit ratio is defined from the first scrape.
         for result in [HttpCacheLookup::Hit, HttpCacheLookup::Miss] {
@@ -286,6 +289,11 @@ impl Metrics {
             "nn_model_load_seconds",
             "Seconds it took to load each graph at start-up",
             metrics.model_load.clone(),
+        );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because stderr did not keep up (serving never waits for the log)",
+            metrics.log_lines_dropped.clone(),
         );
         Self {
             registry,
@@ -361,6 +369,9 @@ impl Metrics {
     }
 
     fn render(&self) -> String {
+        self.log_lines_dropped
+            .inner()
+            .store(crate::log::dropped_lines(), Ordering::Relaxed);
         let mut out = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
