@@ -168,14 +168,18 @@ class Host:
                 time.sleep(0.005)
 
     def _ready_line(self) -> dict:
-        """The host's `ready` log record: its inference settings."""
-        self.log.flush()
-        for line in self.log_path.read_text().splitlines():
-            with contextlib.suppress(ValueError):
-                record = json.loads(line)
-                if record.get("message") == "ready":
-                    return record
-        return {}
+        """The host's `ready` log record: its inference settings. The host's log writer thread may put it out
+        just after the first answer, so it is looked for for up to a second."""
+        deadline = time.monotonic() + 1
+        while True:
+            for line in self.log_path.read_text().splitlines():
+                with contextlib.suppress(ValueError):
+                    record = json.loads(line)
+                    if record.get("message") == "ready":
+                        return record
+            if time.monotonic() > deadline:
+                return {}
+            time.sleep(0.01)
 
     def log_tail(self, lines: int = 20) -> str:
         self.log.flush()

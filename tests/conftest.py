@@ -268,6 +268,22 @@ def is_request_record(record: dict) -> bool:
     return {"method", "path", "status"} <= record.keys()
 
 
+# sbert-host's log writer thread puts a request's line out just after its response: reads of the log wait
+# at most this long for the lines they need.
+LOG_SETTLE_S = 5
+
+
+def log_once(srv: Server, ready) -> str:
+    """The server's output as soon as `ready(output)` holds, or as it is after LOG_SETTLE_S (the caller's
+    assertions then show what is missing)."""
+    deadline = time.monotonic() + LOG_SETTLE_S
+    while True:
+        log = srv.log()
+        if ready(log) or time.monotonic() > deadline:
+            return log
+        time.sleep(0.02)
+
+
 @contextlib.contextmanager
 def serving(workdir: Path, **kw):
     """`start_server(workdir, **kw)` for one block; the host must still be alive at its end."""

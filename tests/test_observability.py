@@ -18,11 +18,11 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import (
-    API_KEYS, CACHE_STATUSES, MODEL_ALIAS, MODEL_ID, ROOT, free_port, host_binary, is_request_record, log_records,
-    start_server, stop_process, stop_server, unique_text,
+    API_KEYS, CACHE_STATUSES, MODEL_ALIAS, MODEL_ID, ROOT, free_port, host_binary, is_request_record, log_once,
+    log_records, start_server, stop_process, stop_server, unique_text,
 )
 
-# Log lines and counters may be written just after the response leaves; polls wait at most this long.
+# Counters may be updated just after the response leaves; polls wait at most this long.
 SETTLE_S = 5
 
 METRIC_FAMILIES = {
@@ -57,13 +57,10 @@ def metered(tmp_path_factory):
 
 def request_record(srv, request_id: str) -> dict:
     """The one request line logged for `request_id`."""
-    deadline = time.monotonic() + SETTLE_S
-    while True:
-        found = [r for r in log_records(srv.log()) if is_request_record(r) and r.get("request_id") == request_id]
-        if found or time.monotonic() > deadline:
-            assert len(found) == 1, f"{request_id}: {found}"
-            return found[0]
-        time.sleep(0.05)
+    log = log_once(srv, lambda log: request_id in log)
+    found = [r for r in log_records(log) if is_request_record(r) and r.get("request_id") == request_id]
+    assert len(found) == 1, f"{request_id}: {found}"
+    return found[0]
 
 
 class Scrape:

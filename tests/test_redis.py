@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import (
-    ASK_COMPONENT, CACHE_ENTRY_BYTES, CACHE_RECOVERY_S, ROOT, caching_resumes, encode_get, free_port, is_embedding_key, is_request_record, log_records, serving, start_server,
-    stop_server, unique_text,
+    ASK_COMPONENT, CACHE_ENTRY_BYTES, CACHE_RECOVERY_S, ROOT, caching_resumes, encode_get, free_port, is_embedding_key,
+    is_request_record, log_once, log_records, serving, start_server, stop_server, unique_text,
 )
 from redis_server import RedisServer
 
@@ -133,7 +133,7 @@ def outages(tmp_path_factory):
                 incident.statuses_while_down.append((resp.status_code, resp.headers.get("x-cache")))
                 if resp.status_code == 200 and text == cached_text:
                     incident.vectors_while_down.append(resp.json()["encoding"])
-            down = srv.log().splitlines()[start:]
+            down = log_once(srv, lambda log: all(i in log for i in sent_ids)).splitlines()[start:]
             incident.lines_while_down = other_lines(down)
             incident.requests_logged_while_down = [
                 r for r in log_records("\n".join(down)) if is_request_record(r) and r.get("request_id") in sent_ids

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, cosine, start_server, stop_server
+from conftest import ROOT, cosine, log_once, start_server, stop_server
 from smoke import assert_auth_required, assert_cache_hit_on_repeat, assert_openai_client, assert_reference
 
 MANIFEST = ROOT / "spin-llm.toml"
@@ -80,6 +80,7 @@ def test_a_component_without_ai_models_gets_spins_refusal(tmp_path):
         resp = server.get("/v1/encode", params={"query": "refused by the allow-list"})
         assert resp.status_code == 500, resp.text
         assert resp.headers["content-type"].startswith("application/json"), resp.headers
-        assert SPIN_ACCESS_ERROR in server.log(), server.log()[-2000:]
+        log = log_once(server, lambda log: SPIN_ACCESS_ERROR in log)
+        assert SPIN_ACCESS_ERROR in log, log[-2000:]
     finally:
         stop_server(server)
