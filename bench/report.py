@@ -148,8 +148,8 @@ def render(r: dict) -> str:
         f"{m['rustc']} · {m['wrk']} · ONNX Runtime {m['onnxruntime']} · commit {m['commit']}  ",
         cpu_line(m) + "  ",
         f"Settings: {r['seconds']} s per load scenario, total run {r['total_s']:.0f} s; load average before "
-        f"{m['load_before']:.2f}. sbert-host with its defaults: {host['nn_sessions']} ONNX Runtime session(s) × "
-        f"{host['nn_threads']} intra-op threads, cross-request batching. Ceiling: one session × "
+        f"{m['load_before']:.2f}. sbert-host with its defaults: ONNX Runtime sessions per graph (threads each) "
+        f"{host['graph_sessions']}, cross-request batching. Ceiling: one session × "
         f"{r['ceiling_threads']} intra-op threads, measured before and after the servers ({spread} sentences/s; "
         f"the mean is used). wrk: 1 thread, on the same machine.",
         "",

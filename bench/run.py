@@ -365,7 +365,7 @@ def run(seconds: int) -> dict:
         cache_env = {"XDG_CACHE_HOME": str(tmp / "cache")}
         step("uncached single queries, 1 / 10 / 40 connections")
         with Host(tmp / "uncached", {"cache_ttl_seconds": "0"}, env=cache_env) as host:
-            results["host"] = {k: host.settings.get(k) for k in ("nn_threads", "nn_sessions")}
+            results["host"] = {k: host.settings.get(k) for k in ("nn_threads", "graph_sessions")}
             results["startup_cold_s"] = host.startup_s
             results["memory"]["idle"] = host.memory().as_dict()
             results["probe_short"] = latency.short_query_ms(host.url, KEY)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import API_KEYS, ROOT, host_binary, start_server, stop_server
+from conftest import API_KEYS, ROOT, host_binary, log_once, log_records, start_server, stop_server
 
 MANIFEST = (ROOT / "spin.toml").read_text()
 MODEL = ROOT / "models/all-minilm-l6-v2/model.onnx"
@@ -147,3 +147,28 @@ def test_startup_check_path_must_be_a_path(tmp):
     manifest = manifest_in(tmp, re.sub(r'^startup_check = ".*"$', 'startup_check = "health"', MANIFEST, flags=re.M))
     line = error_line(run_up(manifest, {}))
     assert "startup_check `health`" in line and "spin.toml" in line, line
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ('nn_sessions = { "all-minilm-l6-v2-int9" = 2 }', "`nn_sessions` names graph `all-minilm-l6-v2-int9`"),
+    ('nn_sessions = { "all-minilm-l6-v2-int8" = 0 }', "nn_sessions"),
+])
+def test_nn_sessions_must_name_a_graph_and_be_positive(tmp, setting, expected):
+    text, replaced = re.subn(r"^nn_sessions = .*$", setting, MANIFEST, flags=re.M)
+    assert replaced == 1
+    line = error_line(run_up(manifest_in(tmp, text), {}))
+    assert expected in line, line
+
+
+def test_graph_sessions_come_from_the_manifest_unless_the_command_line_sets_them(tmp):
+    """spin.toml gives the int8 graph a latency session and two one-thread sessions (`nn_sessions`), fp32 one
+    session; --nn-sessions sets every graph. What each graph got is in the `ready` log line."""
+    for args, expected in [((), "all-minilm-l6-v2: 1×2; all-minilm-l6-v2-int8: 1×2 + 2×1"),
+                           (("--nn-sessions", "1"), "all-minilm-l6-v2: 1×2; all-minilm-l6-v2-int8: 1×2")]:
+        srv = start_server(tmp, extra_args=["--nn-threads", "2", *args])
+        try:
+            log = log_once(srv, lambda log: '"ready"' in log)
+        finally:
+            stop_server(srv)
+        [ready] = [r for r in log_records(log) if r.get("message") == "ready"]
+        assert ready["graph_sessions"] == expected, ready

@@ -67,13 +67,15 @@ pub struct UpCommand {
     #[arg(long, value_name = "N")]
     nn_threads: Option<NonZeroUsize>,
 
-    /// ONNX Runtime sessions per graph: how many inferences of one graph may run at the same time. One
-    /// session with every core is the fastest for one request, and under load the session batches the
-    /// queued requests into each run; every session holds its own copy of the model. Under load on a few
-    /// busy cores, sessions of one thread each (`--nn-sessions 2 --nn-threads 1`) can serve more: their
-    /// runs never wait for a descheduled helper thread (int8 at 10 connections on 2 cores: 1.2-2x).
-    #[arg(long, value_name = "N", default_value = "1")]
-    nn_sessions: NonZeroUsize,
+    /// How many inferences of one graph may run at the same time under load, for every graph [default:
+    /// each graph's `nn_sessions` in the manifest's `[component.<id>.tool.sbert-host]`, else 1]. With 1, a
+    /// graph has one session with --nn-threads threads, which batches queued requests into each run. With
+    /// N > 1, it also has N one-thread sessions, sharing one copy of its weights: its multi-thread session
+    /// serves while at most one row waits, the one-thread ones side by side while more do. On a few cores
+    /// that guests and clients also use, one-thread runs never wait for a descheduled helper thread (int8
+    /// at 10 connections on 2 cores: 1.2-2x the requests/s of one session).
+    #[arg(long, value_name = "N")]
+    nn_sessions: Option<NonZeroUsize>,
 
     /// Seconds a request's component instance may run (including streaming its response body) before it is
     /// stopped; a request stopped before its response started gets a 503.
@@ -200,6 +202,13 @@ impl UpCommand {
                 .map(|(name, path)| (name.clone(), app.resolve(path)))
                 .collect();
             nn::check_model_files(&graphs)?;
+            if let Some(name) = tool
+                .nn_sessions
+                .keys()
+                .find(|name| !graphs.contains_key(*name))
+            {
+                bail!("component `{id}`: `nn_sessions` names graph `{name}`, which is not in its `graphs`");
+            }
             let llm_models =
                 CheckedModels::check(tool.llm_models.clone(), &graphs, |path| app.resolve(path))
                     .with_context(|| format!("component `{id}`"))?;
@@ -224,12 +233,9 @@ impl UpCommand {
         components: Vec<CheckedComponent>,
         started: Instant,
     ) -> Result<()> {
-        let session_options = SessionOptions {
-            intra_threads: self
-                .nn_threads
-                .map_or_else(default_threads, NonZeroUsize::get),
-            sessions: self.nn_sessions.get(),
-        };
+        let intra_threads = self
+            .nn_threads
+            .map_or_else(default_threads, NonZeroUsize::get);
         // One more instance than requests may run: the start-up check's.
         let engine = engine::new(self.max_concurrent_requests + 1)?;
         http::start_epoch_ticker(&engine)?;
@@ -248,13 +254,27 @@ impl UpCommand {
 
         let mut served = HashMap::new();
         let mut startup_checks = Vec::new();
+        // Each graph's sessions, for the `ready` line: `name: 1×2 + 2×1` (see SessionOptions' Display).
+        let mut graph_sessions = Vec::new();
         for component in components {
             if let Some(path) = &component.tool.startup_check {
                 startup_checks.push((component.id.clone(), path.0.clone()));
             }
             // Compiling the component and building ONNX Runtime sessions are both CPU-heavy and independent.
             let graphs = component.graphs.clone();
-            let nn = tokio::task::spawn_blocking(move || Nn::load(&graphs, session_options));
+            let (flag, per_graph) = (self.nn_sessions, component.tool.nn_sessions.clone());
+            let options = move |graph: &str| SessionOptions {
+                intra_threads,
+                sessions: flag
+                    .or_else(|| per_graph.get(graph).copied())
+                    .map_or(1, NonZeroUsize::get),
+            };
+            graph_sessions.extend(
+                graphs
+                    .keys()
+                    .map(|graph| format!("{graph}: {}", options(graph))),
+            );
+            let nn = tokio::task::spawn_blocking(move || Nn::load(&graphs, options));
             let pre = prepare(&engine, &linker, &component.id, &component.source)?;
             let nn = nn
                 .await?
@@ -350,8 +370,9 @@ impl UpCommand {
             application = app.manifest.application.name,
             version = app.manifest.application.version,
             startup_ms = started.elapsed().as_millis() as u64,
-            nn_threads = session_options.intra_threads,
-            nn_sessions = session_options.sessions,
+            nn_threads = intra_threads,
+            nn_sessions = self.nn_sessions.map(NonZeroUsize::get),
+            graph_sessions = graph_sessions.join("; "),
             max_concurrent_requests = self.max_concurrent_requests,
             max_queued_tokens = self.max_queued_tokens,
             http_cache_mib = self.http_cache_mib,

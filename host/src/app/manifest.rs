@@ -4,6 +4,7 @@
 //! host does not implement fails at start-up instead of misbehaving at request time.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -183,6 +184,11 @@ pub struct HostTool {
     /// relative to the manifest's directory.
     #[serde(default)]
     pub graphs: BTreeMap<String, PathBuf>,
+    /// How many runs of a graph may go at once under load, by graph name (`--nn-sessions`, when given,
+    /// overrides this for every graph; 1 without either). More than one gives the graph one-thread sessions
+    /// that take over from its latency session while requests queue, sharing one copy of its weights.
+    #[serde(default)]
+    pub nn_sessions: BTreeMap<String, NonZeroUsize>,
     /// A path the host requests (`GET`, in-process) once at start-up, before it listens: an answer other than
     /// 2xx stops start-up with one line naming the component and the answer's message. No check when unset.
     #[serde(default)]

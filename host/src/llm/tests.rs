@@ -45,7 +45,7 @@ fn llm(allowed: &[&str]) -> Llm {
         MODEL.to_string(),
         prepared("models/all-minilm-l6-v2/model.onnx"),
     )]);
-    let nn = Nn::load(&graphs, SessionOptions::default()).unwrap();
+    let nn = Nn::load(&graphs, |_| SessionOptions::default()).unwrap();
     let config = ModelConfig {
         graph: MODEL.into(),
         tokenizer: "models/all-minilm-l6-v2/tokenizer.json".into(),

@@ -4,6 +4,7 @@
 
 mod assembly;
 mod batch;
+mod initializers;
 #[cfg(test)]
 mod model_tests;
 mod onnx;
@@ -41,13 +42,17 @@ pub struct Nn {
 }
 
 impl Nn {
-    /// Loads every graph (name → ONNX file). `ONNX Runtime` must have been initialised with
-    /// [`init_runtime`] if there are any.
-    pub fn load(graphs: &BTreeMap<String, PathBuf>, options: SessionOptions) -> Result<Self> {
+    /// Loads every graph (name → ONNX file), each run as `options(name)` says. `ONNX Runtime` must have been
+    /// initialised with [`init_runtime`] if there are any.
+    pub fn load(
+        graphs: &BTreeMap<String, PathBuf>,
+        options: impl Fn(&str) -> SessionOptions,
+    ) -> Result<Self> {
         let graphs = graphs
             .iter()
             .map(|(name, path)| {
                 let started = Instant::now();
+                let options = options(name);
                 let graph = load_file(path, &options).with_context(|| format!("graph `{name}`"))?;
                 metrics::record_model_load(name, started.elapsed());
                 Ok((name.clone(), graph))
@@ -274,7 +279,7 @@ mod tests {
         std::fs::write(&path, cast_model()).unwrap();
         let graphs = BTreeMap::from([("cast".to_string(), path)]);
         check_model_files(&graphs).unwrap();
-        let nn = Nn::load(&graphs, SessionOptions::default()).unwrap();
+        let nn = Nn::load(&graphs, |_| SessionOptions::default()).unwrap();
         assert!(nn.graphs.get("cast").is_some());
         assert!(nn.graphs.get("other").is_none());
 

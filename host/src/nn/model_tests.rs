@@ -9,9 +9,10 @@ use serde::Deserialize;
 use wasmtime_wasi_nn::backend::NamedTensor;
 
 use super::batch::Batching;
+use super::initializers::SharedInitializers;
 use super::onnx::tests::{i64_tensor, output, runtime};
 use super::onnx::{new_session, run, run_rows, OnnxModel, SessionOptions};
-use super::queue::{JobQueue, Task};
+use super::queue::{JobQueue, Role, Task};
 
 /// The graph's output: one unit-length 384-float vector per input row.
 const SENTENCE_EMBEDDING: &str = "sentence_embedding";
@@ -189,8 +190,11 @@ struct RunShape {
 /// Runs every task `queue` holds (`rows` rows in all) on `session`, as a worker would.
 fn drain(queue: &JobQueue, session: &mut Session, mut rows: usize) -> Vec<RunShape> {
     let mut runs = Vec::new();
+    let mut finished = false;
     while rows > 0 {
-        match queue.next_task().unwrap() {
+        let task = queue.next_task(Role::Throughput, finished).unwrap();
+        finished = true;
+        match task {
             Task::Whole(job) => panic!("BERT jobs are batched, got {:?}", job.inputs[0].name),
             Task::Rows(task) => {
                 rows -= task.len();
@@ -212,17 +216,10 @@ fn drain(queue: &JobQueue, session: &mut Session, mut rows: usize) -> Vec<RunSha
 #[test]
 fn rows_grouped_across_jobs_come_back_in_each_jobs_order_and_match_the_reference() {
     let references = references();
-    let mut session = new_session(
-        &model(),
-        &SessionOptions {
-            intra_threads: 2,
-            sessions: 1,
-        },
-    )
-    .unwrap();
+    let mut session = new_session(&model(), 2, None).unwrap();
     let batching = Batching::of(&session.inputs, &session.outputs);
     assert!(batching.is_some(), "the model's jobs may be batched");
-    let queue = JobQueue::new(batching);
+    let queue = JobQueue::new(batching, false);
     // Three requests' rows, unsorted, each padded to its own longest (one of them the 256-token limit).
     let long = references
         .iter()
@@ -284,18 +281,28 @@ fn rows_grouped_across_jobs_come_back_in_each_jobs_order_and_match_the_reference
 
 #[test]
 fn concurrent_requests_get_their_own_rows() {
+    concurrent_requests_match_the_references(SessionOptions {
+        intra_threads: 1,
+        sessions: 1,
+    });
+}
+
+#[test]
+fn a_latency_session_and_throughput_sessions_sharing_the_weights_give_the_reference_vectors() {
+    let shared = SharedInitializers::read(&model()).unwrap();
+    // The six layers' weight matrices and the embedding tables, at the least.
+    assert!(shared.0.len() >= 6 * 6 + 2, "{} shared", shared.0.len());
+    concurrent_requests_match_the_references(SessionOptions {
+        intra_threads: 2,
+        sessions: 2,
+    });
+}
+
+/// 24 requests at once, each of one to three rows, on a model run as `options` say: most of them queue and
+/// run batched, and each gets the reference vectors of its own rows.
+fn concurrent_requests_match_the_references(options: SessionOptions) {
     let references = Arc::new(references());
-    let model = Arc::new(
-        OnnxModel::load(
-            &model(),
-            &SessionOptions {
-                intra_threads: 1,
-                sessions: 1,
-            },
-        )
-        .unwrap(),
-    );
-    // 24 requests at once on one session, each of one to three rows: most of them queue and run batched.
+    let model = Arc::new(OnnxModel::load(&model(), &options).unwrap());
     let threads: Vec<_> = (0..24)
         .map(|n: usize| {
             let (model, references) = (model.clone(), references.clone());

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use ort::session::builder::GraphOptimizationLevel;
+use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights};
 use ort::session::Session;
 use ort::tensor::{PrimitiveTensorElementType, TensorElementType};
 use ort::value::{DynValue, ValueType};
@@ -24,15 +24,18 @@ use wasmtime_wasi_nn::wit::TensorType;
 use wasmtime_wasi_nn::Tensor;
 
 use super::batch::{self, Batching, ATTENTION_MASK};
-use super::queue::{JobQueue, JobRow, Task};
+use super::initializers::SharedInitializers;
+use super::queue::{JobQueue, JobRow, Role, Task};
 use crate::metrics;
 
 /// How models are run.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionOptions {
-    /// ONNX Runtime intra-op threads per session.
+    /// ONNX Runtime intra-op threads of a run while the queue is light.
     pub intra_threads: usize,
-    /// Sessions (and worker threads) per model: how many inferences of one model run at once.
+    /// How many inferences of one model run at once under load. With more than one, and more than one
+    /// intra-op thread, a model has a latency session with `intra_threads` threads and `sessions` throughput
+    /// sessions of one thread each ([`Role`]); otherwise `sessions` sessions of `intra_threads` threads.
     pub sessions: usize,
 }
 
@@ -86,22 +89,34 @@ pub struct OnnxModel {
 }
 
 impl OnnxModel {
-    /// Builds `options.sessions` sessions from the ONNX file's bytes and starts their workers.
+    /// Builds the sessions `options` ask for from the ONNX file's bytes and starts their workers.
     pub fn load(model: &[u8], options: &SessionOptions) -> Result<Self> {
-        let sessions = (0..options.sessions.max(1))
-            .map(|_| new_session(model, options))
+        let plan = options.sessions_plan();
+        // One session needs no sharing; more share the weights rather than each holding its own.
+        let shared = if plan.len() > 1 {
+            Some(Sharing {
+                initializers: SharedInitializers::read(model)?,
+                prepacked: PrepackedWeights::new(),
+            })
+        } else {
+            None
+        };
+        let sessions = plan
+            .iter()
+            .map(|&(_, threads)| new_session(model, threads, shared.as_ref()))
             .collect::<ort::Result<Vec<_>>>()?;
         let (inputs, outputs) = (&sessions[0].inputs, &sessions[0].outputs);
         let batching = Batching::of(inputs, outputs);
         let input_names = inputs.iter().map(|input| input.name.clone()).collect();
         let output_names = outputs.iter().map(|output| output.name.clone()).collect();
 
-        let queue = Arc::new(JobQueue::new(batching));
-        for (index, session) in sessions.into_iter().enumerate() {
+        let has_latency = plan.iter().any(|&(role, _)| role == Role::Latency);
+        let queue = Arc::new(JobQueue::new(batching, has_latency));
+        for (index, (session, (role, _))) in sessions.into_iter().zip(plan).enumerate() {
             let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("onnx-session-{index}"))
-                .spawn(move || work(session, &queue))
+                .spawn(move || work(session, role, &queue))
                 .context("cannot start an inference thread")?;
         }
         Ok(Self {
@@ -134,22 +149,69 @@ impl Drop for OnnxModel {
     }
 }
 
-impl SessionOptions {
-    /// Whether intra-op threads spin between a run's parallel steps instead of sleeping (ONNX Runtime's
-    /// default): waking a sleeping thread for each of the model's steps adds about a millisecond to every run
-    /// on a 2-core machine. Spinning threads that outnumber the cores, though, take the cores from the
-    /// threads that have work, and runs get several times slower.
-    fn spin(&self) -> bool {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        self.sessions.max(1) * self.intra_threads.max(1) <= cores
+/// The sessions, as the `ready` log line shows them: `1×2` (one session of two threads), or
+/// `1×2 + 2×1` (a latency session of two threads and two one-thread throughput sessions).
+impl std::fmt::Display for SessionOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plan = self.sessions_plan();
+        let throughput = plan.iter().filter(|(role, _)| *role == Role::Throughput);
+        let (count, threads) = (
+            throughput.clone().count(),
+            throughput.map(|&(_, t)| t).max(),
+        );
+        if let Some(&(Role::Latency, latency_threads)) = plan.first() {
+            write!(f, "1×{latency_threads} + ")?;
+        }
+        write!(f, "{count}×{}", threads.unwrap_or(1))
     }
 }
 
-pub(super) fn new_session(model: &[u8], options: &SessionOptions) -> ort::Result<Session> {
-    Session::builder()?
+impl SessionOptions {
+    /// Each session's role and intra-op threads.
+    fn sessions_plan(&self) -> Vec<(Role, usize)> {
+        let (sessions, threads) = (self.sessions.max(1), self.intra_threads.max(1));
+        if sessions > 1 && threads > 1 {
+            std::iter::once((Role::Latency, threads))
+                .chain(std::iter::repeat_n((Role::Throughput, 1), sessions))
+                .collect()
+        } else {
+            vec![(Role::Throughput, threads); sessions]
+        }
+    }
+}
+
+/// Whether a session's intra-op threads spin between a run's parallel steps instead of sleeping (ONNX
+/// Runtime's default): waking a sleeping thread for each of the model's steps adds about a millisecond to
+/// every run on a 2-core machine. Spinning threads that outnumber the cores, though, take the cores from the
+/// threads that have work, and runs get several times slower. A graph's latency session never runs beside
+/// its throughput sessions, so only its own threads count.
+fn spin(threads: usize) -> bool {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    threads <= cores
+}
+
+/// What the sessions of one graph share.
+pub(super) struct Sharing {
+    initializers: SharedInitializers,
+    prepacked: PrepackedWeights,
+}
+
+pub(super) fn new_session(
+    model: &[u8],
+    threads: usize,
+    shared: Option<&Sharing>,
+) -> ort::Result<Session> {
+    let mut builder = Session::builder()?;
+    if let Some(shared) = shared {
+        builder = builder.with_prepacked_weights(&shared.prepacked)?;
+        for (name, value) in &shared.initializers.0 {
+            builder = builder.with_initializer(name, value.clone())?;
+        }
+    }
+    builder
         .with_optimization_level(GraphOptimizationLevel::Level3)?
-        .with_intra_threads(options.intra_threads)?
-        .with_intra_op_spinning(options.spin())?
+        .with_intra_threads(threads)?
+        .with_intra_op_spinning(spin(threads))?
         .commit_from_memory(model)
 }
 
@@ -166,8 +228,10 @@ fn wait_off_executor<T>(wait: impl FnOnce() -> T) -> T {
 }
 
 /// A worker: runs tasks off the shared queue until the model is dropped.
-fn work(mut session: Session, queue: &JobQueue) {
-    while let Some(task) = queue.next_task() {
+fn work(mut session: Session, role: Role, queue: &JobQueue) {
+    let mut finished = false;
+    while let Some(task) = queue.next_task(role, finished) {
+        finished = true;
         match task {
             Task::Whole(job) => {
                 let result = run_guarded(&mut session, &job.inputs);
@@ -451,6 +515,27 @@ pub(crate) mod tests {
                 panic!("no output `{name}` among {names:?}")
             })
             .tensor
+    }
+
+    #[test]
+    fn more_sessions_than_one_with_threads_add_one_thread_sessions_to_a_latency_session() {
+        let plan = |intra_threads, sessions| SessionOptions {
+            intra_threads,
+            sessions,
+        };
+        assert_eq!(plan(2, 1).sessions_plan(), [(Role::Throughput, 2)]);
+        assert_eq!(
+            plan(2, 2).sessions_plan(),
+            [
+                (Role::Latency, 2),
+                (Role::Throughput, 1),
+                (Role::Throughput, 1)
+            ]
+        );
+        assert_eq!(plan(1, 3).sessions_plan(), [(Role::Throughput, 1); 3]);
+        assert_eq!(plan(2, 1).to_string(), "1×2");
+        assert_eq!(plan(2, 2).to_string(), "1×2 + 2×1");
+        assert_eq!(plan(1, 3).to_string(), "3×1");
     }
 
     #[test]

@@ -4,6 +4,13 @@
 //! worker that frees up takes the oldest entry, and with a row, the queued rows that may share its run.
 //! Nothing waits for a batch to fill: at low load each job runs as soon as it arrives; under load rows queue
 //! while every session is busy, and the next free session takes them in one run.
+//!
+//! A graph may have two kinds of session ([`Role`]). A latency session spreads each run over several threads:
+//! the fastest for one request. Throughput sessions run on one thread each, side by side: under load on a
+//! few cores that the guests and clients also use, a run spread over threads keeps waiting for whichever of
+//! them was descheduled, and one-thread runs never wait. So the latency session serves while the queue is
+//! light, and once it is deeper the throughput sessions take over until it empties; the two kinds never run
+//! at the same time, which would put more busy threads than cores on the graph.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -174,24 +181,45 @@ fn whole_job_tokens(inputs: &[NamedTensor]) -> usize {
 /// A model's queue, shared by the requests that submit jobs and the workers that run them.
 pub struct JobQueue {
     pending: Mutex<Pending>,
-    /// Signalled when work arrives or the queue closes.
+    /// Signalled when work arrives, a worker finishes or the queue closes: whether a worker may take work
+    /// depends on what the others are doing, so every waiting worker looks again.
     ready: Condvar,
     batching: Option<Batching>,
+    /// Whether one of the workers has [`Role::Latency`].
+    has_latency: bool,
 }
+
+/// What a session's worker is for (see the module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Runs while the queue is light, with every thread it has.
+    Latency,
+    /// Runs on one thread beside the others while the queue is deep; a graph without a latency session has
+    /// only these, and they take whatever is queued.
+    Throughput,
+}
+
+/// At most this many queued entries (rows, or whole jobs) are a light queue, which the latency session takes.
+const LIGHT_QUEUE: usize = 1;
 
 #[derive(Default)]
 struct Pending {
     entries: VecDeque<Entry>,
     closed: bool,
+    /// Whether the latency session is running, and how many throughput sessions are.
+    latency_running: bool,
+    throughput_running: usize,
 }
 
 impl JobQueue {
-    /// A queue whose jobs are batched as `batching` allows, or never with `None`.
-    pub fn new(batching: Option<Batching>) -> Self {
+    /// A queue whose jobs are batched as `batching` allows, or never with `None`, for workers of which one has
+    /// [`Role::Latency`] if `has_latency`.
+    pub fn new(batching: Option<Batching>, has_latency: bool) -> Self {
         Self {
             pending: Mutex::default(),
             ready: Condvar::new(),
             batching,
+            has_latency,
         }
     }
 
@@ -246,50 +274,84 @@ impl JobQueue {
         metrics::add_queued_tokens(tokens as i64);
         pending.entries.extend(entries);
         drop(pending);
-        self.ready.notify_one();
+        self.ready.notify_all();
         Ok(outputs)
     }
 
-    /// Waits for work: the oldest entry, with the queued rows that may share its run. `None` once the queue
-    /// is closed.
-    pub fn next_task(&self) -> Option<Task> {
+    /// Waits for work a worker of `role` may take: the oldest entry, with the queued rows that may share its
+    /// run. `finished` says the worker has just finished its previous task. `None` once the queue is closed.
+    pub fn next_task(&self, role: Role, finished: bool) -> Option<Task> {
         let mut pending = lock(&self.pending);
+        if finished {
+            match role {
+                Role::Latency => pending.latency_running = false,
+                Role::Throughput => pending.throughput_running -= 1,
+            }
+            // Workers of the other role may take work now.
+            self.ready.notify_all();
+        }
+        // A throughput worker that has just finished goes on while there is work: the queue stays in their
+        // hands until it empties.
+        let mut going_on = finished;
         loop {
             if pending.closed {
                 return None;
             }
-            if let Some(first) = pending.entries.pop_front() {
-                first.dequeued();
-                let task = match (first.work, &self.batching) {
-                    (Work::Whole(job), _) => Task::Whole(job),
-                    (Work::Row(first), batching) => {
-                        let joined = batching.as_ref().map_or_else(Vec::new, |batching| {
-                            batching.select(first.len, pending.entries.iter().map(Entry::len))
-                        });
-                        let mut rows = Vec::with_capacity(1 + joined.len());
-                        rows.push(first);
-                        // `select` returns ascending positions; taking them from the back keeps the rest valid.
-                        for &position in joined.iter().rev() {
-                            if let Some(entry) = pending.entries.remove(position) {
-                                entry.dequeued();
-                                if let Work::Row(row) = entry.work {
-                                    rows.push(row);
-                                }
-                            }
-                        }
-                        Task::Rows(rows)
-                    }
-                };
-                // More work than this worker takes: wake another one for it.
+            if !pending.entries.is_empty() && self.may_take(&pending, role, going_on) {
+                match role {
+                    Role::Latency => pending.latency_running = true,
+                    Role::Throughput => pending.throughput_running += 1,
+                }
+                let task = self.take(&mut pending);
+                // More work than this worker takes: the others look again.
                 if !pending.entries.is_empty() {
-                    self.ready.notify_one();
+                    self.ready.notify_all();
                 }
                 return Some(task);
             }
+            going_on = false;
             pending = self
                 .ready
                 .wait(pending)
                 .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Whether a worker of `role` may take the queued work now.
+    fn may_take(&self, pending: &Pending, role: Role, going_on: bool) -> bool {
+        let light = pending.entries.len() <= LIGHT_QUEUE;
+        match role {
+            Role::Latency => pending.throughput_running == 0 && light,
+            Role::Throughput => {
+                !pending.latency_running
+                    && (!self.has_latency || going_on || pending.throughput_running > 0 || !light)
+            }
+        }
+    }
+
+    /// Takes the oldest entry off the queue, with the queued rows that may share its run.
+    fn take(&self, pending: &mut Pending) -> Task {
+        let first = pending.entries.pop_front().expect("the queue is not empty");
+        first.dequeued();
+        match (first.work, &self.batching) {
+            (Work::Whole(job), _) => Task::Whole(job),
+            (Work::Row(first), batching) => {
+                let joined = batching.as_ref().map_or_else(Vec::new, |batching| {
+                    batching.select(first.len, pending.entries.iter().map(Entry::len))
+                });
+                let mut rows = Vec::with_capacity(1 + joined.len());
+                rows.push(first);
+                // `select` returns ascending positions; taking them from the back keeps the rest valid.
+                for &position in joined.iter().rev() {
+                    if let Some(entry) = pending.entries.remove(position) {
+                        entry.dequeued();
+                        if let Work::Row(row) = entry.work {
+                            rows.push(row);
+                        }
+                    }
+                }
+                Task::Rows(rows)
+            }
         }
     }
 
@@ -308,4 +370,126 @@ impl JobQueue {
 /// Nothing panics while holding these locks, but a poisoned lock still guards consistent data.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    use wasmtime_wasi_nn::wit::TensorType;
+    use wasmtime_wasi_nn::Tensor;
+
+    use super::*;
+
+    /// A whole job (the queue has no batching), its one input naming it.
+    fn job(queue: &JobQueue, name: &str) -> mpsc::Receiver<Reply> {
+        let tensor = Tensor::new(vec![1, 1], TensorType::I64, vec![0; 8]);
+        let input = NamedTensor {
+            name: name.into(),
+            tensor,
+        };
+        queue.submit(vec![input]).unwrap()
+    }
+
+    /// Which role ran each job, by name, and whether the two roles ever ran at once.
+    #[derive(Default)]
+    struct Record {
+        ran: Mutex<Vec<(String, Role)>>,
+        latency_running: AtomicBool,
+        throughput_running: AtomicUsize,
+        overlapped: AtomicBool,
+    }
+
+    /// Workers as a graph with a latency session and two throughput sessions has, each "run" a short sleep.
+    fn workers(queue: &Arc<JobQueue>, record: &Arc<Record>) -> Vec<std::thread::JoinHandle<()>> {
+        [Role::Latency, Role::Throughput, Role::Throughput]
+            .into_iter()
+            .map(|role| {
+                let (queue, record) = (queue.clone(), record.clone());
+                std::thread::spawn(move || {
+                    let mut finished = false;
+                    while let Some(task) = queue.next_task(role, finished) {
+                        finished = true;
+                        let Task::Whole(job) = task else {
+                            panic!("no batching here")
+                        };
+                        // Each marks itself running, then looks at the other role (SeqCst: of two that
+                        // overlap, at least one sees the other).
+                        let other_running = match role {
+                            Role::Latency => {
+                                record.latency_running.store(true, Ordering::SeqCst);
+                                record.throughput_running.load(Ordering::SeqCst) > 0
+                            }
+                            Role::Throughput => {
+                                record.throughput_running.fetch_add(1, Ordering::SeqCst);
+                                record.latency_running.load(Ordering::SeqCst)
+                            }
+                        };
+                        if other_running {
+                            record.overlapped.store(true, Ordering::SeqCst);
+                        }
+                        std::thread::sleep(Duration::from_millis(3));
+                        match role {
+                            Role::Latency => record.latency_running.store(false, Ordering::SeqCst),
+                            Role::Throughput => {
+                                record.throughput_running.fetch_sub(1, Ordering::SeqCst);
+                            }
+                        }
+                        lock(&record.ran).push((job.inputs[0].name.clone(), role));
+                        job.finish(Ok(Vec::new()));
+                    }
+                })
+            })
+            .collect()
+    }
+
+    fn role_of(record: &Record, name: &str) -> Role {
+        lock(&record.ran)
+            .iter()
+            .find(|(ran, _)| ran == name)
+            .map(|&(_, role)| role)
+            .unwrap_or_else(|| panic!("{name} did not run"))
+    }
+
+    #[test]
+    fn the_latency_session_serves_a_light_queue_and_the_throughput_sessions_a_deep_one() {
+        let queue = Arc::new(JobQueue::new(None, true));
+        let record = Arc::new(Record::default());
+        let threads = workers(&queue, &record);
+
+        // One job at a time: each is the whole queue, and the latency session runs it.
+        for n in 0..3 {
+            job(&queue, &format!("alone {n}")).recv().unwrap().unwrap();
+            assert_eq!(role_of(&record, &format!("alone {n}")), Role::Latency);
+        }
+
+        // Twelve at once: the queue is deep, and the throughput sessions run them side by side.
+        let replies: Vec<_> = (0..12)
+            .map(|n| job(&queue, &format!("queued {n}")))
+            .collect();
+        for reply in replies {
+            reply.recv().unwrap().unwrap();
+        }
+        let throughput = (0..12)
+            .filter(|n| role_of(&record, &format!("queued {n}")) == Role::Throughput)
+            .count();
+        assert!(
+            throughput >= 11,
+            "{throughput} of 12 on the throughput sessions"
+        );
+
+        // Once the queue has emptied, a lone job is the latency session's again.
+        job(&queue, "alone again").recv().unwrap().unwrap();
+        assert_eq!(role_of(&record, "alone again"), Role::Latency);
+        assert!(
+            !record.overlapped.load(Ordering::SeqCst),
+            "the latency session never runs beside the throughput sessions"
+        );
+
+        queue.close();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+    }
 }
