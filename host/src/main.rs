@@ -8,6 +8,7 @@ mod http;
 mod key_value;
 mod llm;
 mod log;
+mod memory;
 mod metrics;
 mod nn;
 mod state;
@@ -30,6 +31,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let command = Command::parse();
+    memory::limit_malloc_arenas();
     let log_writer = log::init();
     let result = match command {
         Command::Up(command) => command.run(),
