@@ -71,9 +71,9 @@ pub struct UpCommand {
     /// each graph's `nn_sessions` in the manifest's `[component.<id>.tool.sbert-host]`, else 1]. With 1, a
     /// graph has one session with --nn-threads threads, which batches queued requests into each run. With
     /// N > 1, it also has N one-thread sessions, sharing one copy of its weights: its multi-thread session
-    /// serves while at most one row waits, the one-thread ones side by side while more do. On a few cores
-    /// that guests and clients also use, one-thread runs never wait for a descheduled helper thread (int8
-    /// at 10 connections on 2 cores: 1.2-2x the requests/s of one session).
+    /// serves while what waits is one request's rows, the one-thread ones side by side while several
+    /// requests' rows do. On a few cores that guests and clients also use, one-thread runs never wait for a
+    /// descheduled helper thread (int8 at 10 connections on 2 cores: 1.2-2x the requests/s of one session).
     #[arg(long, value_name = "N")]
     nn_sessions: Option<NonZeroUsize>,
 

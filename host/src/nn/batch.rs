@@ -242,7 +242,7 @@ pub fn join(rows: &[RowSource]) -> Vec<NamedTensor> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use ort::tensor::{Shape, SymbolicDimensions};
 
@@ -279,7 +279,7 @@ mod tests {
             .into()
     }
 
-    fn bert() -> Batching {
+    pub(in crate::nn) fn bert() -> Batching {
         Batching::of(&bert_inputs(), &[output("last_hidden_state", &HIDDEN)]).unwrap()
     }
 
@@ -300,7 +300,7 @@ mod tests {
 
     /// Inputs of a BERT job whose rows are padded with zeros to the longest, given in an order other than the
     /// graph's.
-    fn bert_job(rows: &[&[i64]]) -> Vec<NamedTensor> {
+    pub(in crate::nn) fn bert_job(rows: &[&[i64]]) -> Vec<NamedTensor> {
         let seq = rows.iter().map(|r| r.len()).max().unwrap_or(0);
         let padded = |value: fn(i64) -> i64| -> Vec<i64> {
             rows.iter()

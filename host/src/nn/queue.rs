@@ -8,9 +8,10 @@
 //! A graph may have two kinds of session ([`Role`]). A latency session spreads each run over several threads:
 //! the fastest for one request. Throughput sessions run on one thread each, side by side: under load on a
 //! few cores that the guests and clients also use, a run spread over threads keeps waiting for whichever of
-//! them was descheduled, and one-thread runs never wait. So the latency session serves while the queue is
-//! light, and once it is deeper the throughput sessions take over until it empties; the two kinds never run
-//! at the same time, which would put more busy threads than cores on the graph.
+//! them was descheduled, and one-thread runs never wait. So the latency session serves while what waits is
+//! one request's work, and once several requests' work waits the throughput sessions take over until the
+//! queue empties; the two kinds never run at the same time, which would put more busy threads than cores on
+//! the graph.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -192,15 +193,12 @@ pub struct JobQueue {
 /// What a session's worker is for (see the module's documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// Runs while the queue is light, with every thread it has.
+    /// Runs while what waits is one request's work, with every thread it has.
     Latency,
-    /// Runs on one thread beside the others while the queue is deep; a graph without a latency session has
-    /// only these, and they take whatever is queued.
+    /// Runs on one thread beside the others while several requests' work waits; a graph without a latency
+    /// session has only these, and they take whatever is queued.
     Throughput,
 }
-
-/// At most this many queued entries (rows, or whole jobs) are a light queue, which the latency session takes.
-const LIGHT_QUEUE: usize = 1;
 
 #[derive(Default)]
 struct Pending {
@@ -319,7 +317,7 @@ impl JobQueue {
 
     /// Whether a worker of `role` may take the queued work now.
     fn may_take(&self, pending: &Pending, role: Role, going_on: bool) -> bool {
-        let light = pending.entries.len() <= LIGHT_QUEUE;
+        let light = one_job(&pending.entries);
         match role {
             Role::Latency => pending.throughput_running == 0 && light,
             Role::Throughput => {
@@ -367,6 +365,20 @@ impl JobQueue {
     }
 }
 
+/// Whether everything queued is one job's: one request's rows (the latency session runs them fastest), not
+/// the work of several requests that arrive faster than one session serves them.
+fn one_job(entries: &VecDeque<Entry>) -> bool {
+    let Some(first) = entries.front() else {
+        return true;
+    };
+    match &first.work {
+        Work::Whole(_) => entries.len() == 1,
+        Work::Row(first) => entries.iter().all(
+            |entry| matches!(&entry.work, Work::Row(row) if Arc::ptr_eq(&row.job, &first.job)),
+        ),
+    }
+}
+
 /// Nothing panics while holding these locks, but a poisoned lock still guards consistent data.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -411,8 +423,22 @@ mod tests {
                     let mut finished = false;
                     while let Some(task) = queue.next_task(role, finished) {
                         finished = true;
-                        let Task::Whole(job) = task else {
-                            panic!("no batching here")
+                        let (label, answer): (String, Box<dyn FnOnce()>) = match task {
+                            Task::Whole(job) => (
+                                job.inputs[0].name.clone(),
+                                Box::new(move || job.finish(Ok(Vec::new()))),
+                            ),
+                            // A BERT job's rows: answered with an error, which is enough to know who ran them.
+                            Task::Rows(rows) => (
+                                format!("{} rows", rows.len()),
+                                Box::new(move || {
+                                    for row in rows {
+                                        row.job.fail(BackendError::BackendAccess(format_err!(
+                                            "not run"
+                                        )));
+                                    }
+                                }),
+                            ),
                         };
                         // Each marks itself running, then looks at the other role (SeqCst: of two that
                         // overlap, at least one sees the other).
@@ -436,8 +462,8 @@ mod tests {
                                 record.throughput_running.fetch_sub(1, Ordering::SeqCst);
                             }
                         }
-                        lock(&record.ran).push((job.inputs[0].name.clone(), role));
-                        job.finish(Ok(Vec::new()));
+                        lock(&record.ran).push((label, role));
+                        answer();
                     }
                 })
             })
@@ -453,18 +479,46 @@ mod tests {
     }
 
     #[test]
+    fn one_request_s_rows_are_the_latency_session_s_however_many() {
+        let queue = Arc::new(JobQueue::new(
+            Some(super::super::batch::tests::bert()),
+            true,
+        ));
+        let record = Arc::new(Record::default());
+        let threads = workers(&queue, &record);
+        let rows: Vec<Vec<i64>> = (0..6).map(|n| vec![101; 4 + n]).collect();
+        let rows: Vec<&[i64]> = rows.iter().map(Vec::as_slice).collect();
+        let reply = queue
+            .submit(super::super::batch::tests::bert_job(&rows))
+            .unwrap();
+        assert!(
+            reply.recv().unwrap().is_err(),
+            "answered by the test's worker"
+        );
+        let ran = lock(&record.ran).clone();
+        assert!(
+            !ran.is_empty() && ran.iter().all(|(_, role)| *role == Role::Latency),
+            "{ran:?}"
+        );
+        queue.close();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+    }
+
+    #[test]
     fn the_latency_session_serves_a_light_queue_and_the_throughput_sessions_a_deep_one() {
         let queue = Arc::new(JobQueue::new(None, true));
         let record = Arc::new(Record::default());
         let threads = workers(&queue, &record);
 
-        // One job at a time: each is the whole queue, and the latency session runs it.
+        // One job at a time: the latency session runs each.
         for n in 0..3 {
             job(&queue, &format!("alone {n}")).recv().unwrap().unwrap();
             assert_eq!(role_of(&record, &format!("alone {n}")), Role::Latency);
         }
 
-        // Twelve at once: the queue is deep, and the throughput sessions run them side by side.
+        // Twelve at once: several jobs wait, and the throughput sessions run them side by side.
         let replies: Vec<_> = (0..12)
             .map(|n| job(&queue, &format!("queued {n}")))
             .collect();
