@@ -317,12 +317,15 @@ impl JobQueue {
 
     /// Whether a worker of `role` may take the queued work now.
     fn may_take(&self, pending: &Pending, role: Role, going_on: bool) -> bool {
-        let light = one_job(&pending.entries);
+        // `one_job` reads the queue: only asked when nothing else decides (never for a graph of one session).
         match role {
-            Role::Latency => pending.throughput_running == 0 && light,
+            Role::Latency => pending.throughput_running == 0 && one_job(&pending.entries),
             Role::Throughput => {
                 !pending.latency_running
-                    && (!self.has_latency || going_on || pending.throughput_running > 0 || !light)
+                    && (!self.has_latency
+                        || going_on
+                        || pending.throughput_running > 0
+                        || !one_job(&pending.entries))
             }
         }
     }
