@@ -73,9 +73,10 @@ class Server:
         return self.process.poll() is None
 
 
-def start_server(workdir: Path, *, manifest: Path = ROOT / "spin.toml",
-                 extra_args: list[str] = (), env: dict | None = None, port: int | None = None) -> Server:
-    """Start sbert-host on `port` (a free one by default) with a runtime config that keeps state in `workdir`."""
+def start_server(workdir: Path, *, manifest: Path = ROOT / "spin.toml", extra_args: list[str] = (),
+                 env: dict | None = None, port: int | None = None, stderr=subprocess.STDOUT) -> Server:
+    """Start sbert-host on `port` (a free one by default) with a runtime config that keeps state in `workdir`.
+    Its stdout goes to `Server.log_path`, and its stderr too unless `stderr` says where else."""
     runtime_config = workdir / "runtime-config.toml"
     if not runtime_config.exists():
         runtime_config.write_text(
@@ -89,7 +90,7 @@ def start_server(workdir: Path, *, manifest: Path = ROOT / "spin.toml",
             [str(host_binary()), "up", "--from", str(manifest),
              "--listen", f"127.0.0.1:{port}", "--runtime-config-file", str(runtime_config),
              *extra_args],
-            stdout=log, stderr=subprocess.STDOUT, env=child_env, cwd=workdir,
+            stdout=log, stderr=stderr, env=child_env, cwd=workdir,
         )
     server = Server(f"http://127.0.0.1:{port}", process, log_path)
     deadline = time.monotonic() + STARTUP_TIMEOUT_S

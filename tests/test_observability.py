@@ -7,7 +7,6 @@ the test in between sent.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 import uuid
@@ -18,8 +17,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import (
-    API_KEYS, CACHE_STATUSES, MODEL_ALIAS, MODEL_ID, ROOT, free_port, host_binary, is_request_record, log_once,
-    log_records, start_server, stop_process, stop_server, unique_text,
+    CACHE_STATUSES, MODEL_ALIAS, MODEL_ID, free_port, is_request_record, log_once, log_records, start_server,
+    stop_server, unique_text,
 )
 
 # Counters may be updated just after the response leaves; polls wait at most this long.
@@ -306,37 +305,20 @@ def test_a_stderr_nobody_reads_never_stalls_serving(tmp_path):
     """The host's stderr is a pipe nobody reads: once it is full, writing a line would block. Every
     request must still be answered (the front thread logs every request); lines that do not fit are dropped
     and counted, and what does reach the pipe is whole JSON lines."""
-    (tmp_path / "runtime-config.toml").write_text(
-        '[key_value_store.default]\ntype = "spin"\npath = "%s"\n' % (tmp_path / "kv.db"))
-    port, metrics_port = free_port(), free_port()
-    process = subprocess.Popen(
-        [str(host_binary()), "up", "--from", str(ROOT / "spin.toml"), "--listen", f"127.0.0.1:{port}",
-         "--runtime-config-file", str(tmp_path / "runtime-config.toml"),
-         "--metrics-listen", f"127.0.0.1:{metrics_port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path,
-        env={**os.environ, "SPIN_VARIABLE_API_KEYS": API_KEYS[0]})
+    metrics_port = free_port()
+    srv = start_server(tmp_path, extra_args=["--metrics-listen", f"127.0.0.1:{metrics_port}"],
+                       stderr=subprocess.PIPE)
     try:
-        session = requests.Session()
-        url = f"http://127.0.0.1:{port}/v1/encode"
-        headers = {"Authorization": f"Bearer {API_KEYS[0]}"}
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, "sbert-host exited during start-up"
-            try:
-                if session.get(url, params={"query": "unread log"}, headers=headers, timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline, "sbert-host did not start"
-                time.sleep(0.05)
         # Answered from sbert-host's HTTP cache on its front thread, which logs each one.
-        statuses = [session.get(url, params={"query": "unread log"}, headers=headers, timeout=10).status_code
+        statuses = [srv.session.get(srv.url("/v1/encode"), params={"query": "unread log"}, headers=srv.auth(),
+                                    timeout=10).status_code
                     for _ in range(UNREAD_LOG_REQUESTS)]
         assert statuses == [200] * UNREAD_LOG_REQUESTS
         dropped = Scrape(requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text)
         assert dropped.value("log_lines_dropped_total") > 0, "the pipe cannot have held every line"
     finally:
-        stop_process(process, timeout=15)
-    lines = process.stderr.read().decode().splitlines()
+        stop_server(srv)
+    lines = srv.process.stderr.read().decode().splitlines()
     assert lines, "the lines that fitted are there"
     for line in lines:
         assert isinstance(json.loads(line), dict), line
