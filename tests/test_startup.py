@@ -161,11 +161,17 @@ def test_nn_sessions_must_name_a_graph_and_be_positive(tmp, setting, expected):
 
 
 def test_graph_sessions_come_from_the_manifest_unless_the_command_line_sets_them(tmp):
-    """spin.toml gives the int8 graph a latency session and two one-thread sessions (`nn_sessions`), fp32 one
-    session; --nn-sessions sets every graph. What each graph got is in the `ready` log line."""
-    for args, expected in [((), "all-minilm-l6-v2: 1×2; all-minilm-l6-v2-int8: 1×2 + 2×1"),
-                           (("--nn-sessions", "1"), "all-minilm-l6-v2: 1×2; all-minilm-l6-v2-int8: 1×2")]:
-        srv = start_server(tmp, extra_args=["--nn-threads", "2", *args])
+    """spin.toml gives each graph a latency session and two one-thread sessions (`nn_sessions`); a graph the
+    manifest does not name gets one session; --nn-sessions sets every graph. What each graph got is in the
+    `ready` log line."""
+    int8_only = manifest_in(tmp, re.sub(r"^nn_sessions = .*$", 'nn_sessions = { "all-minilm-l6-v2-int8" = 3 }',
+                                        MANIFEST, flags=re.M))
+    for manifest, args, expected in [
+        (ROOT / "spin.toml", (), "all-minilm-l6-v2: 1×2 + 2×1; all-minilm-l6-v2-int8: 1×2 + 2×1"),
+        (int8_only, (), "all-minilm-l6-v2: 1×2; all-minilm-l6-v2-int8: 1×2 + 3×1"),
+        (int8_only, ("--nn-sessions", "1"), "all-minilm-l6-v2: 1×2; all-minilm-l6-v2-int8: 1×2"),
+    ]:
+        srv = start_server(tmp, manifest=manifest, extra_args=["--nn-threads", "2", *args])
         try:
             log = log_once(srv, lambda log: '"ready"' in log)
         finally:

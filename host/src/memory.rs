@@ -1,4 +1,4 @@
-//! The process's heap: how many malloc arenas glibc may keep.
+//! The process's heap: how many malloc arenas glibc may keep, and what it keeps after start-up.
 //!
 //! glibc gives threads that allocate at the same time arenas of their own, up to eight per core, and memory
 //! freed in an arena mostly stays with it. This host's threads (the start-up threads that read and decode the
@@ -17,5 +17,18 @@ pub fn limit_malloc_arenas() {
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, arenas);
         }
+    }
+}
+
+/// Hands the heap's free pages back to the kernel. Call once start-up is done: reading and optimizing the
+/// models frees far more than serving ever allocates again (an ONNX model is parsed whole, weights included,
+/// into memory each session frees once it has its own), and glibc keeps freed memory for reuse. Measured on
+/// 2 cores, idle after start-up: PSS 285 → 198 MiB with both graphs loaded, one session each; 321 → 220 MiB
+/// with fp32 alone in three sessions.
+pub fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the kernel; it takes the allocator's own locks.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -22,6 +22,7 @@ use crate::http::{
 };
 use crate::key_value::{self, ComponentStores};
 use crate::llm::{CheckedModels, Llm};
+use crate::memory;
 use crate::metrics;
 use crate::nn::{self, Nn, SessionOptions};
 use crate::state::{self, ComponentServices, RequestState};
@@ -366,6 +367,7 @@ impl UpCommand {
             }
             None => None,
         };
+        memory::release_free_heap();
         tracing::info!(
             application = app.manifest.application.name,
             version = app.manifest.application.version,
