@@ -33,6 +33,7 @@ METRIC_FAMILIES = {
     "nn_inference_duration_seconds": ("histogram", set()),
     "nn_inference_batch_size": ("histogram", set()),
     "nn_tokens_processed": ("counter", set()),
+    "nn_positions_run": ("counter", set()),
     "nn_queued_tokens": ("gauge", set()),
     "nn_queue_wait_seconds": ("histogram", set()),
     "nn_model_load_seconds": ("gauge", {"graph"}),
@@ -102,6 +103,7 @@ COUNTED = (
     "nn_inference_batch_size_count",
     "nn_inference_batch_size_sum",
     "nn_tokens_processed_total",
+    "nn_positions_run_total",
 )
 
 
@@ -281,12 +283,14 @@ def test_inference_token_batch_and_cache_metrics_follow_the_work_done(metered, t
     assert miss["nn_inference_duration_seconds_count"] >= 1
     assert miss["nn_inference_batch_size_sum"] == 1, "one row embedded"
     assert miss["nn_tokens_processed_total"] == tokens(a)
+    assert miss["nn_positions_run_total"] == tokens(a), "one row runs unpadded"
     assert (miss["MISS"], miss["HIT"], miss["PARTIAL"]) == (1, 0, 0)
 
     hit = work(lambda: metered.get("/v1/encode", params={"query": a}))
     assert hit["nn_inference_duration_seconds_count"] == 0, "a HIT runs no inference"
     assert hit["nn_inference_batch_size_count"] == 0
     assert hit["nn_tokens_processed_total"] == 0
+    assert hit["nn_positions_run_total"] == 0
     assert (hit["MISS"], hit["HIT"], hit["PARTIAL"]) == (0, 1, 0)
 
     partial = work(lambda: metered.post("/v1/encode/multiple_encode", json={"sentences": [a, b, c]}))
@@ -294,6 +298,8 @@ def test_inference_token_batch_and_cache_metrics_follow_the_work_done(metered, t
     assert partial["nn_inference_batch_size_count"] >= 1
     assert partial["nn_inference_duration_seconds_count"] == partial["nn_inference_batch_size_count"]
     assert partial["nn_tokens_processed_total"] == tokens(b, c)
+    # Together the two rows pad to the longer one; apart, neither is padded.
+    assert tokens(b, c) <= partial["nn_positions_run_total"] <= 2 * max(tokens(b), tokens(c))
     assert (partial["MISS"], partial["HIT"], partial["PARTIAL"]) == (0, 0, 1)
 
 

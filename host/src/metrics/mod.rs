@@ -125,10 +125,20 @@ pub fn record_queue_wait(waited: Duration) {
     METRICS.queue_wait.observe(waited.as_secs_f64());
 }
 
-/// Records one model run: `batch_rows` rows (sequences), `tokens` real tokens among them (the sum of the
-/// attention mask, padding excluded), and how long the run took.
-pub fn record_inference(batch_rows: usize, tokens: u64, duration: Duration) {
-    METRICS.record_inference(batch_rows, tokens, duration);
+/// One model run, as the metrics count it.
+pub struct RunRecord {
+    /// Rows (sequences) in the run.
+    pub rows: usize,
+    /// Real tokens among them: the sum of the attention mask, padding excluded.
+    pub tokens: u64,
+    /// Token positions the model ran: rows × the run's sequence length, padding included.
+    pub positions: u64,
+    pub duration: Duration,
+}
+
+/// Records one model run.
+pub fn record_inference(run: &RunRecord) {
+    METRICS.record_inference(run);
 }
 
 /// Records how long loading `graph` took at start-up.
@@ -193,6 +203,7 @@ struct Metrics {
     inference_duration: Histogram,
     batch_size: Histogram,
     tokens: Counter,
+    positions: Counter,
     model_load: Family<GraphLabels, Gauge<f64, AtomicU64>>,
     /// Copied from the log writer's own count when rendered.
     log_lines_dropped: Counter,
@@ -215,6 +226,7 @@ impl Metrics {
             inference_duration: latency_histogram(),
             batch_size: Histogram::new(BATCH_BUCKETS),
             tokens: Counter::default(),
+            positions: Counter::default(),
             model_load: Family::default(),
             log_lines_dropped: Counter::default(),
         };
@@ -286,6 +298,11 @@ impl Metrics {
             metrics.tokens.clone(),
         );
         registry.register(
+            "nn_positions_run",
+            "Token positions run through the model, padding included (each run's rows times its longest row)",
+            metrics.positions.clone(),
+        );
+        registry.register(
             "nn_model_load_seconds",
             "Seconds it took to load each graph at start-up",
             metrics.model_load.clone(),
@@ -354,10 +371,11 @@ impl Metrics {
             .inc();
     }
 
-    fn record_inference(&self, batch_rows: usize, tokens: u64, duration: Duration) {
-        self.inference_duration.observe(duration.as_secs_f64());
-        self.batch_size.observe(batch_rows as f64);
-        self.tokens.inc_by(tokens);
+    fn record_inference(&self, run: &RunRecord) {
+        self.inference_duration.observe(run.duration.as_secs_f64());
+        self.batch_size.observe(run.rows as f64);
+        self.tokens.inc_by(run.tokens);
+        self.positions.inc_by(run.positions);
     }
 
     fn record_model_load(&self, graph: &str, duration: Duration) {
@@ -415,6 +433,7 @@ mod tests {
             ("nn_inference_duration_seconds", "histogram"),
             ("nn_inference_batch_size", "histogram"),
             ("nn_tokens_processed_total", "counter"),
+            ("nn_positions_run_total", "counter"),
             ("nn_model_load_seconds", "gauge"),
         ] {
             let declared = format!("# TYPE {name} {kind}");
@@ -477,12 +496,22 @@ mod tests {
     #[test]
     fn inference_and_model_loads_are_recorded() {
         let metrics = Metrics::new();
-        metrics.record_inference(1, 9, Duration::from_millis(4));
-        metrics.record_inference(3, 30, Duration::from_millis(40));
+        let run = |rows, tokens, positions, ms| RunRecord {
+            rows,
+            tokens,
+            positions,
+            duration: Duration::from_millis(ms),
+        };
+        metrics.record_inference(&run(1, 9, 9, 4));
+        metrics.record_inference(&run(3, 30, 36, 40));
         metrics.record_model_load("q\"uote", Duration::from_millis(250));
         assert_eq!(
             lines(&metrics, "nn_tokens_processed_total "),
             ["nn_tokens_processed_total 39"]
+        );
+        assert_eq!(
+            lines(&metrics, "nn_positions_run_total "),
+            ["nn_positions_run_total 45"]
         );
         assert!(metrics
             .render()

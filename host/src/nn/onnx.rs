@@ -303,12 +303,14 @@ pub(super) fn run(
         .collect()
 }
 
-/// Counts a run in the metrics: its rows, and its real tokens by the attention mask (none without one).
+/// Counts a run in the metrics: its rows and positions by its first input's `[rows, seq]` shape, and its
+/// real tokens by the attention mask (none without one).
 fn record_run(inputs: &[NamedTensor], duration: Duration) {
-    let rows = inputs
+    let shape = inputs
         .first()
-        .and_then(|input| input.tensor.dimensions.first())
-        .map_or(1, |&rows| rows as usize);
+        .map_or(&[][..], |input| input.tensor.dimensions.as_slice());
+    let rows = shape.first().map_or(1, |&rows| rows as usize);
+    let positions = shape.iter().take(2).map(|&d| u64::from(d)).product();
     let tokens = inputs
         .iter()
         .find(|input| input.name == ATTENTION_MASK && input.tensor.ty == TensorType::I64)
@@ -318,7 +320,12 @@ fn record_run(inputs: &[NamedTensor], duration: Duration) {
                 .map(|value| value.max(0) as u64)
                 .sum()
         });
-    metrics::record_inference(rows, tokens, duration);
+    metrics::record_inference(&metrics::RunRecord {
+        rows,
+        tokens,
+        positions,
+        duration,
+    });
 }
 
 fn ort_error(error: ort::Error) -> BackendError {
