@@ -17,8 +17,10 @@ Scenarios:
                connections
  plus sequential latency probes (bench/latency.py). The report is written by bench/report.py.
 
-Each load scenario runs BENCH_SECONDS (default 15) seconds and the ceiling 3 × BENCH_SECONDS in all; with
-warming the cache and checking accuracy the whole run takes about 9 × BENCH_SECONDS plus two minutes.
+Each load scenario runs BENCH_SECONDS (default 15) seconds. The ceiling is measured between the scenarios
+compared with it (BENCH_SECONDS / 3 each, at least 2 s: the machine's speed drifts within a run, so each
+scenario is compared with the readings just before and after it). With warming the cache and checking accuracy
+the whole run takes about 17 × BENCH_SECONDS plus two minutes.
 Every server started here is stopped, whatever happens.
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ import datetime
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -57,6 +60,8 @@ KEY = "bench-key"
 STARTUP_TIMEOUT_S = 60
 
 INT8_MODEL_ID = "all-minilm-l6-v2-int8"
+# Any fixed seed: the same order in every run, so runs compare.
+QUESTION_ORDER_SEED = 13
 
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
@@ -189,12 +194,18 @@ class Host:
         return memory.read(self.proc.pid)
 
     def inference_totals(self) -> dict[str, float]:
-        """ONNX runs, their rows and their seconds so far, from the host's metrics."""
+        """ONNX runs, their rows, real tokens, positions (padding included) and seconds; rows' seconds waiting for
+        a session; requests and their seconds (every route): so far, from the host's metrics."""
         text = requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
-        rows = dict(re.findall(r"^nn_inference_batch_size_(count|sum) (\S+)$", text, re.M))
-        seconds = re.search(r"^nn_inference_duration_seconds_sum (\S+)$", text, re.M)
-        return {"runs": float(rows.get("count", 0)), "rows": float(rows.get("sum", 0)),
-                "seconds": float(seconds.group(1)) if seconds else 0.0}
+
+        def value(name: str) -> float:
+            """A metric's value, summed over its label sets."""
+            return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+        return {"runs": value("nn_inference_batch_size_count"), "rows": value("nn_inference_batch_size_sum"),
+                "seconds": value("nn_inference_duration_seconds_sum"), "tokens": value("nn_tokens_processed_total"),
+                "positions": value("nn_positions_run_total"), "waited": value("nn_queue_wait_seconds_sum"),
+                "requests": value("http_request_duration_seconds_count"),
+                "request_seconds": value("http_request_duration_seconds_sum")}
 
     def stop(self):
         stop_process(self.proc, timeout=20)
@@ -248,12 +259,23 @@ def wrk(host: Host | StaticNginx, questions: Path, mode: str, connections: int, 
     r["run_ms"] = 1000 * (after["seconds"] - before["seconds"]) / max(runs, 1)
     # The share of the time a session was running: how close the load came to keeping ONNX Runtime busy.
     r["onnx_busy"] = (after["seconds"] - before["seconds"]) / (r["duration_us"] / 1e6)
+    positions = after["positions"] - before["positions"]
+    if positions:
+        r["padding"] = 1 - (after["tokens"] - before["tokens"]) / positions
+        r["us_per_position"] = 1e6 * (after["seconds"] - before["seconds"]) / positions
+    # The mean request as the host timed it, and its parts: waiting for a session, and the run (per request
+    # when each request is one run, as at one connection).
+    requests_served = after["requests"] - before["requests"]
+    if requests_served:
+        r["host_request_ms"] = 1000 * (after["request_seconds"] - before["request_seconds"]) / requests_served
+        r["queue_wait_ms"] = 1000 * (after["waited"] - before["waited"]) / max(after["rows"] - before["rows"], 1)
     return r
 
 
-def ceiling(model: Path, questions: Path, seconds: int, threads: int) -> dict:
+def ceiling(model: Path, questions: Path, seconds: int, threads: int, only: str | None = None) -> dict:
     command = [str(BENCH_BIN), "--model", str(model), "--tokenizer", str(TOKENIZER),
-               "--questions", str(questions), "--seconds", str(seconds), "--threads", str(threads)]
+               "--questions", str(questions), "--seconds", str(seconds), "--threads", str(threads),
+               *(["--only", only] if only else [])]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise BenchError(f"sbert-bench failed ({' '.join(command)}):\n{done.stderr}")
@@ -303,6 +325,27 @@ def encode_url(host: Host, question: str) -> str:
     return f"{host.url}/v1/encode?query={urllib.parse.quote(question, safe='-_.~')}"
 
 
+class Ceilings:
+    """The fp32 single-sentence ceiling, measured between the scenarios compared with it. This machine's speed
+    drifts by tens of percent within one run, so each scenario is compared with the mean of the measurements
+    just before and just after it, not with a figure taken minutes away."""
+
+    def __init__(self, questions: Path, seconds: int, threads: int):
+        self.questions, self.seconds, self.threads = questions, seconds, threads
+        self.readings: list[dict] = []
+
+    def measure(self, only: str | None = "single") -> dict:
+        reading = ceiling(FP32, self.questions, self.seconds, self.threads, only)
+        self.readings.append(reading)
+        return reading
+
+    def compare(self, result: dict) -> dict:
+        """Measures again after `result`'s scenario and gives it the mean of the readings around it."""
+        before, after = self.readings[-1], self.measure()
+        result["ceiling"] = {key: (before[key] + after[key]) / 2 for key in ("sentences_per_s", "p50_ms")}
+        return result
+
+
 def warm_cache(host: Host, questions: list[str]) -> float:
     """Asks every question once, as the load test asks them, and returns the share of cache hits after."""
     def get(session: requests.Session, question: str) -> requests.Response:
@@ -326,9 +369,12 @@ def warm_cache(host: Host, questions: list[str]) -> float:
 
 def load_questions() -> tuple[list[str], Path]:
     """The load-test questions as the original test sends them (stripped, non-empty), also written one per
-    line for wrk."""
+    line for wrk, in one fixed shuffled order. The file's own order is not uniform (its 1,000th to 1,500th
+    questions average 22 tokens, the first 500 15), and the ceiling reads a few seconds' worth from the start
+    while each scenario goes on where the last stopped: shuffled, every stretch of them has the same mix."""
     questions = [q.replace("\n", " ").strip() for q in json.loads(QUESTIONS.read_text())]
     questions = [q for q in questions if q]
+    random.Random(QUESTION_ORDER_SEED).shuffle(questions)
     path = OUT_DIR / "questions.txt"
     path.write_text("\n".join(questions) + "\n")
     return questions, path
@@ -341,8 +387,7 @@ def run(seconds: int) -> dict:
     threads = os.cpu_count() or 1
     results: dict = {"machine": machine(), "seconds": seconds, "ceiling_threads": threads, "memory": {}}
     started = time.monotonic()
-    # Half of the ceiling's time before the servers, half after: the machine's speed drifts.
-    ceiling_seconds = max(seconds // 2, 3)
+    ceilings = Ceilings(questions, max(seconds // 3, 2), threads)
 
     def step(what: str):
         print(f"[{time.monotonic() - started:5.0f} s] {what} ...", file=sys.stderr, flush=True)
@@ -355,8 +400,12 @@ def run(seconds: int) -> dict:
         results["memory"][name] = reading.as_dict()
         return result
 
+    def compared(host: Host, name: str, mode: str, connections: int, model: str = "all-minilm-l6-v2") -> dict:
+        """A scenario compared with the ceiling measured just before and just after it."""
+        return ceilings.compare(load(host, name, mode, connections, model))
+
     step("ceiling: in-process ONNX Runtime")
-    ceilings = [ceiling(FP32, questions, ceiling_seconds, threads)]
+    ceilings.measure(only=None)
 
     with tempfile.TemporaryDirectory(prefix="sbert-bench-") as tmp:
         tmp = Path(tmp)
@@ -369,14 +418,14 @@ def run(seconds: int) -> dict:
             results["startup_cold_s"] = host.startup_s
             results["memory"]["idle"] = host.memory().as_dict()
             results["probe_short"] = latency.short_query_ms(host.url, KEY)
-            results["uncached"] = {c: load(host, f"uncached, {c} conn.", "sequence", c) for c in (1, 10, 40)}
+            results["uncached"] = {c: compared(host, f"uncached, {c} conn.", "sequence", c) for c in (1, 10, 40)}
             step("POST /v1/embeddings, 32 inputs")
-            results["batch32"] = load(host, "32-input batches", "batch", 2)
+            results["batch32"] = compared(host, "32-input batches", "batch", 2)
             results["probe_batch"] = latency.batch_vs_singles(host.url, KEY, question_list)
             step("int8 model (OpenAI `model` field), uncached, 1 / 10 connections")
             results["int8_refused"] = int8_refusal(host)
             if results["int8_refused"] is None:
-                results["int8_uncached"] = {c: load(host, f"int8, uncached, {c} conn.", "openai", c, INT8_MODEL_ID)
+                results["int8_uncached"] = {c: compared(host, f"int8, uncached, {c} conn.", "openai", c, INT8_MODEL_ID)
                                             for c in (1, 10)}
 
         # The other two builds on the same host (issue 11): Spin's llm interface over the same ONNX graph, and the
@@ -386,7 +435,7 @@ def run(seconds: int) -> dict:
             step(f"{build} build, uncached, 1 / 10 connections")
             with Host(tmp / build, {"cache_ttl_seconds": "0"}, args=args, env=cache_env, manifest=manifest) as host:
                 results.setdefault("builds", {})[build] = {
-                    c: load(host, f"{build}, uncached, {c} conn.", "sequence", c) for c in (1, 10)}
+                    c: compared(host, f"{build}, uncached, {c} conn.", "sequence", c) for c in (1, 10)}
 
         step("original load test, cache warm; then nginx with the same answer")
         with Host(tmp / "cached", {}, env=cache_env) as host:
@@ -405,11 +454,12 @@ def run(seconds: int) -> dict:
             raise BenchError(str(error)) from error
 
     step("ceiling again, and the int8 model's")
-    ceilings.append(ceiling(FP32, questions, ceiling_seconds, threads))
-    results["ceilings"] = ceilings
-    results["ceiling"] = {key: sum(c[key] for c in ceilings) / len(ceilings)
+    ceilings.measure(only="batches")
+    readings = ceilings.readings
+    results["ceilings"] = readings
+    results["ceiling"] = {key: sum(c[key] for c in readings if key in c) / sum(key in c for c in readings)
                           for key in ("sentences_per_s", "p50_ms", "p99_ms", "batch32_sentences_per_s")}
-    results["ceiling_int8"] = ceiling(INT8, questions, ceiling_seconds, threads)
+    results["ceiling_int8"] = ceiling(INT8, questions, ceilings.seconds, threads)
     step("accuracy against sentence-transformers (reference) and the truth set")
     results["accuracy"] = {"fp32": accuracy(FP32, on_truth_set=False), "int8": accuracy(INT8, on_truth_set=True)}
     results["total_s"] = time.monotonic() - started

@@ -38,11 +38,41 @@ struct Args {
     /// The ONNX Runtime shared library
     #[arg(long, env = "ORT_DYLIB_PATH")]
     onnxruntime: PathBuf,
+    /// Measure only one of the two (both by default)
+    #[arg(long, value_enum)]
+    only: Option<Measurement>,
 }
 
-/// ONNX Runtime behind the component's `Infer` seam. `Session::run` takes `&mut self`; the
-/// benchmark is single-threaded, so the lock is never contended.
-struct OrtModel(Mutex<Session>);
+/// One of the ceiling's two measurements.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Measurement {
+    /// One sentence at a time
+    Single,
+    /// Length-sorted batches of 32
+    Batches,
+}
+
+/// ONNX Runtime behind the component's `Infer` seam, counting the positions its runs take (rows × longest
+/// row, padding included) and their time. `Session::run` takes `&mut self`; the benchmark is
+/// single-threaded, so the lock is never contended.
+struct OrtModel {
+    session: Mutex<Session>,
+    runs: Mutex<RunTotals>,
+}
+
+#[derive(Default)]
+struct RunTotals {
+    positions: usize,
+    time: Duration,
+}
+
+impl OrtModel {
+    /// The microseconds a position took in the runs since the last call.
+    fn take_us_per_position(&self) -> f64 {
+        let totals = std::mem::take(&mut *self.runs.lock().expect("benchmark totals lock"));
+        totals.time.as_secs_f64() * 1e6 / totals.positions.max(1) as f64
+    }
+}
 
 impl Infer for OrtModel {
     fn embed(
@@ -53,12 +83,16 @@ impl Infer for OrtModel {
         let batch = TokenBatch::new(sequences);
         let shape = [batch.rows, batch.longest];
         let run = || -> ort::Result<Vec<Vec<f32>>> {
-            let mut session = self.0.lock().expect("benchmark session lock");
+            let mut session = self.session.lock().expect("benchmark session lock");
+            let started = Instant::now();
             let outputs = session.run(ort::inputs! {
                 "input_ids" => TensorRef::from_array_view((shape, batch.input_ids.as_slice()))?,
                 "attention_mask" => TensorRef::from_array_view((shape, batch.attention_mask.as_slice()))?,
                 "token_type_ids" => TensorRef::from_array_view((shape, batch.token_type_ids.as_slice()))?,
             })?;
+            let mut totals = self.runs.lock().expect("benchmark totals lock");
+            totals.time += started.elapsed();
+            totals.positions += batch.rows * batch.longest;
             let (dims, values) = outputs["sentence_embedding"].try_extract_tensor::<f32>()?;
             let width = *dims.last().unwrap_or(&0) as usize;
             Ok(values.chunks(width.max(1)).map(<[f32]>::to_vec).collect())
@@ -82,7 +116,10 @@ fn main() -> Result<()> {
         .with_intra_threads(args.threads)?
         .commit_from_file(&args.model)
         .with_context(|| format!("loading {}", args.model.display()))?;
-    let onnx = OrtModel(Mutex::new(session));
+    let onnx = OrtModel {
+        session: Mutex::new(session),
+        runs: Mutex::default(),
+    };
     let tokenizer = TextTokenizer::from_json(&std::fs::read(&args.tokenizer)?)?;
     // The served model's identity only names the graph; the session above is what runs.
     let model = Model::new(ModelKind::Fp32, String::new());
@@ -100,45 +137,46 @@ fn main() -> Result<()> {
     for q in questions.iter().take(20) {
         embed(&[q])?;
     }
+    onnx.take_us_per_position();
 
-    let mut latencies = Vec::new();
-    let started = Instant::now();
-    for q in questions.iter().cycle() {
-        let t = Instant::now();
-        embed(&[q])?;
-        latencies.push(t.elapsed());
-        if started.elapsed() >= budget {
-            break;
+    let mut figures = serde_json::json!({ "threads": args.threads });
+    if args.only != Some(Measurement::Batches) {
+        let mut latencies = Vec::new();
+        let started = Instant::now();
+        for q in questions.iter().cycle() {
+            let t = Instant::now();
+            embed(&[q])?;
+            latencies.push(t.elapsed());
+            if started.elapsed() >= budget {
+                break;
+            }
         }
+        let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
+        latencies.sort();
+        figures["sentences_per_s"] = rate.into();
+        figures["p50_ms"] = percentile(&latencies, 0.5).into();
+        figures["p99_ms"] = percentile(&latencies, 0.99).into();
+        figures["samples"] = latencies.len().into();
+        figures["us_per_position"] = onnx.take_us_per_position().into();
     }
-    let single_rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
-    latencies.sort();
 
-    // Length-sorted batches of 32, as a batching server would form them.
-    let mut by_length: Vec<&str> = questions.clone();
-    by_length.sort_by_key(|q| q.len());
-    let batches: Vec<&[&str]> = by_length.chunks(32).collect();
-    let mut sentences = 0usize;
-    let started = Instant::now();
-    for (i, batch) in batches.iter().cycle().enumerate() {
-        embed(batch)?;
-        sentences += batch.len();
-        if started.elapsed() >= budget && i + 1 >= batches.len().min(8) {
-            break;
+    if args.only != Some(Measurement::Single) {
+        // Length-sorted batches of 32, as a batching server would form them.
+        let mut by_length: Vec<&str> = questions.clone();
+        by_length.sort_by_key(|q| q.len());
+        let batches: Vec<&[&str]> = by_length.chunks(32).collect();
+        let mut sentences = 0usize;
+        let started = Instant::now();
+        for (i, batch) in batches.iter().cycle().enumerate() {
+            embed(batch)?;
+            sentences += batch.len();
+            if started.elapsed() >= budget && i + 1 >= batches.len().min(8) {
+                break;
+            }
         }
+        figures["batch32_sentences_per_s"] = (sentences as f64 / started.elapsed().as_secs_f64()).into();
+        figures["batch32_us_per_position"] = onnx.take_us_per_position().into();
     }
-    let batch_rate = sentences as f64 / started.elapsed().as_secs_f64();
-
-    println!(
-        "{}",
-        serde_json::json!({
-            "sentences_per_s": single_rate,
-            "p50_ms": percentile(&latencies, 0.5),
-            "p99_ms": percentile(&latencies, 0.99),
-            "samples": latencies.len(),
-            "batch32_sentences_per_s": batch_rate,
-            "threads": args.threads,
-        })
-    );
+    println!("{figures}");
     Ok(())
 }
