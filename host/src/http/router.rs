@@ -258,15 +258,17 @@ impl Router {
         .await
         .with_context(|| format!("GET {path} failed"))?;
         let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
+        // Read whatever the status: a body dropped unread closes the stream the component may still be
+        // writing it to, and the component reports that failure on stderr.
         let body = response
             .into_body()
             .collect()
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
+        if status.is_success() {
+            return Ok(());
+        }
         // One line, whatever the body's shape: compact JSON as it is, other text with its line breaks folded.
         let body = match serde_json::from_slice::<serde_json::Value>(&body) {
             Ok(json) => json.to_string(),
