@@ -20,11 +20,10 @@ pub fn limit_malloc_arenas() {
     }
 }
 
-/// Hands the heap's free pages back to the kernel. Call once start-up is done: reading and optimizing the
-/// models frees far more than serving ever allocates again (an ONNX model is parsed whole, weights included,
-/// into memory each session frees once it has its own), and glibc keeps freed memory for reuse. Measured on
-/// 2 cores, idle after start-up: PSS 285 → 198 MiB with both graphs loaded, one session each; 321 → 220 MiB
-/// with fp32 alone in three sessions.
+/// Hands the heap's free pages back to the kernel. Call once start-up is done: reading the model files and
+/// building their sessions frees more than serving allocates again, and glibc keeps what is freed for reuse.
+/// Measured on 2 cores, idle after start-up: PSS 285 → 198 MiB with both graphs loaded, one session each;
+/// 321 → 220 MiB with fp32 alone in three sessions.
 pub fn release_free_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free memory to the kernel; it takes the allocator's own locks.
