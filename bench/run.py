@@ -20,7 +20,7 @@ Scenarios:
 Each load scenario runs BENCH_SECONDS (default 15) seconds. The ceiling is measured between the scenarios
 compared with it (BENCH_SECONDS / 3 each, at least 2 s: the machine's speed drifts within a run, so each
 scenario is compared with the readings just before and after it). With warming the cache and checking accuracy
-the whole run takes about 17 × BENCH_SECONDS plus two minutes.
+the whole run takes about 17 × BENCH_SECONDS plus a minute (178 s with BENCH_SECONDS=8).
 Every server started here is stopped, whatever happens.
 """
 from __future__ import annotations
