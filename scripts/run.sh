@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Serve the app with sbert-host, like `spin up`. Spin variables pass through from the
-# environment unchanged; only when no API key is configured do we make a development key, and only
-# when no default model is set do we pick the one that is fastest on this CPU.
+# environment unchanged; only when no API key is configured do we make a development key.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,16 +21,10 @@ if [[ -z "${SPIN_VARIABLE_API_KEYS:-}" ]]; then
   echo
 fi
 
-# The int8 model stays within the accuracy bar of models/README.md everywhere, but pays only with int8 dot-product
-# instructions (AVX-512 VNNI or AVX-VNNI): there it serves about twice fp32's throughput (README, Benchmarks); without
-# them it gains nothing, so fp32 stays.
+# Every route serves the exact fp32 model unless the operator opts in to int8 (README, "Models"): answers must
+# not change with the CPU a replica happens to run on.
 if [[ -z "${SPIN_VARIABLE_DEFAULT_MODEL:-}" ]]; then
-  if grep -qwE 'avx512_vnni|avx_vnni' /proc/cpuinfo 2>/dev/null; then
-    export SPIN_VARIABLE_DEFAULT_MODEL=all-minilm-l6-v2-int8
-  else
-    export SPIN_VARIABLE_DEFAULT_MODEL=all-minilm-l6-v2
-  fi
-  echo "Original routes serve $SPIN_VARIABLE_DEFAULT_MODEL, picked for this CPU (set SPIN_VARIABLE_DEFAULT_MODEL to choose)."
+  echo "Original routes serve the exact model (all-minilm-l6-v2); SPIN_VARIABLE_DEFAULT_MODEL=all-minilm-l6-v2-int8 opts in to int8."
 fi
 
 exec "${SBERT_HOST:?set by the Makefile}" up --from spin.toml --runtime-config-file runtime-config.toml "$@"

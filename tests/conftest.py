@@ -200,6 +200,24 @@ def tokenizer():
     return tok
 
 
+# Every similarity score the service answers is held to sentence-transformers' within this.
+SCORE_TOLERANCE = 1e-4
+
+
+def assert_same_pairs(actual, expected):
+    """Same pairs in the same order with scores within 1e-4; neighbours whose expected scores are within 1e-4
+    of each other may come in either order (the reference is rounded to 6 decimals and computed by torch)."""
+    expected_score = {(i, j): score for score, i, j in expected}
+    assert [(i, j) for _, i, j in actual if (i, j) not in expected_score] == [], "pairs not in the reference"
+    assert len(actual) == len(expected), (len(actual), len(expected))
+    for position, ((score, i, j), (ref_score, ref_i, ref_j)) in enumerate(zip(actual, expected)):
+        assert score == pytest.approx(expected_score[(i, j)], abs=SCORE_TOLERANCE), (i, j)
+        if (i, j) != (ref_i, ref_j):
+            assert abs(expected_score[(i, j)] - ref_score) <= SCORE_TOLERANCE, (
+                f"position {position}: got pair {(i, j)}, reference has {(ref_i, ref_j)}"
+            )
+
+
 def names_field(message: str, field: str) -> bool:
     """Whether an error message names `field` as a field: `` `top_k` ``, `'a'`, `"b"`, `sentences: …`, or
     (for names longer than one letter) the bare word. A single-letter field must be quoted or followed by ':',

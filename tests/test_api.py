@@ -14,15 +14,16 @@ import pytest
 from conftest import (
     DIMENSIONS,
     MAX_TOKENS,
+    SCORE_TOLERANCE,
     assert_json_error,
     assert_openai_error,
+    assert_same_pairs,
     cosine,
     names_field,
     spread_questions,
 )
 
 MIN_COSINE = 0.9999  # the reference's own bar (../shared/README.md)
-SCORE_TOLERANCE = 1e-4
 BATCH_COSINE = 0.99999
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -199,20 +200,6 @@ def paraphrase(server, sentences, **options) -> list:
     scores = [pair[0] for pair in pairs]
     assert scores == sorted(scores, reverse=True), "pairs are not highest score first"
     return pairs
-
-
-def assert_same_pairs(actual, expected):
-    """Same pairs in the same order with scores within 1e-4; neighbours whose expected scores are within 1e-4
-    of each other may come in either order (the reference is rounded to 6 decimals and computed by torch)."""
-    expected_score = {(i, j): score for score, i, j in expected}
-    assert [(i, j) for _, i, j in actual if (i, j) not in expected_score] == [], "pairs not in the reference"
-    assert len(actual) == len(expected), (len(actual), len(expected))
-    for position, ((score, i, j), (ref_score, ref_i, ref_j)) in enumerate(zip(actual, expected)):
-        assert score == pytest.approx(expected_score[(i, j)], abs=SCORE_TOLERANCE), (i, j)
-        if (i, j) != (ref_i, ref_j):
-            assert abs(expected_score[(i, j)] - ref_score) <= SCORE_TOLERANCE, (
-                f"position {position}: got pair {(i, j)}, reference has {(ref_i, ref_j)}"
-            )
 
 
 def test_paraphrase_matches_sentence_transformers_paraphrase_mining(server, mining):
