@@ -155,7 +155,7 @@ class Host:
             self.stop()
             raise
         self.startup_s = time.monotonic() - started
-        self.settings = self._ready_line()
+        self.settings = self._startup_settings()
 
     def _wait_ready(self, started: float):
         headers = {"Authorization": f"Bearer {KEY}"}
@@ -172,16 +172,19 @@ class Host:
             except requests.ConnectionError:
                 time.sleep(0.005)
 
-    def _ready_line(self) -> dict:
-        """The host's `ready` log record: its inference settings. The host's log writer thread may put it out
-        just after the first answer, so it is looked for for up to a second."""
+    def _startup_settings(self) -> dict:
+        """The fields of the host's start-up log records, up to its `ready` one: each unit logs its settings
+        (wasi:nn its threads and sessions). The host's log writer thread may put them out just after the first
+        answer, so they are looked for for up to a second."""
         deadline = time.monotonic() + 1
         while True:
+            settings = {}
             for line in self.log_path.read_text().splitlines():
                 with contextlib.suppress(ValueError):
                     record = json.loads(line)
+                    settings.update(record)
                     if record.get("message") == "ready":
-                        return record
+                        return settings
             if time.monotonic() > deadline:
                 return {}
             time.sleep(0.01)

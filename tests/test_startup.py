@@ -163,7 +163,7 @@ def test_nn_sessions_must_name_a_graph_and_be_positive(tmp, setting, expected):
 def test_graph_sessions_come_from_the_manifest_unless_the_command_line_sets_them(tmp):
     """spin.toml gives each graph a latency session and two one-thread sessions (`nn_sessions`); a graph the
     manifest does not name gets one session; --nn-sessions sets every graph. What each graph got is in the
-    `ready` log line."""
+    wasi:nn unit's start-up log line."""
     int8_only = manifest_in(tmp, re.sub(r"^nn_sessions = .*$", 'nn_sessions = { "all-minilm-l6-v2-int8" = 3 }',
                                         MANIFEST, flags=re.M))
     for manifest, args, expected in [
@@ -176,5 +176,5 @@ def test_graph_sessions_come_from_the_manifest_unless_the_command_line_sets_them
             log = log_once(srv, lambda log: '"ready"' in log)
         finally:
             stop_server(srv)
-        [ready] = [r for r in log_records(log) if r.get("message") == "ready"]
-        assert ready["graph_sessions"] == expected, ready
+        [loaded] = [r for r in log_records(log) if r.get("message") == "wasi:nn graphs loaded"]
+        assert loaded["graph_sessions"] == expected, loaded

@@ -1,5 +1,5 @@
 //! `sbert-host compile`: compile a component at build time, so that the first `up` after a build does not
-//! wait for the compiler (on 2 cores, compiling sbert-service is ~1.6 s of a ~1.9 s start).
+//! wait for the compiler (most of a start: docs/design-notes.md, "Compilation cache").
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use wasmtime::component::Component;
 
-use crate::engine;
+use crate::wasmtime_engine;
 
 /// Compile a component into the compilation cache that `sbert-host up` reads.
 ///
@@ -23,7 +23,7 @@ pub struct CompileCommand {
 impl CompileCommand {
     pub fn run(self) -> Result<()> {
         let started = Instant::now();
-        let engine = engine::new(1)?;
+        let engine = wasmtime_engine::new(1)?;
         Component::from_file(&engine, &self.component)
             .map_err(anyhow::Error::from)
             .with_context(|| {

@@ -8,24 +8,20 @@
 //! Instead, lines wait in a bounded queue, and when it is full they are dropped and counted
 //! (`log_lines_dropped_total` in the metrics): serving never waits for the log.
 
-use std::sync::OnceLock;
-
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 
 /// Lines that may wait for a slow stderr: at ~400 bytes a request line, about 2 MB.
 const QUEUED_LINES: usize = 4096;
 
-static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
-
 /// Installs the JSON subscriber for the whole process. Call once, first thing; keep the guard until the
-/// process ends: dropping it writes out the lines still queued.
-pub fn init() -> WorkerGuard {
+/// process ends: dropping it writes out the lines still queued. The counter counts the lines dropped.
+pub fn init() -> (WorkerGuard, ErrorCounter) {
     let (writer, guard) = NonBlockingBuilder::default()
         .buffered_lines_limit(QUEUED_LINES)
         .lossy(true)
         .thread_name("log-writer")
         .finish(std::io::stderr());
-    let _ = DROPPED.set(writer.error_counter());
+    let dropped = writer.error_counter();
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -34,12 +30,5 @@ pub fn init() -> WorkerGuard {
         .with_target(false)
         .with_writer(writer)
         .init();
-    guard
-}
-
-/// Log lines dropped so far because stderr did not keep up.
-pub fn dropped_lines() -> u64 {
-    DROPPED
-        .get()
-        .map_or(0, |counter| counter.dropped_lines() as u64)
+    (guard, dropped)
 }

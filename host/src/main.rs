@@ -1,19 +1,16 @@
 //! sbert-host: a Spin-compatible runtime for sbert-service, with wasi:nn on ONNX Runtime.
 
 mod app;
-mod bindings;
 mod compile;
-mod engine;
 mod http;
-mod key_value;
-mod llm;
+mod instance;
 mod log;
 mod memory;
-mod metrics;
-mod nn;
-mod state;
+mod telemetry;
+mod unit;
+mod units;
 mod up;
-mod variables;
+mod wasmtime_engine;
 mod wizer;
 
 use std::process::ExitCode;
@@ -32,9 +29,9 @@ enum Command {
 fn main() -> ExitCode {
     let command = Command::parse();
     memory::limit_malloc_arenas();
-    let log_writer = log::init();
+    let (log_writer, log_lines_dropped) = log::init();
     let result = match command {
-        Command::Up(command) => command.run(),
+        Command::Up(command) => command.run(log_lines_dropped),
         Command::Compile(command) => command.run(),
         Command::Wizer(command) => command.run(),
     };

@@ -2,9 +2,8 @@
 //!
 //! glibc gives threads that allocate at the same time arenas of their own, up to eight per core, and memory
 //! freed in an arena mostly stays with it. This host's threads (the start-up threads that read and decode the
-//! models, tokio's workers, the ONNX Runtime sessions' threads) each leave freed memory in their own. Measured
-//! on 2 cores (both models loaded, after 40-connection fp32 and 10-connection int8 load): PSS 397-398 MiB with
-//! glibc's default, 331-337 MiB with one arena per core, at the same throughput.
+//! models, tokio's workers, the ONNX Runtime sessions' threads) each leave freed memory in their own
+//! (docs/design-notes.md, "Malloc arenas and the freed heap").
 
 /// Caps malloc arenas at one per core (at least two), unless `MALLOC_ARENA_MAX` in the environment says otherwise. Call
 /// first thing, before any thread is started.
@@ -22,8 +21,6 @@ pub fn limit_malloc_arenas() {
 
 /// Hands the heap's free pages back to the kernel. Call once start-up is done: reading the model files and
 /// building their sessions frees more than serving allocates again, and glibc keeps what is freed for reuse.
-/// Measured on 2 cores, idle after start-up: PSS 285 → 198 MiB with both graphs loaded, one session each;
-/// 321 → 220 MiB with fp32 alone in three sessions.
 pub fn release_free_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free memory to the kernel; it takes the allocator's own locks.

@@ -9,7 +9,8 @@ use wasmtime::component::{Component, Linker, ResourceType};
 use wasmtime::{Engine, Store};
 use wasmtime_wizer::Wizer;
 
-use crate::state::{ComponentServices, RequestState};
+use crate::instance::{self, RequestState};
+use crate::unit::InstanceBuilder;
 
 /// Pre-initialize a component: run its initialization export once and write the snapshot as a new
 /// component that keeps the export.
@@ -92,7 +93,7 @@ impl WizerCommand {
         // The serving state with nothing in it: the imports that would reach it trap anyway.
         let mut store = Store::new(
             &engine,
-            RequestState::new(&ComponentServices::default(), usize::MAX),
+            RequestState::new(InstanceBuilder::default(), usize::MAX),
         );
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -104,8 +105,7 @@ impl WizerCommand {
                     .keep_init_func(true)
                     .run_component(&mut store, &wasm, async |store, component| {
                         let mut linker = Linker::new(store.engine());
-                        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-                        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+                        instance::add_to_linker(&mut linker)?;
                         define_other_imports_as_traps(&mut linker, store.engine(), component)?;
                         linker.instantiate_async(store, component).await
                     }),

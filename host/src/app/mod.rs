@@ -1,7 +1,7 @@
-//! The application as configured: the manifest (with this host's own section), the runtime configuration,
-//! and variable templates. Typed, checked once at start-up, with errors that name the file.
+//! The application as configured: the manifest (Spin's fields; this host's section as each unit reads it), the
+//! runtime configuration's sections, and variable templates. Checked once at start-up, with errors that name the
+//! file.
 
-pub mod host_answers;
 pub mod manifest;
 pub mod route;
 pub mod runtime_config;

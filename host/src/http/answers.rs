@@ -1,17 +1,16 @@
 //! The answers the host makes itself, when no component answers: no route, a trap, a timeout, a refusal.
 //! Their statuses and messages are the host's; their headers and body shapes are the component's, from its
-//! manifest section ([`crate::app::host_answers`]), so that clients of each route family can read them. Without
+//! manifest section ([`super::host_answers`]), so that clients of each route family can read them. Without
 //! configuration the body is `{"error": <kind>, "message": <message>}`.
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::app::host_answers::{ErrorBodyRule, ErrorFacts};
-use crate::app::manifest::HostTool;
-use crate::metrics::RefusalReason;
+use super::config::HttpTool;
+use super::host_answers::{ErrorBodyRule, ErrorFacts};
+use super::layer::{HostResponse, Refusal};
 
 /// Seconds a refused client should wait before retrying (`Retry-After`).
 const RETRY_AFTER_SECONDS: &str = "1";
@@ -26,7 +25,7 @@ pub enum HostAnswer {
     /// The component ran past `--request-timeout` before answering.
     TimedOut,
     /// Refused before reaching the component.
-    Refused(RefusalReason),
+    Refused(Refusal),
 }
 
 impl HostAnswer {
@@ -34,10 +33,8 @@ impl HostAnswer {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::Failed => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::TimedOut | Self::Refused(RefusalReason::Draining) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Self::Refused(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::TimedOut => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Refused(refusal) => refusal.status,
         }
     }
 
@@ -46,8 +43,7 @@ impl HostAnswer {
             Self::NoRoute => "not_found",
             Self::Failed => "internal",
             Self::TimedOut => "timeout",
-            Self::Refused(RefusalReason::Draining) => "unavailable",
-            Self::Refused(_) => "overloaded",
+            Self::Refused(refusal) => refusal.kind,
         }
     }
 
@@ -56,10 +52,7 @@ impl HostAnswer {
             Self::NoRoute => format!("no route matches {path}"),
             Self::Failed => "the request could not be completed".into(),
             Self::TimedOut => "the request took too long".into(),
-            Self::Refused(RefusalReason::Draining) => {
-                "the server is shutting down; retry, another instance will answer".into()
-            }
-            Self::Refused(_) => "the server is busy; retry in a second".into(),
+            Self::Refused(refusal) => refusal.message.into(),
         }
     }
 }
@@ -73,7 +66,7 @@ pub struct AnswerStyle {
 
 impl AnswerStyle {
     /// The style the component's `[component.<id>.tool.sbert-host]` section sets.
-    pub fn of(tool: &HostTool) -> Self {
+    pub fn of(tool: &HttpTool) -> Self {
         Self {
             headers: tool.answer_headers.0.clone(),
             rules: tool.error_bodies.clone(),
@@ -81,7 +74,7 @@ impl AnswerStyle {
     }
 
     /// The host's `answer` to a request for `path`.
-    pub fn answer(&self, path: &str, answer: HostAnswer) -> Response<HyperOutgoingBody> {
+    pub fn answer(&self, path: &str, answer: HostAnswer) -> HostResponse {
         let status = answer.status();
         let message = answer.message(path);
         let facts = ErrorFacts {
@@ -115,7 +108,14 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
 
-    fn body(response: Response<HyperOutgoingBody>) -> serde_json::Value {
+    const BUSY: Refusal = Refusal {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        kind: "overloaded",
+        message: "the server is busy; retry in a second",
+        reason: "test",
+    };
+
+    fn body(response: HostResponse) -> serde_json::Value {
         let bytes = block_on(response.into_body().collect()).unwrap().to_bytes();
         serde_json::from_slice(&bytes).unwrap()
     }
@@ -129,7 +129,7 @@ mod tests {
     }
 
     fn style() -> AnswerStyle {
-        let tool: HostTool = toml::from_str(
+        let tool: HttpTool = toml::from_str(
             r#"
             answer_headers = { "Access-Control-Allow-Origin" = "*" }
             [[error_bodies]]
@@ -149,10 +149,7 @@ mod tests {
     #[test]
     fn refusals_carry_retry_after_and_the_configured_shape() {
         let style = style();
-        let busy = style.answer(
-            "/v1/embeddings",
-            HostAnswer::Refused(RefusalReason::ConcurrentRequests),
-        );
+        let busy = style.answer("/v1/embeddings", HostAnswer::Refused(BUSY));
         assert_eq!(busy.status(), 429);
         assert_eq!(busy.headers()[RETRY_AFTER], "1");
         assert_eq!(busy.headers()["access-control-allow-origin"], "*");
@@ -162,15 +159,15 @@ mod tests {
             serde_json::json!({"error": {"message": "the server is busy; retry in a second", "type": "invalid_request_error"}})
         );
 
-        let draining = style.answer("/v1/encode", HostAnswer::Refused(RefusalReason::Draining));
+        let draining = style.answer(
+            "/v1/encode",
+            HostAnswer::Refused(super::super::router::DRAINING),
+        );
         assert_eq!(draining.status(), 503);
         assert_eq!(draining.headers()[RETRY_AFTER], "1");
         assert_eq!(body(draining)["error"], "unavailable");
 
-        let queue = style.answer(
-            "/v1/encode",
-            HostAnswer::Refused(RefusalReason::QueuedTokens),
-        );
+        let queue = style.answer("/v1/encode", HostAnswer::Refused(BUSY));
         assert_eq!(queue.status(), 429);
         assert_eq!(
             body(queue),

@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::{anyhow, bail, Result};
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName};
+use http::header::HeaderName;
 use http::{Request, Response};
 use tokio::sync::oneshot;
 use wasmtime::{Engine, Store};
@@ -14,10 +16,11 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
 
-use super::admission::Permit;
 use super::answers::AnswerStyle;
+use super::layer::Guard;
 use super::request_log::log_error;
-use crate::state::{ComponentServices, RequestState};
+use crate::instance::RequestState;
+use crate::unit::{ComponentIndex, DynUnit, InstanceBuilder};
 
 /// How often the engine's epoch advances; request deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(100);
@@ -35,14 +38,25 @@ pub struct RequestLimits {
 /// A component ready to serve: pre-instantiated once, instantiated per request.
 pub struct ServedComponent {
     pub id: String,
+    pub index: ComponentIndex,
     pub pre: ProxyPre<RequestState>,
-    pub services: ComponentServices,
+    /// The units, which add their parts of each request's state.
+    pub units: Arc<[Box<dyn DynUnit>]>,
     /// How the host's own answers for this component's routes look.
     pub answers: AnswerStyle,
     /// The response header whose values are counted, if the manifest names one.
     pub counted_header: Option<HeaderName>,
-    /// Set on the answers the HTTP cache replays for this component's routes.
-    pub cache_hit_headers: HeaderMap,
+}
+
+impl ServedComponent {
+    /// A fresh state for one request's store.
+    fn request_state(&self, memory_limit: usize) -> RequestState {
+        let mut instance = InstanceBuilder::default();
+        for unit in self.units.iter() {
+            unit.instance(self.index, &mut instance);
+        }
+        RequestState::new(instance, memory_limit)
+    }
 }
 
 /// A request body that can be handed to a component: hyper's incoming body, or whatever a caller in-process
@@ -58,18 +72,18 @@ impl<B> GuestRequestBody for B where
 }
 
 /// Runs `request` through a fresh instance of `component`. `request_id` names the request in the log line
-/// of a failure after the response head, which only the log can report. `permit` is held until the instance
-/// is gone.
+/// of a failure after the response head, which only the log can report. `held` is kept until the instance is
+/// gone.
 pub async fn call<B: GuestRequestBody>(
     component: &ServedComponent,
     request: Request<B>,
     limits: RequestLimits,
     request_id: String,
-    permit: Option<Permit>,
+    held: Vec<Guard>,
 ) -> Result<Response<HyperOutgoingBody>> {
     let mut store = Store::new(
         component.pre.engine(),
-        RequestState::new(&component.services, limits.memory),
+        component.request_state(limits.memory),
     );
     store.limiter(|state| &mut state.limits);
     store.set_epoch_deadline(epoch_ticks(limits.timeout));
@@ -92,9 +106,9 @@ pub async fn call<B: GuestRequestBody>(
                 .await
         }
         .await;
-        // The instance's pool slot is free only once its store is gone: then the permit may go too.
+        // The instance's pool slot is free only once its store is gone: then what was held may go too.
         drop(store);
-        drop(permit);
+        drop(held);
         result
     });
 

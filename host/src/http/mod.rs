@@ -1,21 +1,27 @@
-//! The HTTP side, generic over components: it knows no route, API or header of any app. A request is routed
-//! (`router`), answered from the shared HTTP cache when it may be (`cache`), else admitted or refused
-//! (`admission`) and run in a fresh instance (`guest`), answered by the host
-//! when the component cannot (`answers`), and logged and counted (`request_log`); `server` accepts
-//! connections and drains them on shutdown.
+//! The HTTP side, generic over components and units: it knows no route, API or header of any app, and no unit.
+//! A request is routed (`router`), offered to the units' layers (`layer`: answered at once, refused, or let
+//! through), run in a fresh instance (`guest`), answered by the host when the component cannot (`answers`,
+//! shaped by the manifest's `config`), and logged (`request_log`); `server` accepts connections and drains them
+//! on shutdown.
 
-mod admission;
 mod answers;
-mod cache;
+pub mod config;
 mod guest;
+pub mod headers;
+pub mod host_answers;
+mod in_flight;
+mod layer;
 mod request_log;
 mod router;
 mod server;
-pub mod timer;
 
-pub use admission::{Admission, AdmissionLimits};
+use std::time::Duration;
+
 pub use answers::AnswerStyle;
-pub use cache::HttpCache;
 pub use guest::{start_epoch_ticker, RequestLimits, ServedComponent};
+pub use layer::{AfterCall, Answered, BoxFuture, Guard, HostResponse, Layer, Refusal};
 pub use router::Router;
 pub use server::serve;
+
+/// How long a client may take to send a request's head before its connection is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);

@@ -1,11 +1,8 @@
-//! What each request leaves behind: its id, one JSON log line, its metrics; and the log line of a failure.
-
-use std::time::Duration;
+//! What each request leaves behind in the log: its id, one JSON line; and the line of a failure.
 
 use http::header::{HeaderName, HeaderValue};
-use http::{Method, Response};
 
-use crate::metrics;
+use super::layer::Answered;
 
 /// The request-id header: taken from the client when usable, generated otherwise, and always returned.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -23,27 +20,16 @@ pub fn request_id(from_client: Option<&HeaderValue>) -> HeaderValue {
         })
 }
 
-/// Logs the one line per request and counts the request in the metrics. `counted_header` is the response
-/// header the component's manifest counts, if any.
-pub fn record<B>(
-    method: &Method,
-    path: &str,
-    duration: Duration,
-    response: &Response<B>,
-    counted_header: Option<&HeaderName>,
-) {
-    let header = |name: &HeaderName| response.headers().get(name).and_then(|v| v.to_str().ok());
-    let counted = counted_header.and_then(|name| Some((name.as_str(), header(name)?)));
-    let status = response.status().as_u16();
+/// Logs the one line per request.
+pub fn record(answered: &Answered<'_>, request_id: Option<&HeaderValue>) {
     tracing::info!(
-        method = method.as_str(),
-        path,
-        status,
-        duration_ms = (duration.as_secs_f64() * 1e4).round() / 10.0,
-        request_id = header(&REQUEST_ID),
-        counted_header = counted.map_or("-", |(_, value)| value),
+        method = answered.method.as_str(),
+        path = answered.path,
+        status = answered.status.as_u16(),
+        duration_ms = (answered.duration.as_secs_f64() * 1e4).round() / 10.0,
+        request_id = request_id.and_then(|id| id.to_str().ok()),
+        counted_header = answered.counted.map_or("-", |(_, value)| value),
     );
-    metrics::record_request(method, path, status, duration, counted);
 }
 
 /// Why a request failed, for operators: on stderr only, never in the response.

@@ -1,31 +1,39 @@
-//! One request's way through the host: route it to a component, answer it from the HTTP cache or admit it or
-//! refuse it, run it, answer for the component when it cannot, and record it.
+//! One request's way through the host: route it to a component, offer it to the units' layers (answered from
+//! what one holds, refused, or let through), run it, answer for the component when it cannot, and record it.
 //!
 //! The router is called on the HTTP front thread (see `server`), which must never wait for a component:
-//! everything from the cache's `pending` to its `settle`, instantiation and inference included, runs on the
-//! component runtime. Only what answers at once (cache hits, no route, refusals) is answered where it came in.
+//! everything from the layers' `before_call` to their after-calls, instantiation and inference included, runs on
+//! the component runtime. Only what answers at once (stored answers, no route, refusals) is answered where it
+//! came in.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
-use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING,
-};
-use http::{Request, Response};
+use http::header::{HeaderName, HeaderValue, CONNECTION, HOST};
+use http::request::Parts;
+use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use tokio::runtime::Handle;
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::admission::Admission;
 use super::answers::{AnswerStyle, HostAnswer};
-use super::cache::HttpCache;
 use super::guest::{self, GuestRequestBody, RequestLimits, ServedComponent};
+use super::headers::may_have_body;
+use super::in_flight::InFlight;
+use super::layer::{Answered, Guard, HostResponse, Layer, Refusal};
 use super::request_log::{self, log_error, REQUEST_ID};
 use crate::app::route::Route;
-use crate::metrics;
+
+/// Every request while the host drains for shutdown: another instance will answer.
+pub const DRAINING: Refusal = Refusal {
+    status: StatusCode::SERVICE_UNAVAILABLE,
+    kind: "unavailable",
+    message: "the server is shutting down; retry, another instance will answer",
+    reason: "draining",
+};
 
 /// A manifest route bound to its component.
 struct RouteEntry {
@@ -40,9 +48,10 @@ pub struct Router {
     /// Shared with the requests running on the component runtime.
     routes: Vec<Arc<RouteEntry>>,
     limits: RequestLimits,
-    admission: Arc<Admission>,
-    /// `None` when `--http-cache-mib` is 0.
-    cache: Option<HttpCache>,
+    /// The units' layers, in the units' order.
+    layers: Vec<Arc<dyn Layer>>,
+    draining: AtomicBool,
+    in_flight: Arc<InFlight>,
     /// The multi-thread runtime every admitted request runs on. wasi:nn waits for inference with
     /// `block_in_place`, which only a multi-thread runtime can do without stopping every other task.
     components: Handle,
@@ -54,8 +63,7 @@ impl Router {
     pub fn new(
         routes: Vec<(String, Arc<ServedComponent>)>,
         limits: RequestLimits,
-        admission: Arc<Admission>,
-        cache: Option<HttpCache>,
+        layers: Vec<Arc<dyn Layer>>,
         components: Handle,
     ) -> Result<Self> {
         let mut routes = routes
@@ -72,8 +80,9 @@ impl Router {
         Ok(Self {
             routes,
             limits,
-            admission,
-            cache,
+            layers,
+            draining: AtomicBool::new(false),
+            in_flight: Arc::default(),
             components,
         })
     }
@@ -85,8 +94,24 @@ impl Router {
             .map(|entry| (entry.raw.as_str(), entry.component.as_ref()))
     }
 
-    pub fn admission(&self) -> &Arc<Admission> {
-        &self.admission
+    /// Refuses every request from now on; returns how many are still running.
+    pub fn start_draining(&self) -> usize {
+        self.draining.store(true, Ordering::Release);
+        self.in_flight.count()
+    }
+
+    /// Requests admitted and still running (their instances alive).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.count()
+    }
+
+    /// Resolves once no admitted request is running.
+    pub async fn idle(&self) {
+        self.in_flight.idle().await;
+    }
+
+    fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     fn find(&self, path: &str) -> Option<(&Arc<RouteEntry>, String)> {
@@ -101,12 +126,13 @@ impl Router {
         request: Request<B>,
         listen: SocketAddr,
         client: SocketAddr,
-    ) -> Response<HyperOutgoingBody> {
+    ) -> HostResponse {
         let started = Instant::now();
         let request_id = request_log::request_id(request.headers().get(&REQUEST_ID));
         let method = request.method().clone();
         let path = request.uri().path().to_string();
 
+        let mut refused = None;
         let (mut response, counted_header) = match self.find(&path) {
             None => (
                 AnswerStyle::default().answer(&path, HostAnswer::NoRoute),
@@ -114,89 +140,109 @@ impl Router {
             ),
             Some((entry, path_info)) => {
                 let component = &entry.component;
-                let response = match self.cached(&request, component) {
-                    Some(hit) => hit,
-                    None => {
-                        self.run(
-                            request,
-                            entry,
-                            &path,
-                            path_info,
-                            &request_id,
-                            listen,
-                            client,
-                        )
-                        .await
-                    }
+                let (parts, body) = request.into_parts();
+                let response = match self.stored_answer(&parts, component) {
+                    Some(stored) => stored,
+                    None => match self.admit(&parts) {
+                        Err(refusal) => {
+                            refused = Some(refusal);
+                            refuse(&parts, component, &path, refusal)
+                        }
+                        Ok(held) => {
+                            let request = Request::from_parts(parts, body);
+                            let request = Admitted {
+                                request,
+                                held,
+                                path_info,
+                                request_id: &request_id,
+                                listen,
+                                client,
+                            };
+                            self.run(request, entry, &path).await
+                        }
+                    },
                 };
                 (response, component.counted_header.as_ref())
             }
         };
         response.headers_mut().insert(REQUEST_ID, request_id);
-        request_log::record(&method, &path, started.elapsed(), &response, counted_header);
+        let counted = counted_header.and_then(|name| {
+            let value = response.headers().get(name)?.to_str().ok()?;
+            Some((name.as_str(), value))
+        });
+        let answered = Answered {
+            method: &method,
+            path: &path,
+            status: response.status(),
+            duration: started.elapsed(),
+            counted,
+            refused,
+        };
+        request_log::record(&answered, response.headers().get(&REQUEST_ID));
+        for layer in &self.layers {
+            layer.record(&answered);
+        }
         response
     }
 
-    /// The HTTP cache's answer to `request`, if it has a fresh one; none while draining, when every request
-    /// is refused.
-    fn cached<B>(
-        &self,
-        request: &Request<B>,
-        component: &ServedComponent,
-    ) -> Option<Response<HyperOutgoingBody>> {
-        if self.admission.is_draining() {
+    /// A layer's answer to `request` without its component; none while draining, when every request is
+    /// refused.
+    fn stored_answer(&self, request: &Parts, component: &ServedComponent) -> Option<HostResponse> {
+        if self.draining() {
             return None;
         }
-        self.cache
-            .as_ref()?
-            .lookup(request, &component.cache_hit_headers)
+        self.layers
+            .iter()
+            .find_map(|layer| layer.answer(request, component.index))
     }
 
-    /// Admits `request` and runs it through its component on the component runtime (keeping the answer in the
-    /// HTTP cache when it may), or answers for the component when there is no room for it or it fails.
-    #[allow(clippy::too_many_arguments)] // one request's parts, all taken apart by `handle` already
+    /// What every layer holds while the request runs, or the first refusal.
+    fn admit(&self, request: &Parts) -> Result<Vec<Guard>, Refusal> {
+        if self.draining() {
+            return Err(DRAINING);
+        }
+        let mut held = Vec::with_capacity(self.layers.len() + 1);
+        for layer in &self.layers {
+            held.extend(layer.admit(request)?);
+        }
+        held.push(Box::new(self.in_flight.enter()));
+        Ok(held)
+    }
+
+    /// Runs an admitted request through its component on the component runtime (the layers may act on its
+    /// answer there), or answers for the component when it fails.
     async fn run<B: GuestRequestBody>(
         self: &Arc<Self>,
-        mut request: Request<B>,
+        admitted: Admitted<'_, B>,
         entry: &Arc<RouteEntry>,
         path: &str,
-        path_info: String,
-        request_id: &HeaderValue,
-        listen: SocketAddr,
-        client: SocketAddr,
-    ) -> Response<HyperOutgoingBody> {
+    ) -> HostResponse {
         let component = &entry.component;
-        let permit = match self.admission.admit() {
-            Ok(permit) => permit,
-            Err(reason) => {
-                metrics::record_refusal(reason);
-                let mut refused = component.answers.answer(path, HostAnswer::Refused(reason));
-                // The refused request's body is never read, so the connection cannot carry another
-                // request: say so, or the client's next request on it meets a closed socket.
-                if may_have_body(request.headers()) {
-                    refused
-                        .headers_mut()
-                        .insert(CONNECTION, HeaderValue::from_static("close"));
-                }
-                return refused;
-            }
-        };
-        let log_id = request_id.to_str().unwrap_or_default();
-        // From here on, everything runs on the component runtime, where the instance lives: the cache's
-        // `pending` (taken before the host adds its own headers, for the cache judges the client's request),
-        // the call, and keeping the answer in the HTTP cache when it may.
+        let log_id = admitted.request_id.to_str().unwrap_or_default().to_string();
+        let Admitted {
+            request,
+            held,
+            path_info,
+            request_id,
+            listen,
+            client,
+        } = admitted;
         let task = self.components.spawn({
             let (router, entry, request_id, log_id) = (
                 Arc::clone(self),
                 Arc::clone(entry),
                 request_id.clone(),
-                log_id.to_string(),
+                log_id.clone(),
             );
             async move {
-                let pending = router
-                    .cache
-                    .as_ref()
-                    .and_then(|cache| cache.pending(&request));
+                let (parts, body) = request.into_parts();
+                // Taken before the host adds its own headers: the layers judge the client's request.
+                let after_calls: Vec<_> = router
+                    .layers
+                    .iter()
+                    .filter_map(|layer| layer.before_call(&parts))
+                    .collect();
+                let mut request = Request::from_parts(parts, body);
                 set_request_headers(
                     &mut request,
                     &entry,
@@ -205,20 +251,15 @@ impl Router {
                     listen,
                     client,
                 );
-                let answered = guest::call(
-                    &entry.component,
-                    request,
-                    router.limits,
-                    log_id,
-                    Some(permit),
-                )
-                .await;
-                match (answered, pending, &router.cache) {
-                    (Ok(response), Some(pending), Some(cache)) => {
-                        cache.settle(pending, response).await
-                    }
-                    (answered, _, _) => answered,
+                let mut answered =
+                    guest::call(&entry.component, request, router.limits, log_id, held).await;
+                for after_call in after_calls {
+                    answered = match answered {
+                        Ok(response) => after_call.after(response).await,
+                        failed => failed,
+                    };
                 }
+                answered
             }
         });
         // A task ends without an answer only if it panicked or the runtime is shutting down.
@@ -226,7 +267,7 @@ impl Router {
             Err(anyhow!(join).context("the request's task on the component runtime failed"))
         });
         answered.unwrap_or_else(|error| {
-            log_error(log_id, &component.id, &error);
+            log_error(&log_id, &component.id, &error);
             let answer = if guest::is_timeout(&error) {
                 HostAnswer::TimedOut
             } else {
@@ -253,7 +294,7 @@ impl Router {
             request,
             self.limits,
             "startup-check".into(),
-            None,
+            Vec::new(),
         )
         .await
         .with_context(|| format!("GET {path} failed"))?;
@@ -281,12 +322,33 @@ impl Router {
     }
 }
 
-/// Whether a request declares a body (a `Content-Length` other than 0, or a chunked one).
-pub(super) fn may_have_body(headers: &HeaderMap) -> bool {
-    headers.contains_key(TRANSFER_ENCODING)
-        || headers
-            .get(CONTENT_LENGTH)
-            .is_some_and(|length| length.as_bytes() != b"0")
+/// An admitted request and what the component is told about it.
+struct Admitted<'a, B> {
+    request: Request<B>,
+    /// What the layers hold while it runs.
+    held: Vec<Guard>,
+    path_info: String,
+    request_id: &'a HeaderValue,
+    listen: SocketAddr,
+    client: SocketAddr,
+}
+
+/// The host's answer to a refused request.
+fn refuse(
+    request: &Parts,
+    component: &ServedComponent,
+    path: &str,
+    refusal: Refusal,
+) -> HostResponse {
+    let mut refused = component.answers.answer(path, HostAnswer::Refused(refusal));
+    // The refused request's body is never read, so the connection cannot carry another request: say so, or
+    // the client's next request on it meets a closed socket.
+    if may_have_body(&request.headers) {
+        refused
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    refused
 }
 
 /// Adds what `spin up` tells a component about the request (the spin-sdk router reads `spin-path-info`)

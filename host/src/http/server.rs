@@ -1,13 +1,10 @@
 //! The listener: accept connections, serve each with hyper, and on shutdown drain: stop accepting, refuse
 //! new requests, let every admitted one finish within the grace period, and say how many that was.
 //!
-//! All of that runs on the front: a thread of its own with a single-threaded runtime, which answers HTTP-cache
-//! hits and the host's own answers itself and hands every request that needs a component to the component
-//! runtime (see `router`). Why: on a small machine, the multi-thread runtime's workers all accepting and
-//! stealing connection tasks contend for the cores with each other and with the clients, while components still
-//! need every core. Measured on 2 cores with wrk on one (the original load test, cache warm, 10 connections, 14
-//! rounds): HTTP-cache hits at p99 2.6-3.6 ms with both workers serving connections, 0.4-0.7 ms from the front
-//! (one round 2.3 ms) at ~10% more requests per second.
+//! All of that runs on the front: a thread of its own with a single-threaded runtime, which answers stored
+//! answers and the host's own answers itself and hands every request that needs a component to the component
+//! runtime (see `router`): on a small machine, a multi-thread runtime's workers all serving connections contend
+//! for the cores that components need (docs/design-notes.md, "The HTTP front thread").
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,9 +18,11 @@ use tokio::sync::{oneshot, watch};
 use tokio_util::task::TaskTracker;
 use wasmtime_wasi_http::io::TokioIo;
 
+use hyper_util::rt::TokioTimer;
+
 use super::request_log::log_error;
 use super::router::Router;
-use super::timer::{TokioTimer, HEADER_READ_TIMEOUT};
+use super::HEADER_READ_TIMEOUT;
 
 /// Serves `listener` on the front thread until `shutdown` resolves, then drains: requests already admitted get
 /// `grace` to finish. Resolves once the front thread has finished.
@@ -88,7 +87,7 @@ async fn serve_on_front(
                 async move { Ok::<_, Infallible>(router.handle(request, listen, client).await) }
             });
             let connection = http1::Builder::new()
-                .timer(TokioTimer)
+                .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
@@ -102,10 +101,9 @@ async fn serve_on_front(
         });
     }
     // New connections are refused from here on; requests that still reach an open connection are refused
-    // by admission; open connections close once their current request is answered.
+    // by the router; open connections close once their current request is answered.
     drop(listener);
-    let admission = router.admission();
-    let running = admission.start_draining();
+    let running = router.start_draining();
     tracing::info!(
         in_flight = running,
         "shutting down: draining admitted requests"
@@ -114,10 +112,10 @@ async fn serve_on_front(
     connections.close();
     let drained = tokio::time::timeout(grace, async {
         connections.wait().await;
-        admission.idle().await;
+        router.idle().await;
     })
     .await;
-    let unfinished = admission.in_flight();
+    let unfinished = router.in_flight();
     match drained {
         Ok(()) => tracing::info!(drained = running, "drained; exiting"),
         Err(_) => tracing::warn!(

@@ -13,13 +13,12 @@ use wasmtime::{Config, Engine};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use super::serve;
-use crate::app::manifest::HostTool;
-use crate::http::admission::{Admission, AdmissionLimits};
 use crate::http::answers::AnswerStyle;
-use crate::http::cache::HttpCache;
+use crate::http::config::HttpTool;
 use crate::http::guest::{start_epoch_ticker, RequestLimits, ServedComponent};
+use crate::http::layer::{Guard, HostResponse, Layer, Refusal};
 use crate::http::router::Router;
-use crate::state::ComponentServices;
+use crate::unit::ComponentIndex;
 
 /// A wasi:http handler component whose `handle` runs the core wasm `body` (its locals 0 and 1 are the request and
 /// the response outparam) and sets no response unless `body` calls `$respond`.
@@ -212,30 +211,30 @@ async fn start(router: Arc<Router>) -> Server {
     }
 }
 
-/// A router for `routes` (route, handler body, manifest section), with `cache` in front of them.
+/// A router for `routes` (route, handler body, manifest section), with `layers` on the request path.
 fn router(
     routes: &[(&str, &str, &str)],
-    limits: AdmissionLimits,
+    layers: Vec<Arc<dyn Layer>>,
     deadline: Duration,
-    cache: Option<HttpCache>,
 ) -> Arc<Router> {
     let engine = Engine::new(Config::new().epoch_interruption(true)).unwrap();
     start_epoch_ticker(&engine).unwrap();
     let mut linker = Linker::new(&engine);
-    crate::state::add_to_linker(&mut linker).unwrap();
+    crate::instance::add_to_linker(&mut linker).unwrap();
     let routes = routes
         .iter()
-        .map(|(route, body, tool)| {
+        .enumerate()
+        .map(|(index, (route, body, tool))| {
             let component = Component::new(&engine, handler(body)).unwrap();
             let pre = ProxyPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
-            let tool: HostTool = toml::from_str(tool).unwrap();
+            let tool: HttpTool = toml::from_str(tool).unwrap();
             let served = ServedComponent {
                 id: route.trim_matches(|c| c == '/' || c == '.').to_string(),
+                index: ComponentIndex(index),
                 pre,
-                services: ComponentServices::default(),
+                units: Arc::new([]),
                 answers: AnswerStyle::of(&tool),
                 counted_header: None,
-                cache_hit_headers: Default::default(),
             };
             (route.to_string(), Arc::new(served))
         })
@@ -244,13 +243,11 @@ fn router(
         timeout: deadline,
         memory: 1 << 20,
     };
-    let admission = Admission::new(limits, || 0);
     Arc::new(
         Router::new(
             routes,
             request_limits,
-            admission,
-            cache,
+            layers,
             tokio::runtime::Handle::current(),
         )
         .unwrap(),
@@ -260,10 +257,51 @@ fn router(
 /// Short enough for the tests of timeouts to be quick.
 const SHORT_DEADLINE: Duration = Duration::from_millis(300);
 
-const ROOMY: AdmissionLimits = AdmissionLimits {
-    max_concurrent_requests: 64,
-    max_queued_tokens: 1000,
-};
+/// Lets one request run at a time, and refuses the others with 429.
+#[derive(Default)]
+struct OneAtATime(Arc<std::sync::atomic::AtomicBool>);
+
+/// Frees [`OneAtATime`]'s place.
+struct Running(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Layer for OneAtATime {
+    fn admit(&self, _: &http::request::Parts) -> Result<Option<Guard>, Refusal> {
+        if self.0.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return Err(Refusal {
+                status: http::StatusCode::TOO_MANY_REQUESTS,
+                kind: "overloaded",
+                message: "the server is busy; retry in a second",
+                reason: "test",
+            });
+        }
+        Ok(Some(Box::new(Running(self.0.clone()))))
+    }
+}
+
+/// Answers `GET /cached` itself with `{}`, as the HTTP cache answers what it holds.
+struct Stored;
+
+impl Layer for Stored {
+    fn answer(&self, request: &http::request::Parts, _: ComponentIndex) -> Option<HostResponse> {
+        use http_body_util::{BodyExt, Full};
+        (request.uri.path() == "/cached").then(|| {
+            http::Response::builder()
+                .header("age", "0")
+                .body(
+                    Full::new(bytes::Bytes::from_static(b"{}"))
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
+                )
+                .unwrap()
+        })
+    }
+}
 
 /// A GET over a plain TCP connection: (status, lower-cased head, body).
 async fn get(address: SocketAddr, path: &str, headers: &str) -> (u16, String, String) {
@@ -296,30 +334,6 @@ fn dechunk(mut body: &str) -> String {
     }
 }
 
-/// An HTTP cache holding `{}` for `GET /cached` with `Host: test`, fresh for five minutes.
-async fn cache_holding_cached() -> HttpCache {
-    use bytes::Bytes;
-    use http_body_util::{BodyExt, Empty, Full};
-
-    let request = http::Request::get("/cached")
-        .header("host", "test")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let cache = HttpCache::new(1 << 20);
-    let stored = http::Response::builder()
-        .header("cache-control", "s-maxage=300")
-        .header("content-length", "2")
-        .body(
-            Full::new(Bytes::from_static(b"{}"))
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        )
-        .unwrap();
-    let pending = cache.pending(&request).unwrap();
-    cache.settle(pending, stored).await.unwrap();
-    cache
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn failures_are_json_errors_in_the_configured_shape_with_a_request_id() {
     let server = start(router(
@@ -340,9 +354,8 @@ async fn failures_are_json_errors_in_the_configured_shape_with_a_request_id() {
                 "",
             ),
         ],
-        ROOMY,
+        Vec::new(),
         SHORT_DEADLINE,
-        None,
     ))
     .await;
     let address = server.address;
@@ -410,11 +423,7 @@ async fn failures_are_json_errors_in_the_configured_shape_with_a_request_id() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_request_over_the_bound_is_refused_at_once_and_admitted_ones_drain_on_shutdown() {
-    let one_at_a_time = AdmissionLimits {
-        max_concurrent_requests: 1,
-        max_queued_tokens: 1000,
-    };
+async fn a_refused_request_is_answered_at_once_and_admitted_ones_drain_on_shutdown() {
     // The handler spins until its deadline, holding the only permit meanwhile. The deadline is ten
     // times the head start the holder gets, so that on a loaded machine (cargo runs tests in
     // parallel) the holder is surely admitted before, and still running after, the requests that
@@ -422,9 +431,8 @@ async fn a_request_over_the_bound_is_refused_at_once_and_admitted_ones_drain_on_
     let deadline = Duration::from_secs(3);
     let server = start(router(
         &[("/...", "(loop (br 0))", STYLED)],
-        one_at_a_time,
+        vec![Arc::new(OneAtATime::default())],
         deadline,
-        None,
     ))
     .await;
     let address = server.address;
@@ -456,7 +464,7 @@ async fn a_request_over_the_bound_is_refused_at_once_and_admitted_ones_drain_on_
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_http_cache_answers_without_the_component_and_not_while_draining() {
+async fn a_layer_answers_without_the_component_and_not_while_draining() {
     use bytes::Bytes;
     use http_body_util::{BodyExt, Empty};
 
@@ -466,13 +474,11 @@ async fn the_http_cache_answers_without_the_component_and_not_while_draining() {
             .body(Empty::<Bytes>::new())
             .unwrap()
     };
-    let cache = cache_holding_cached().await;
-    // The component traps: only the cache can answer 200.
+    // The component traps: only the layer can answer 200.
     let router = router(
         &[("/...", "unreachable", STYLED)],
-        ROOMY,
+        vec![Arc::new(Stored)],
         SHORT_DEADLINE,
-        Some(cache),
     );
     let address: SocketAddr = "127.0.0.1:3000".parse().unwrap();
 
@@ -481,7 +487,7 @@ async fn the_http_cache_answers_without_the_component_and_not_while_draining() {
     assert!(hit.headers().contains_key("age"));
     assert_eq!(hit.into_body().collect().await.unwrap().to_bytes(), "{}");
 
-    router.admission().start_draining();
+    router.start_draining();
     let refused = router.handle(request(), address, address).await;
     assert_eq!(
         refused.status(),
@@ -491,7 +497,7 @@ async fn the_http_cache_answers_without_the_component_and_not_while_draining() {
 }
 
 #[test]
-fn the_front_answers_cache_hits_and_host_answers_while_every_component_worker_is_busy() {
+fn the_front_answers_stored_answers_and_host_answers_while_every_component_worker_is_busy() {
     // Components get a runtime of their own with two workers, the clients (and `serve`'s task) another: each
     // spinning guest below holds a component worker until its deadline, and nothing else needs those workers.
     let components = tokio::runtime::Builder::new_multi_thread()
@@ -505,7 +511,6 @@ fn the_front_answers_cache_hits_and_host_answers_while_every_component_worker_is
         .unwrap();
     let deadline = Duration::from_secs(3);
     let router = clients.block_on(async {
-        let cache = cache_holding_cached().await;
         // `router` hands misses to the runtime it is built in.
         let _components = components.enter();
         router(
@@ -513,9 +518,8 @@ fn the_front_answers_cache_hits_and_host_answers_while_every_component_worker_is
                 ("/spin", "(loop (br 0))", ""),
                 ("/cached", "unreachable", ""),
             ],
-            ROOMY,
+            vec![Arc::new(Stored)],
             deadline,
-            Some(cache),
         )
     });
     clients.block_on(async {
@@ -525,7 +529,7 @@ fn the_front_answers_cache_hits_and_host_answers_while_every_component_worker_is
             tokio::spawn(get(address, "/spin", "")),
             tokio::spawn(get(address, "/spin", "")),
         ];
-        while router.admission().in_flight() < 2 {
+        while router.in_flight() < 2 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
 
@@ -559,9 +563,8 @@ async fn a_body_streams_from_the_guest_through_the_front_and_finishes_while_drai
     let respond = format!("(call $respond (local.get 1) (i32.const {CHUNKS}))");
     let server = start(router(
         &[("/stream", &respond, "")],
-        ROOMY,
+        Vec::new(),
         Duration::from_secs(30),
-        None,
     ))
     .await;
     let address = server.address;

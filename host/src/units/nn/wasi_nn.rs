@@ -1,14 +1,6 @@
-//! `wasi:nn` on ONNX Runtime. wasmtime-wasi-nn supplies the WIT glue (resources, errors, `load-by-name`);
-//! this module plugs our backend into its traits. Graphs named in the manifest are loaded once at start-up
-//! and shared by every request; each request gets a cheap [`WasiNnCtx`] pointing at them.
-
-mod assembly;
-mod batch;
-mod initializers;
-#[cfg(test)]
-mod model_tests;
-mod onnx;
-mod queue;
+//! The wasi:nn glue: wasmtime-wasi-nn supplies the WIT side (resources, errors, `load-by-name`); this plugs
+//! ONNX Runtime models into its backend traits. Graphs named in the manifest are loaded once at start-up and
+//! shared by every request; each request gets a cheap [`WasiNnCtx`] pointing at them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -24,16 +16,8 @@ use wasmtime_wasi_nn::backend::{
 use wasmtime_wasi_nn::wit::{ExecutionTarget, GraphEncoding, WasiNnCtx};
 use wasmtime_wasi_nn::{Backend, ExecutionContext, Graph, GraphRegistry, Registry, Tensor};
 
-use crate::metrics;
-
-pub use onnx::{init_runtime, SessionOptions};
-pub use queue::queued_tokens;
-
-// Tensors cross wasi:nn as little-endian bytes, and this host reads and writes them as native numbers.
-#[cfg(not(target_endian = "little"))]
-compile_error!(
-    "sbert-host reads wasi:nn tensor bytes as native numbers, which needs a little-endian target"
-);
+use super::metrics::NnMetrics;
+use super::onnx::{self, SessionOptions};
 
 /// The app's wasi:nn state: the preloaded graphs (none by default).
 #[derive(Clone, Default)]
@@ -43,12 +27,13 @@ pub struct Nn {
 
 impl Nn {
     /// Loads every graph (name → ONNX file), each run as `options(name)` says, each graph on a thread of its
-    /// own: building a graph's sessions is mostly single-threaded work (with both graphs in three sessions
-    /// each, 0.7 + 0.2 s one after the other on 2 cores). `ONNX Runtime` must have been initialised with
-    /// [`init_runtime`] if there are any.
+    /// own: building a graph's sessions is mostly single-threaded work (docs/design-notes.md). ONNX Runtime
+    /// must have been initialised with
+    /// [`onnx::init_runtime`] if there are any. Their queues and runs count in `metrics`.
     pub fn load(
         graphs: &BTreeMap<String, PathBuf>,
         options: impl Fn(&str) -> SessionOptions,
+        metrics: &NnMetrics,
     ) -> Result<Self> {
         let graphs = std::thread::scope(|scope| {
             let loading: Vec<_> = graphs
@@ -57,8 +42,8 @@ impl Nn {
                     let options = options(name);
                     let thread = scope.spawn(move || {
                         let started = Instant::now();
-                        let graph = load_file(path, &options)?;
-                        metrics::record_model_load(name, started.elapsed());
+                        let graph = load_file(path, &options, metrics.clone())?;
+                        metrics.model_load(name, started.elapsed());
                         Ok(graph)
                     });
                     (name, thread)
@@ -123,10 +108,10 @@ impl GraphRegistry for Graphs {
 }
 
 /// Loads an ONNX model file as a graph.
-fn load_file(path: &Path, options: &SessionOptions) -> Result<Graph> {
+fn load_file(path: &Path, options: &SessionOptions, metrics: NnMetrics) -> Result<Graph> {
     let model = std::fs::read(path)
         .with_context(|| format!("cannot read model file {}", path.display()))?;
-    let model = onnx::OnnxModel::load(&model, options)
+    let model = onnx::OnnxModel::load(&model, options, metrics)
         .with_context(|| format!("cannot load model file {}", path.display()))?;
     Ok(OnnxGraph(Arc::new(model)).into())
 }
@@ -235,7 +220,12 @@ mod tests {
 
     fn graph() -> Graph {
         runtime();
-        let model = onnx::OnnxModel::load(&cast_model(), &SessionOptions::default()).unwrap();
+        let model = onnx::OnnxModel::load(
+            &cast_model(),
+            &SessionOptions::default(),
+            NnMetrics::default(),
+        )
+        .unwrap();
         OnnxGraph(Arc::new(model)).into()
     }
 
@@ -297,7 +287,12 @@ mod tests {
         std::fs::write(&path, cast_model()).unwrap();
         let graphs = BTreeMap::from([("cast".to_string(), path)]);
         check_model_files(&graphs).unwrap();
-        let nn = Nn::load(&graphs, |_| SessionOptions::default()).unwrap();
+        let nn = Nn::load(
+            &graphs,
+            |_| SessionOptions::default(),
+            &NnMetrics::default(),
+        )
+        .unwrap();
         assert!(nn.graphs.get("cast").is_some());
         assert!(nn.graphs.get("other").is_none());
 

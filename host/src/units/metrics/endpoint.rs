@@ -12,13 +12,22 @@ use hyper::server::conn::http1;
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::io::TokioIo;
 
-use crate::http::timer::{TokioTimer, HEADER_READ_TIMEOUT};
+use hyper_util::rt::TokioTimer;
+use std::sync::Arc;
+
+use super::RequestMetrics;
+use crate::http::HEADER_READ_TIMEOUT;
+use crate::telemetry::MetricsRegistry;
 
 /// The Prometheus text exposition format.
 const TEXT_FORMAT: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
-/// Serves scrapes until the task is dropped.
-pub async fn serve(listener: TcpListener) {
+/// Serves scrapes of `registry` until the runtime stops.
+pub async fn serve(
+    listener: TcpListener,
+    registry: MetricsRegistry,
+    requests: Arc<RequestMetrics>,
+) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -29,13 +38,19 @@ pub async fn serve(listener: TcpListener) {
                 continue;
             }
         };
+        let (registry, requests) = (registry.clone(), requests.clone());
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(|request| async move {
-                Ok::<_, Infallible>(respond(&request))
+            let service = hyper::service::service_fn(|request| {
+                let body = || {
+                    requests.refresh();
+                    registry.render()
+                };
+                let response = respond(&request, body);
+                async move { Ok::<_, Infallible>(response) }
             });
             // A client that goes away mid-scrape is not worth a log line.
             let _ = http1::Builder::new()
-                .timer(TokioTimer)
+                .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -43,7 +58,8 @@ pub async fn serve(listener: TcpListener) {
     }
 }
 
-fn respond<B>(request: &Request<B>) -> Response<Full<Bytes>> {
+/// The answer to a scrape; `body` renders the metrics.
+fn respond<B>(request: &Request<B>, body: impl FnOnce() -> String) -> Response<Full<Bytes>> {
     if request.uri().path() != "/metrics" {
         return text(
             StatusCode::NOT_FOUND,
@@ -57,7 +73,7 @@ fn respond<B>(request: &Request<B>) -> Response<Full<Bytes>> {
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
-    let mut response = text(StatusCode::OK, super::render());
+    let mut response = text(StatusCode::OK, body());
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_FORMAT));
@@ -79,7 +95,8 @@ mod tests {
     use super::*;
 
     fn get(method: Method, uri: &str) -> Response<Full<Bytes>> {
-        respond(&Request::builder().method(method).uri(uri).body(()).unwrap())
+        let request = Request::builder().method(method).uri(uri).body(()).unwrap();
+        respond(&request, || "metrics".into())
     }
 
     #[test]

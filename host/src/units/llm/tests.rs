@@ -8,7 +8,7 @@ use std::sync::Once;
 use serde::Deserialize;
 
 use super::*;
-use crate::nn::SessionOptions;
+use crate::units::nn::SessionOptions;
 
 const MODEL: &str = "all-minilm-l6-v2";
 
@@ -33,19 +33,20 @@ fn runtime() {
         let library = std::env::var_os("ORT_DYLIB_PATH")
             .map(PathBuf::from)
             .unwrap_or_else(|| repo_file(".cache/onnxruntime/libonnxruntime.so"));
-        crate::nn::init_runtime(&library).expect("ONNX Runtime is needed: run `make models`");
+        crate::units::nn::init_runtime(&library)
+            .expect("ONNX Runtime is needed: run `make models`");
     });
 }
 
 /// The component-facing interface as `spin.toml` sets it up: `ai_models = [allowed…]`, and the real model
 /// configured under `llm_models`.
-fn llm(allowed: &[&str]) -> Llm {
+fn llm(allowed: &[&str]) -> ComponentLlm {
     runtime();
     let graphs = BTreeMap::from([(
         MODEL.to_string(),
         prepared("models/all-minilm-l6-v2/model.onnx"),
     )]);
-    let nn = Nn::load(&graphs, |_| SessionOptions::default()).unwrap();
+    let nn = Nn::load(&graphs, |_| SessionOptions::default(), &Default::default()).unwrap();
     let config = ModelConfig {
         graph: MODEL.into(),
         tokenizer: "models/all-minilm-l6-v2/tokenizer.json".into(),
@@ -58,7 +59,7 @@ fn llm(allowed: &[&str]) -> Llm {
     )
     .unwrap();
     let allowed: Vec<String> = allowed.iter().map(|m| m.to_string()).collect();
-    Llm::load(&allowed, &models, &nn).unwrap()
+    ComponentLlm::load(&allowed, &models, &nn).unwrap()
 }
 
 #[derive(Deserialize)]

@@ -21,6 +21,7 @@ use http::header::{
     HeaderMap, HeaderName, AUTHORIZATION, CONTENT_LENGTH, DATE, HOST, IF_MATCH, IF_MODIFIED_SINCE,
     IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, VARY, WARNING,
 };
+use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Full};
 use http_cache_semantics::{BeforeRequest, CacheOptions, CachePolicy};
@@ -28,7 +29,8 @@ use quick_cache::sync::Cache;
 use quick_cache::Weighter;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::metrics::{self, HttpCacheLookup};
+use super::CacheMetrics;
+use crate::http::headers::may_have_body;
 
 /// Answers larger than this are passed through, never kept: one must not evict thousands of small ones.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
@@ -39,8 +41,7 @@ const MAX_VARIANTS: usize = 4;
 
 /// Bytes counted for an answer beyond its body, its response headers' bytes twice (the bytes, and the map's
 /// entries that hold them), the request headers it keeps and its key: the maps' own tables, the policy's
-/// parsed `Cache-Control`s, the URI and the map's entry. Measured: 4,000 new `GET /v1/encode` answers (4.8 KB
-/// bodies) grew the process's PSS by 7.7 KB each.
+/// parsed `Cache-Control`s, the URI and the map's entry (docs/design-notes.md, "HTTP cache size").
 const ENTRY_OVERHEAD_BYTES: u64 = 2048;
 
 /// `Server-Timing` describes the request that made the answer; a replay has timings of its own.
@@ -53,6 +54,7 @@ pub struct HttpCache {
     /// Larger answers are passed through: [`MAX_ANSWER_BYTES`], or less where a shard of the map (which
     /// refuses a URL heavier than itself) could not hold a URL's variants of that size.
     max_answer_bytes: u64,
+    metrics: CacheMetrics,
 }
 
 /// The answers kept for one URL, newest first.
@@ -98,8 +100,8 @@ pub struct Candidate {
 }
 
 impl HttpCache {
-    /// A cache of at most `capacity_bytes`.
-    pub fn new(capacity_bytes: u64) -> Self {
+    /// A cache of at most `capacity_bytes`, counting its lookups and size in `metrics`.
+    pub fn new(capacity_bytes: u64, metrics: CacheMetrics) -> Self {
         // A typical answer (one embedding as JSON) is ~5 KB; the estimate only sizes the map up front.
         let estimated_answers = usize::try_from(capacity_bytes / 8192)
             .unwrap_or(usize::MAX)
@@ -110,21 +112,22 @@ impl HttpCache {
         Self {
             answers,
             max_answer_bytes,
+            metrics,
         }
     }
 
     /// The stored answer for `request`, if one is fresh for it. `hit_headers` are set on the answer.
-    pub fn lookup<B>(
+    pub fn lookup(
         &self,
-        request: &Request<B>,
+        request: &Parts,
         hit_headers: &HeaderMap,
     ) -> Option<Response<HyperOutgoingBody>> {
         self.lookup_at(request, hit_headers, SystemTime::now())
     }
 
-    fn lookup_at<B>(
+    fn lookup_at(
         &self,
-        request: &Request<B>,
+        request: &Parts,
         hit_headers: &HeaderMap,
         now: SystemTime,
     ) -> Option<Response<HyperOutgoingBody>> {
@@ -143,11 +146,7 @@ impl HttpCache {
                     _ => None,
                 })
         });
-        metrics::record_http_cache_lookup(if hit.is_some() {
-            HttpCacheLookup::Hit
-        } else {
-            HttpCacheLookup::Miss
-        });
+        self.metrics.lookup(hit.is_some());
         hit.map(|mut response| {
             let headers = response.headers_mut();
             // The crate writes `Date` in RFC 2822's form (`+0000`), not HTTP's; hyper adds a proper one.
@@ -158,20 +157,20 @@ impl HttpCache {
     }
 
     /// What to do with `request`'s answer, if anything.
-    pub fn pending<B>(&self, request: &Request<B>) -> Option<Pending> {
-        if !request.method().is_safe() {
+    pub fn pending(&self, request: &Parts) -> Option<Pending> {
+        if !request.method.is_safe() {
             return Some(Pending::Invalidate(url_key(request)));
         }
         let key = cache_key(request)?;
         let mut head = Request::new(());
-        *head.method_mut() = request.method().clone();
+        *head.method_mut() = request.method.clone();
         // An owned copy of the URI, which a stored answer keeps: what hyper parsed shares the connection's
-        // read buffer, which it would otherwise keep alive (measured: ~10 KB per answer instead of its ~1 KB
-        // of headers). The headers are only shared here; `keep` copies the few it stores.
-        let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        // read buffer, which it would otherwise keep alive (docs/design-notes.md). The headers are only shared
+        // here; `keep` copies the few it stores.
+        let path_and_query = request.uri.path_and_query().map_or("/", |pq| pq.as_str());
         *head.uri_mut() =
             Uri::from_maybe_shared(Bytes::copy_from_slice(path_and_query.as_bytes())).ok()?;
-        *head.headers_mut() = request.headers().clone();
+        *head.headers_mut() = request.headers.clone();
         Some(Pending::Keep(Box::new(Candidate {
             key,
             request: head,
@@ -298,7 +297,7 @@ impl HttpCache {
             .take(MAX_VARIANTS)
             .collect();
         self.answers.insert(key, Arc::new(variants));
-        metrics::set_http_cache_bytes(self.answers.weight());
+        self.metrics.bytes(self.answers.weight());
     }
 }
 
@@ -321,10 +320,10 @@ const SHARED_CACHE: CacheOptions = CacheOptions {
 
 /// The key of a request the cache may answer: a `GET` with no body (a body would be part of what is asked)
 /// and no conditional header (the component answers those, cheaply, with 304 or the full answer).
-fn cache_key<B>(request: &Request<B>) -> Option<String> {
-    let headers = request.headers();
-    let plain = request.method() == Method::GET
-        && !super::router::may_have_body(headers)
+fn cache_key(request: &Parts) -> Option<String> {
+    let headers = &request.headers;
+    let plain = request.method == Method::GET
+        && !may_have_body(headers)
         && ![
             IF_NONE_MATCH,
             IF_MATCH,
@@ -341,14 +340,14 @@ fn cache_key<B>(request: &Request<B>) -> Option<String> {
 }
 
 /// `Host` + path and query: the key of everything kept for a URL.
-fn url_key<B>(request: &Request<B>) -> String {
+fn url_key(request: &Parts) -> String {
     let host = request
-        .headers()
+        .headers
         .get(HOST)
         .and_then(|host| host.to_str().ok())
-        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .or_else(|| request.uri.authority().map(|a| a.as_str()))
         .unwrap_or_default();
-    let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let path_and_query = request.uri.path_and_query().map_or("/", |pq| pq.as_str());
     format!("{host}{path_and_query}")
 }
 

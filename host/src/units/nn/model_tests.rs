@@ -10,6 +10,7 @@ use wasmtime_wasi_nn::backend::NamedTensor;
 
 use super::batch::Batching;
 use super::initializers::SharedInitializers;
+use super::metrics::NnMetrics;
 use super::onnx::tests::{i64_tensor, output, runtime};
 use super::onnx::{new_session, run, run_rows, OnnxModel, SessionOptions};
 use super::queue::{JobQueue, Role, Task};
@@ -206,7 +207,7 @@ fn drain(queue: &JobQueue, session: &mut Session, mut rows: usize) -> Vec<RunSha
                     rows: task.len(),
                     jobs: jobs.len(),
                 });
-                run_rows(session, &task);
+                run_rows(session, &task, &NnMetrics::default());
             }
         }
     }
@@ -219,7 +220,7 @@ fn rows_grouped_across_jobs_come_back_in_each_jobs_order_and_match_the_reference
     let mut session = new_session(&model(), 2, None).unwrap();
     let batching = Batching::of(&session.inputs, &session.outputs);
     assert!(batching.is_some(), "the model's jobs may be batched");
-    let queue = JobQueue::new(batching, false);
+    let queue = JobQueue::new(batching, false, NnMetrics::default());
     // Three requests' rows, unsorted, each padded to its own longest (one of them the 256-token limit).
     let long = references
         .iter()
@@ -275,7 +276,12 @@ fn rows_grouped_across_jobs_come_back_in_each_jobs_order_and_match_the_reference
     assert!(bad.recv().unwrap().is_err());
 
     // A job run whole, without the batcher, gives the same vectors.
-    let alone = run(&mut session, &job(&[&references[1].ids])).unwrap();
+    let alone = run(
+        &mut session,
+        &job(&[&references[1].ids]),
+        &NnMetrics::default(),
+    )
+    .unwrap();
     assert_matches(&embeddings(&alone), &[&references[1]]);
 }
 
@@ -302,7 +308,7 @@ fn a_latency_session_and_throughput_sessions_sharing_the_weights_give_the_refere
 /// run batched, and each gets the reference vectors of its own rows.
 fn concurrent_requests_match_the_references(options: SessionOptions) {
     let references = Arc::new(references());
-    let model = Arc::new(OnnxModel::load(&model(), &options).unwrap());
+    let model = Arc::new(OnnxModel::load(&model(), &options, NnMetrics::default()).unwrap());
     let threads: Vec<_> = (0..24)
         .map(|n: usize| {
             let (model, references) = (model.clone(), references.clone());

@@ -8,18 +8,101 @@
 mod config;
 mod embeddings;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use serde::Deserialize;
+use wasmtime::component::{HasSelf, Linker};
 
-use crate::bindings::fermyon::spin::llm::{
-    EmbeddingsResult, EmbeddingsUsage, Error, Host, InferencingParams, InferencingResult,
+use crate::instance::RequestState;
+use crate::unit::{ComponentIndex, Configure, InstanceBuilder, NoFlags, Nothing, Start, Unit};
+use crate::units::nn::{Nn, WasiNn};
+use bindings::fermyon::spin::llm::{
+    self, EmbeddingsResult, EmbeddingsUsage, Error, Host, InferencingParams, InferencingResult,
 };
-use crate::nn::Nn;
 
 pub use config::{CheckedModels, ModelConfig};
 use embeddings::EmbeddingModel;
+
+/// Host bindings for `fermyon:spin/llm@2.0.0`, from the WIT that `scripts/fetch_wit.py` copies out of spin-sdk.
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit/deps/spin",
+        inline: "
+            package sbert:llm;
+
+            world llm {
+                import fermyon:spin/llm@2.0.0;
+            }
+        ",
+    });
+}
+
+/// The llm unit's key of `[component.<id>.tool.sbert-host]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tool {
+    /// Embedding models for `fermyon:spin/llm` `generate-embeddings`, by the model name the component passes.
+    #[serde(default)]
+    llm_models: BTreeMap<String, ModelConfig>,
+}
+
+/// `fermyon:spin/llm` for the app's components, on wasi:nn's graphs.
+#[derive(Default)]
+pub struct Llm {
+    /// Per served component: its `ai_models` and its checked models.
+    configured: Vec<(Vec<String>, CheckedModels)>,
+    /// Per served component: what its requests see.
+    components: Vec<ComponentLlm>,
+}
+
+impl Unit for Llm {
+    const NAME: &'static str = "llm";
+    type Flags = NoFlags;
+    type Tool = Tool;
+    type RuntimeConfig = Nothing;
+
+    fn new(_: NoFlags) -> Self {
+        Self::default()
+    }
+
+    fn configure(&mut self, ctx: &Configure<'_>, tools: Vec<Tool>, _: Nothing) -> Result<()> {
+        let nn = ctx.unit::<WasiNn>();
+        let no_graphs = BTreeMap::new();
+        for (component, tool) in ctx.components.iter().zip(tools) {
+            let graphs = nn.map_or(&no_graphs, |nn| nn.configured_graphs(component.index));
+            let models =
+                CheckedModels::check(tool.llm_models, graphs, |path| ctx.app.resolve(path))
+                    .with_context(|| format!("component `{}`", component.id))?;
+            self.configured
+                .push((component.manifest.ai_models.clone(), models));
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, ctx: &mut Start<'_>) -> Result<()> {
+        let nn = ctx.unit::<WasiNn>();
+        let no_graphs = Nn::default();
+        for (index, (allowed, models)) in self.configured.iter().enumerate() {
+            let graphs = nn.map_or(&no_graphs, |nn| nn.graphs(ComponentIndex(index)));
+            self.components
+                .push(ComponentLlm::load(allowed, models, graphs)?);
+        }
+        Ok(())
+    }
+
+    fn link(linker: &mut Linker<RequestState>) -> Result<()> {
+        llm::add_to_linker::<_, HasSelf<ComponentLlm>>(linker, |state| {
+            state.unit_state::<ComponentLlm>().0
+        })?;
+        Ok(())
+    }
+
+    fn instance(&self, component: ComponentIndex, instance: &mut InstanceBuilder) {
+        instance.add(self.components[component.0].clone());
+    }
+}
 
 /// Spin's answer to `infer` when it has no local inferencing engine; sbert-host runs no text generation.
 const INFER_NOT_SUPPORTED: &str = "Local LLM operations are not supported in this version of Spin.";
@@ -27,12 +110,12 @@ const INFER_NOT_SUPPORTED: &str = "Local LLM operations are not supported in thi
 /// A component's view of the llm interface: the models it declared, and the embedding models the host serves
 /// it. The default allows nothing and serves nothing.
 #[derive(Clone, Default)]
-pub struct Llm {
+pub struct ComponentLlm {
     allowed: Arc<HashSet<String>>,
     models: Arc<HashMap<String, EmbeddingModel>>,
 }
 
-impl Llm {
+impl ComponentLlm {
     /// `allowed`: the component's `ai_models`. Each of `models` gets its tokenizer read and its graph taken
     /// from `nn`, whose graphs must already be loaded.
     pub fn load(allowed: &[String], models: &CheckedModels, nn: &Nn) -> Result<Self> {
@@ -66,7 +149,7 @@ impl Llm {
     }
 }
 
-impl Host for Llm {
+impl Host for ComponentLlm {
     fn infer(
         &mut self,
         model: String,

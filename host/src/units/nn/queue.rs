@@ -14,7 +14,6 @@
 //! the graph.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -23,7 +22,7 @@ use wasmtime_wasi_nn::backend::{BackendError, NamedTensor};
 
 use super::assembly::Assembly;
 use super::batch::{Batching, RowSource};
-use crate::metrics;
+use super::metrics::NnMetrics;
 
 type Reply = Result<Vec<NamedTensor>, BackendError>;
 
@@ -146,24 +145,15 @@ impl Entry {
     }
 
     /// Takes the entry off the queue's books as it goes to a worker.
-    fn dequeued(&self) {
-        self.forget();
-        metrics::record_queue_wait(self.queued_at.elapsed());
+    fn dequeued(&self, metrics: &NnMetrics) {
+        self.forget(metrics);
+        metrics.queue_wait(self.queued_at.elapsed());
     }
 
     /// Takes the entry off the queue's books.
-    fn forget(&self) {
-        QUEUED_TOKENS.fetch_sub(self.tokens, Ordering::AcqRel);
-        metrics::add_queued_tokens(-(self.tokens as i64));
+    fn forget(&self, metrics: &NnMetrics) {
+        metrics.queued_tokens.sub(self.tokens);
     }
-}
-
-/// Tokens waiting in every model's queue, which admission control bounds.
-static QUEUED_TOKENS: AtomicUsize = AtomicUsize::new(0);
-
-/// Tokens (padding within a job run whole included) waiting for an inference session, in all queues.
-pub fn queued_tokens() -> usize {
-    QUEUED_TOKENS.load(Ordering::Acquire)
 }
 
 /// The tokens of a job run whole: rows × sequence length of its first input, if it has that shape.
@@ -188,6 +178,7 @@ pub struct JobQueue {
     batching: Option<Batching>,
     /// Whether one of the workers has [`Role::Latency`].
     has_latency: bool,
+    metrics: NnMetrics,
 }
 
 /// What a session's worker is for (see the module's documentation).
@@ -211,14 +202,19 @@ struct Pending {
 
 impl JobQueue {
     /// A queue whose jobs are batched as `batching` allows, or never with `None`, for workers of which one has
-    /// [`Role::Latency`] if `has_latency`.
-    pub fn new(batching: Option<Batching>, has_latency: bool) -> Self {
+    /// [`Role::Latency`] if `has_latency`; its waiting tokens and waits count in `metrics`.
+    pub fn new(batching: Option<Batching>, has_latency: bool, metrics: NnMetrics) -> Self {
         Self {
             pending: Mutex::default(),
             ready: Condvar::new(),
             batching,
             has_latency,
+            metrics,
         }
+    }
+
+    pub fn metrics(&self) -> &NnMetrics {
+        &self.metrics
     }
 
     /// Queues `inputs` and returns where the outputs will arrive.
@@ -268,8 +264,7 @@ impl JobQueue {
             )));
         }
         let tokens: usize = entries.iter().map(|entry| entry.tokens).sum();
-        QUEUED_TOKENS.fetch_add(tokens, Ordering::AcqRel);
-        metrics::add_queued_tokens(tokens as i64);
+        self.metrics.queued_tokens.add(tokens);
         pending.entries.extend(entries);
         drop(pending);
         self.ready.notify_all();
@@ -333,7 +328,7 @@ impl JobQueue {
     /// Takes the oldest entry off the queue, with the queued rows that may share its run.
     fn take(&self, pending: &mut Pending) -> Task {
         let first = pending.entries.pop_front().expect("the queue is not empty");
-        first.dequeued();
+        first.dequeued(&self.metrics);
         match (first.work, &self.batching) {
             (Work::Whole(job), _) => Task::Whole(job),
             (Work::Row(first), batching) => {
@@ -345,7 +340,7 @@ impl JobQueue {
                 // `select` returns ascending positions; taking them from the back keeps the rest valid.
                 for &position in joined.iter().rev() {
                     if let Some(entry) = pending.entries.remove(position) {
-                        entry.dequeued();
+                        entry.dequeued(&self.metrics);
                         if let Work::Row(row) = entry.work {
                             rows.push(row);
                         }
@@ -361,7 +356,7 @@ impl JobQueue {
         let mut pending = lock(&self.pending);
         pending.closed = true;
         for entry in pending.entries.drain(..) {
-            entry.forget();
+            entry.forget(&self.metrics);
         }
         drop(pending);
         self.ready.notify_all();
@@ -389,7 +384,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::time::Duration;
 
     use wasmtime_wasi_nn::wit::TensorType;
@@ -486,6 +481,7 @@ mod tests {
         let queue = Arc::new(JobQueue::new(
             Some(super::super::batch::tests::bert()),
             true,
+            NnMetrics::default(),
         ));
         let record = Arc::new(Record::default());
         let threads = workers(&queue, &record);
@@ -511,7 +507,7 @@ mod tests {
 
     #[test]
     fn the_latency_session_serves_a_light_queue_and_the_throughput_sessions_a_deep_one() {
-        let queue = Arc::new(JobQueue::new(None, true));
+        let queue = Arc::new(JobQueue::new(None, true, NnMetrics::default()));
         let record = Arc::new(Record::default());
         let threads = workers(&queue, &record);
 

@@ -9,10 +9,81 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
+use wasmtime::component::{HasSelf, Linker};
 
 use crate::app::manifest::Manifest;
 use crate::app::template::{validate_name, Template};
-use crate::bindings::fermyon::spin::variables::{Error, Host};
+use crate::instance::RequestState;
+use crate::unit::{ComponentIndex, Configure, InstanceBuilder, Nothing, Unit};
+use bindings::fermyon::spin::variables::{self, Error, Host};
+
+/// Host bindings for `fermyon:spin/variables@2.0.0`, from the WIT that `scripts/fetch_wit.py` copies out of
+/// spin-sdk.
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit/deps/spin",
+        inline: "
+            package sbert:variables;
+
+            world variables {
+                import fermyon:spin/variables@2.0.0;
+            }
+        ",
+    });
+}
+
+/// `sbert-host up` flags of the variables.
+#[derive(Debug, clap::Args)]
+pub struct Flags {
+    /// Set an application variable; repeatable. Overrides SPIN_VARIABLE_<NAME> and the manifest default.
+    #[arg(long = "variable", value_name = "NAME=VALUE", value_parser = parse_override)]
+    variables: Vec<(String, String)>,
+}
+
+/// `fermyon:spin/variables`: every served component's variables, resolved from the command line, the
+/// environment and the manifest.
+pub struct Variables {
+    flags: Flags,
+    /// Per served component.
+    components: Vec<ComponentVariables>,
+}
+
+impl Unit for Variables {
+    const NAME: &'static str = "variables";
+    type Flags = Flags;
+    type Tool = Nothing;
+    type RuntimeConfig = Nothing;
+
+    fn new(flags: Flags) -> Self {
+        Self {
+            flags,
+            components: Vec::new(),
+        }
+    }
+
+    fn configure(&mut self, ctx: &Configure<'_>, _: Vec<Nothing>, _: Nothing) -> Result<()> {
+        let mut resolved = resolve(&ctx.app.manifest, &self.flags.variables, |name| {
+            std::env::var(name).ok()
+        })?;
+        self.components = ctx
+            .components
+            .iter()
+            .map(|component| resolved.remove(component.id).unwrap_or_default())
+            .collect();
+        Ok(())
+    }
+
+    fn link(linker: &mut Linker<RequestState>) -> Result<()> {
+        variables::add_to_linker::<_, HasSelf<ComponentVariables>>(linker, |state| {
+            state.unit_state::<ComponentVariables>().0
+        })?;
+        Ok(())
+    }
+
+    fn instance(&self, component: ComponentIndex, instance: &mut InstanceBuilder) {
+        instance.add(self.components[component.0].clone());
+    }
+}
 
 /// The prefix of environment variables that set application variables.
 pub const ENV_PREFIX: &str = "SPIN_VARIABLE_";
@@ -93,7 +164,7 @@ fn env_name(variable: &str) -> String {
 }
 
 /// Parses a `--variable NAME=VALUE` argument.
-pub fn parse_override(arg: &str) -> Result<(String, String)> {
+fn parse_override(arg: &str) -> Result<(String, String)> {
     let Some((name, value)) = arg.split_once('=') else {
         bail!("expected NAME=VALUE");
     };

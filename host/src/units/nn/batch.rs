@@ -35,9 +35,8 @@ const MAX_ROWS: usize = 64;
 /// a job whose rows are longer than the budget is run whole, as it was given.
 pub const RUN_TOKEN_BUDGET: usize = 4096;
 
-/// What running a batch costs beyond its tokens, in tokens. For all-MiniLM-L6-v2 on ONNX Runtime's CPU
-/// provider a run costs about 1.9 ms plus 0.12 ms per token, padding included (2 intra-op threads): a run's
-/// fixed cost is worth 16 tokens.
+/// What running a batch costs beyond its tokens, in tokens: all-MiniLM-L6-v2's fixed cost of a run is worth
+/// 16 tokens (docs/design-notes.md, "Batching cost model").
 const RUN_COST_TOKENS: usize = 16;
 
 /// The name of the input that marks padding, by the Hugging Face convention.
@@ -279,7 +278,7 @@ pub(super) mod tests {
             .into()
     }
 
-    pub(in crate::nn) fn bert() -> Batching {
+    pub(in crate::units::nn) fn bert() -> Batching {
         Batching::of(&bert_inputs(), &[output("last_hidden_state", &HIDDEN)]).unwrap()
     }
 
@@ -300,7 +299,7 @@ pub(super) mod tests {
 
     /// Inputs of a BERT job whose rows are padded with zeros to the longest, given in an order other than the
     /// graph's.
-    pub(in crate::nn) fn bert_job(rows: &[&[i64]]) -> Vec<NamedTensor> {
+    pub(in crate::units::nn) fn bert_job(rows: &[&[i64]]) -> Vec<NamedTensor> {
         let seq = rows.iter().map(|r| r.len()).max().unwrap_or(0);
         let padded = |value: fn(i64) -> i64| -> Vec<i64> {
             rows.iter()

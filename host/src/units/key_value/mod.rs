@@ -2,18 +2,122 @@
 //! backend. The runtime config picks each label's backend; stores are opened once at start-up and shared by
 //! every request, and a component may only open the labels its manifest lists in `key_value_stores`.
 
+mod config;
 mod redis;
 mod sqlite;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
-use wasmtime::component::{HasData, Resource, ResourceTable};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use crate::app::runtime_config::KeyValueBackend;
-use crate::bindings::fermyon::spin::key_value::{Error, Host, HostStore};
+use crate::instance::RequestState;
+use crate::unit::{ComponentIndex, Configure, InstanceBuilder, NoFlags, Nothing, Start, Unit};
+use bindings::fermyon::spin::key_value::{self, Error, Host, HostStore};
+use config::{KeyValueBackend, RuntimeConfig};
+
+/// Host bindings for `fermyon:spin/key-value@2.0.0`, from the WIT that `scripts/fetch_wit.py` copies out of
+/// spin-sdk.
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit/deps/spin",
+        inline: "
+            package sbert:key-value;
+
+            world key-value {
+                import fermyon:spin/key-value@2.0.0;
+            }
+        ",
+        // Backends do I/O (SQLite on the blocking pool, Redis over the network): async keeps the executor free
+        // while they wait.
+        imports: { "fermyon:spin/key-value": async | trappable },
+        with: { "fermyon:spin/key-value.store": super::OpenStore },
+    });
+}
+
+/// `fermyon:spin/key-value`: the stores the runtime configuration defines, opened once and shared by every
+/// component that lists their label.
+#[derive(Default)]
+pub struct KeyValue {
+    /// Every configured store's backend, by label.
+    backends: BTreeMap<String, KeyValueBackend>,
+    /// Per served component: the labels it may open.
+    labels: Vec<Vec<String>>,
+    /// Per served component: its opened stores.
+    components: Vec<ComponentStores>,
+}
+
+impl Unit for KeyValue {
+    const NAME: &'static str = "key-value";
+    type Flags = NoFlags;
+    type Tool = Nothing;
+    type RuntimeConfig = RuntimeConfig;
+
+    fn new(_: NoFlags) -> Self {
+        Self::default()
+    }
+
+    fn configure(
+        &mut self,
+        ctx: &Configure<'_>,
+        _: Vec<Nothing>,
+        runtime_config: RuntimeConfig,
+    ) -> Result<()> {
+        self.backends = runtime_config.resolved(|path| ctx.runtime_config_path(path), &ctx.app.dir);
+        for component in ctx.components {
+            let labels = &component.manifest.key_value_stores;
+            if let Some(label) = labels
+                .iter()
+                .find(|label| !self.backends.contains_key(*label))
+            {
+                bail!(
+                    "component `{}` uses key-value store `{label}`, which the runtime config does not define (add [key_value_store.{label}] to {})",
+                    component.id,
+                    ctx.runtime_config_file
+                        .map_or_else(|| "a --runtime-config-file".into(), |file| file.display().to_string())
+                );
+            }
+            self.labels.push(labels.clone());
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, _ctx: &mut Start<'_>) -> Result<()> {
+        // Stores are shared between components that name the same label.
+        let mut opened: HashMap<&str, Arc<dyn Store>> = HashMap::new();
+        for labels in &self.labels {
+            let mut stores = HashMap::new();
+            for label in labels {
+                let store = match opened.get(label.as_str()) {
+                    Some(store) => store.clone(),
+                    None => {
+                        let store = open(label, &self.backends[label])
+                            .with_context(|| format!("key-value store `{label}`"))?;
+                        opened.insert(label, store.clone());
+                        store
+                    }
+                };
+                stores.insert(label.clone(), store);
+            }
+            self.components.push(ComponentStores::new(stores));
+        }
+        Ok(())
+    }
+
+    fn link(linker: &mut Linker<RequestState>) -> Result<()> {
+        key_value::add_to_linker::<_, HasKeyValue>(linker, |state| {
+            let (stores, table) = state.unit_state::<ComponentStores>();
+            KeyValueView { stores, table }
+        })?;
+        Ok(())
+    }
+
+    fn instance(&self, component: ComponentIndex, instance: &mut InstanceBuilder) {
+        instance.add(self.components[component.0].clone());
+    }
+}
 
 /// A key-value store backend. Errors are `fermyon:spin/key-value` errors, so they reach the guest as-is.
 #[async_trait]
@@ -138,7 +242,6 @@ fn backend_error(error: impl std::fmt::Display) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::runtime_config::KeyValueBackend;
 
     fn stores() -> ComponentStores {
         let store = open("default", &KeyValueBackend::Sqlite { path: None }).unwrap();

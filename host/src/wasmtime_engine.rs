@@ -14,7 +14,7 @@ use wasmtime::{
 /// ≥ 6.7) only the pages actually written are copied, but every one of them after every request: a slot
 /// that once served a large batch would pay for its pages forever. 512 KiB holds what a single query
 /// writes (stack, a few objects of the snapshot, its own allocations: see the component's `wasm::alloc`)
-/// and bounds that copy to ~20 µs. Measured on the cache-hit path: ~2,300 req/s without, ~7,000 with.
+/// (docs/design-notes.md, "Instance pool").
 const KEEP_RESIDENT: usize = 512 << 10;
 
 /// What one component instance may take from the pool. A component built from a Rust crate with the WASI

@@ -25,8 +25,8 @@ use wasmtime_wasi_nn::Tensor;
 
 use super::batch::{self, Batching, ATTENTION_MASK};
 use super::initializers::SharedInitializers;
+use super::metrics::{NnMetrics, RunRecord};
 use super::queue::{JobQueue, JobRow, Role, Task};
-use crate::metrics;
 
 /// How models are run.
 #[derive(Debug, Clone, Copy)]
@@ -89,8 +89,9 @@ pub struct OnnxModel {
 }
 
 impl OnnxModel {
-    /// Builds the sessions `options` ask for from the ONNX file's bytes and starts their workers.
-    pub fn load(model: &[u8], options: &SessionOptions) -> Result<Self> {
+    /// Builds the sessions `options` ask for from the ONNX file's bytes and starts their workers, which count
+    /// in `metrics`.
+    pub fn load(model: &[u8], options: &SessionOptions, metrics: NnMetrics) -> Result<Self> {
         let plan = options.sessions_plan();
         // One session needs no sharing; more share the weights rather than each holding its own.
         let shared = if plan.len() > 1 {
@@ -111,7 +112,7 @@ impl OnnxModel {
         let output_names = outputs.iter().map(|output| output.name.clone()).collect();
 
         let has_latency = plan.iter().any(|&(role, _)| role == Role::Latency);
-        let queue = Arc::new(JobQueue::new(batching, has_latency));
+        let queue = Arc::new(JobQueue::new(batching, has_latency, metrics));
         for (index, (session, (role, _))) in sessions.into_iter().zip(plan).enumerate() {
             let queue = queue.clone();
             std::thread::Builder::new()
@@ -234,22 +235,22 @@ fn work(mut session: Session, role: Role, queue: &JobQueue) {
         finished = true;
         match task {
             Task::Whole(job) => {
-                let result = run_guarded(&mut session, &job.inputs);
+                let result = run_guarded(&mut session, &job.inputs, queue.metrics());
                 job.finish(result);
             }
-            Task::Rows(rows) => run_rows(&mut session, &rows),
+            Task::Rows(rows) => run_rows(&mut session, &rows, queue.metrics()),
         }
     }
 }
 
 /// Runs rows of one or more jobs as one batch. If the run fails, each job's rows are retried on their own, so
 /// that only the job whose inputs made it fail gets the error.
-pub(super) fn run_rows(session: &mut Session, rows: &[JobRow]) {
+pub(super) fn run_rows(session: &mut Session, rows: &[JobRow], metrics: &NnMetrics) {
     let Some(first) = rows.first().map(|row| row.job.clone()) else {
         return;
     };
     let sources: Vec<_> = rows.iter().map(JobRow::source).collect();
-    match run_guarded(session, &batch::join(&sources)) {
+    match run_guarded(session, &batch::join(&sources), metrics) {
         Ok(outputs) => {
             for (from, row) in rows.iter().enumerate() {
                 row.job.complete_row(&outputs, from, row.row, row.len);
@@ -261,8 +262,8 @@ pub(super) fn run_rows(session: &mut Session, rows: &[JobRow]) {
                 .iter()
                 .cloned()
                 .partition(|row| Arc::ptr_eq(&row.job, &first));
-            run_rows(session, &theirs);
-            run_rows(session, &others);
+            run_rows(session, &theirs, metrics);
+            run_rows(session, &others, metrics);
         }
     }
 }
@@ -271,8 +272,9 @@ pub(super) fn run_rows(session: &mut Session, rows: &[JobRow]) {
 fn run_guarded(
     session: &mut Session,
     inputs: &[NamedTensor],
+    metrics: &NnMetrics,
 ) -> Result<Vec<NamedTensor>, BackendError> {
-    catch_unwind(AssertUnwindSafe(|| run(session, inputs))).unwrap_or_else(|panic| {
+    catch_unwind(AssertUnwindSafe(|| run(session, inputs, metrics))).unwrap_or_else(|panic| {
         Err(BackendError::BackendAccess(format_err!(
             "inference panicked: {}",
             panic_message(panic.as_ref())
@@ -284,6 +286,7 @@ fn run_guarded(
 pub(super) fn run(
     session: &mut Session,
     inputs: &[NamedTensor],
+    metrics: &NnMetrics,
 ) -> Result<Vec<NamedTensor>, BackendError> {
     let values = inputs
         .iter()
@@ -291,7 +294,7 @@ pub(super) fn run(
         .collect::<Result<Vec<_>, BackendError>>()?;
     let started = Instant::now();
     let outputs = session.run(values).map_err(ort_error)?;
-    record_run(inputs, started.elapsed());
+    metrics.inference(&run_record(inputs, started.elapsed()));
     outputs
         .iter()
         .map(|(name, value)| {
@@ -303,9 +306,9 @@ pub(super) fn run(
         .collect()
 }
 
-/// Counts a run in the metrics: its rows and positions by its first input's `[rows, seq]` shape, and its
+/// A run as the metrics count it: its rows and positions by its first input's `[rows, seq]` shape, and its
 /// real tokens by the attention mask (none without one).
-fn record_run(inputs: &[NamedTensor], duration: Duration) {
+fn run_record(inputs: &[NamedTensor], duration: Duration) -> RunRecord {
     let shape = inputs
         .first()
         .map_or(&[][..], |input| input.tensor.dimensions.as_slice());
@@ -320,12 +323,12 @@ fn record_run(inputs: &[NamedTensor], duration: Duration) {
                 .map(|value| value.max(0) as u64)
                 .sum()
         });
-    metrics::record_inference(&metrics::RunRecord {
+    RunRecord {
         rows,
         tokens,
         positions,
         duration,
-    });
+    }
 }
 
 fn ort_error(error: ort::Error) -> BackendError {
@@ -548,7 +551,7 @@ pub(crate) mod tests {
     #[test]
     fn int64_inputs_round_trip_and_convert() {
         runtime();
-        let model = OnnxModel::load(&cast_model(), &options()).unwrap();
+        let model = OnnxModel::load(&cast_model(), &options(), NnMetrics::default()).unwrap();
         assert_eq!(model.input_names(), ["ids"]);
         assert_eq!(model.output_names(), ["as_float", "same"]);
 
@@ -573,7 +576,7 @@ pub(crate) mod tests {
     #[test]
     fn bad_inputs_are_errors_not_panics() {
         runtime();
-        let model = OnnxModel::load(&cast_model(), &options()).unwrap();
+        let model = OnnxModel::load(&cast_model(), &options(), NnMetrics::default()).unwrap();
         let run = |name: &str, tensor: Tensor| {
             model.infer(vec![NamedTensor {
                 name: name.into(),
@@ -602,7 +605,8 @@ pub(crate) mod tests {
     #[test]
     fn runs_concurrently_from_many_threads() {
         runtime();
-        let model = Arc::new(OnnxModel::load(&cast_model(), &options()).unwrap());
+        let model =
+            Arc::new(OnnxModel::load(&cast_model(), &options(), NnMetrics::default()).unwrap());
         let threads: Vec<_> = (0..8i64)
             .map(|n| {
                 let model = model.clone();
