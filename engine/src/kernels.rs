@@ -38,7 +38,7 @@ pub struct QuantizedRows {
 impl QuantizedRows {
     /// Quantizes `values` (`[rows, cols]`, row-major; `cols` a multiple of 32) into `self`, reusing its buffers.
     pub fn quantize(&mut self, values: &[f32], cols: usize) {
-        debug_assert!(cols % BLOCK == 0 && values.len() % cols == 0);
+        debug_assert!(cols.is_multiple_of(BLOCK) && values.len().is_multiple_of(cols));
         self.cols = cols;
         self.quants.clear();
         self.scales.clear();

@@ -189,7 +189,7 @@ fn read_config(metadata: &HashMap<String, String>) -> Result<Config, LoadError> 
             })?,
     };
     let divides = |key: &'static str, size: usize| {
-        if size == 0 || size % BLOCK != 0 {
+        if size == 0 || !size.is_multiple_of(BLOCK) {
             Err(LoadError::Metadata {
                 key,
                 problem: format!("{size} is not a positive multiple of {BLOCK}"),
@@ -200,7 +200,7 @@ fn read_config(metadata: &HashMap<String, String>) -> Result<Config, LoadError> 
     };
     divides("hidden", config.hidden)?;
     divides("intermediate", config.intermediate)?;
-    if config.heads == 0 || config.hidden % config.heads != 0 {
+    if config.heads == 0 || !config.hidden.is_multiple_of(config.heads) {
         return Err(LoadError::Metadata {
             key: "heads",
             problem: format!("{} does not divide hidden {}", config.heads, config.hidden),
