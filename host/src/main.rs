@@ -11,6 +11,7 @@ mod log;
 mod memory;
 mod metrics;
 mod nn;
+mod outbound_http;
 mod state;
 mod up;
 mod variables;
