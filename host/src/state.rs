@@ -1,27 +1,27 @@
 //! What one request's `Store` holds, and the linker that connects each imported interface to it.
 
-use std::future::Future;
-
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use wasmtime_wasi_nn::wit::{WasiNnCtx, WasiNnView};
 
 use crate::bindings::fermyon::spin::{key_value, llm, variables};
 use crate::key_value::{ComponentStores, HasKeyValue, KeyValueView};
 use crate::llm::Llm;
 use crate::nn::Nn;
+use crate::outbound_http::OutboundHttp;
 use crate::variables::ComponentVariables;
 
 /// The shared, start-up-built pieces a component's requests use. The default has no variables, stores,
-/// graphs or llm models.
+/// graphs or llm models, and may send no outbound HTTP request.
 #[derive(Clone, Default)]
 pub struct ComponentServices {
     pub variables: ComponentVariables,
     pub stores: ComponentStores,
     pub nn: Nn,
     pub llm: Llm,
+    pub outbound_http: OutboundHttp,
 }
 
 /// Per-request store data: one of these per `Store`, dropped with it.
@@ -29,7 +29,7 @@ pub struct RequestState {
     table: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    outbound: NoOutboundHttp,
+    outbound_http: OutboundHttp,
     nn: WasiNnCtx,
     llm: Llm,
     stores: ComponentStores,
@@ -47,7 +47,7 @@ impl RequestState {
             // arguments, files or sockets.
             wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
             http: WasiHttpCtx::new(),
-            outbound: NoOutboundHttp,
+            outbound_http: services.outbound_http.clone(),
             nn: services.nn.ctx(),
             llm: services.llm.clone(),
             stores: services.stores.clone(),
@@ -90,29 +90,7 @@ impl WasiHttpView for RequestState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: &mut self.outbound,
+            hooks: &mut self.outbound_http,
         }
-    }
-}
-
-/// Components get no outbound network access (the manifest's `allowed_outbound_hosts` must be empty), so
-/// every outgoing HTTP request is denied.
-struct NoOutboundHttp;
-
-impl WasiHttpHooks for NoOutboundHttp {
-    fn send_request(
-        &mut self,
-        _request: http::Request<WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = wasmtime_wasi_http::Result<(
-                    http::Response<WasiBody>,
-                    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-                )>,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }

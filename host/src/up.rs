@@ -25,6 +25,7 @@ use crate::llm::{CheckedModels, Llm};
 use crate::memory;
 use crate::metrics;
 use crate::nn::{self, Nn, SessionOptions};
+use crate::outbound_http::{AllowedHosts, OutboundClient, OutboundHttp, Timeouts};
 use crate::state::{self, ComponentServices, RequestState};
 use crate::variables::{self, ComponentVariables};
 
@@ -127,6 +128,8 @@ struct CheckedComponent {
     /// The component's `ai_models` allow-list, and the llm models the host serves it.
     ai_models: Vec<String>,
     llm_models: CheckedModels,
+    /// Where its outbound HTTP requests may go.
+    allowed_hosts: AllowedHosts,
 }
 
 impl UpCommand {
@@ -163,6 +166,9 @@ impl UpCommand {
             );
         }
         let mut variables = variables::resolve(&app.manifest, &self.variables, |name| {
+            std::env::var(name).ok()
+        })?;
+        let app_variables = variables::application(&app.manifest, &self.variables, |name| {
             std::env::var(name).ok()
         })?;
         let served: BTreeSet<&str> = app
@@ -213,6 +219,9 @@ impl UpCommand {
             let llm_models =
                 CheckedModels::check(tool.llm_models.clone(), &graphs, |path| app.resolve(path))
                     .with_context(|| format!("component `{id}`"))?;
+            let allowed_hosts =
+                AllowedHosts::parse(&component.allowed_outbound_hosts, &app_variables)
+                    .with_context(|| format!("component `{id}`"))?;
             checked.push(CheckedComponent {
                 id: id.to_string(),
                 source,
@@ -222,6 +231,7 @@ impl UpCommand {
                 tool,
                 ai_models: component.ai_models.clone(),
                 llm_models,
+                allowed_hosts,
             });
         }
         Ok(checked)
@@ -253,6 +263,8 @@ impl UpCommand {
             }
         }
 
+        // One connection pool for every component's outbound HTTP requests.
+        let outbound_client = OutboundClient::new(Timeouts::default())?;
         let mut served = HashMap::new();
         let mut startup_checks = Vec::new();
         // Each graph's sessions, for the `ready` line: `name: 1×2 + 2×1` (see SessionOptions' Display).
@@ -293,6 +305,11 @@ impl UpCommand {
                 ),
                 nn,
                 llm,
+                outbound_http: OutboundHttp::new(
+                    &component.id,
+                    component.allowed_hosts,
+                    outbound_client.clone(),
+                ),
             };
             let counted_header = component.tool.counted_header.as_ref();
             if let Some(counted) = counted_header {

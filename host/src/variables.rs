@@ -28,6 +28,37 @@ pub fn resolve(
     overrides: &[(String, String)],
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<BTreeMap<String, ComponentVariables>> {
+    let values = application(manifest, overrides, env)?;
+    let mut resolved = BTreeMap::new();
+    for (id, component) in &manifest.component {
+        let mut component_values = HashMap::new();
+        for (name, text) in &component.variables {
+            let template = Template::parse(text)?;
+            let Some(value) = template.render(&values) else {
+                let unset: Vec<&str> = template
+                    .references()
+                    .filter(|r| !values.contains_key(r))
+                    .collect();
+                bail!(
+                    "component `{id}` variable `{name}` needs {}, which has no value (set {}=... or give it a default)",
+                    unset.join(", "),
+                    env_name(unset[0])
+                );
+            };
+            component_values.insert(name.clone(), value);
+        }
+        resolved.insert(id.clone(), ComponentVariables(Arc::new(component_values)));
+    }
+    Ok(resolved)
+}
+
+/// The application variables' values (`[variables]`), from the same providers; what templates outside a
+/// component's own `variables` table (Spin's `allowed_outbound_hosts`) are rendered with.
+pub fn application<'m>(
+    manifest: &'m Manifest,
+    overrides: &[(String, String)],
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<HashMap<&'m str, String>> {
     for (name, _) in overrides {
         if !manifest.variables.contains_key(name) {
             bail!("--variable {name}: the manifest declares no such variable in [variables]");
@@ -63,28 +94,7 @@ pub fn resolve(
             how.join(", ")
         );
     }
-
-    let mut resolved = BTreeMap::new();
-    for (id, component) in &manifest.component {
-        let mut component_values = HashMap::new();
-        for (name, text) in &component.variables {
-            let template = Template::parse(text)?;
-            let Some(value) = template.render(&values) else {
-                let unset: Vec<&str> = template
-                    .references()
-                    .filter(|r| !values.contains_key(r))
-                    .collect();
-                bail!(
-                    "component `{id}` variable `{name}` needs {}, which has no value (set {}=... or give it a default)",
-                    unset.join(", "),
-                    env_name(unset[0])
-                );
-            };
-            component_values.insert(name.clone(), value);
-        }
-        resolved.insert(id.clone(), ComponentVariables(Arc::new(component_values)));
-    }
-    Ok(resolved)
+    Ok(values)
 }
 
 /// `api_keys` → `SPIN_VARIABLE_API_KEYS`.

@@ -147,7 +147,8 @@ pub struct Component {
     /// configured in `[component.<id>.tool.sbert-host] llm_models`.
     #[serde(default)]
     pub ai_models: Vec<String>,
-    /// Hosts the component may connect to. This host grants no outbound network access, so it must be empty.
+    /// Destinations the component may send HTTP requests to, in Spin's syntax (`https://api.example.com`,
+    /// `http://*.internal:8080`, templates like `"{{ inference_url }}"`); checked by `outbound_http`.
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<String>,
     /// How `spin build` builds the component; the host names the command when the component is missing.
@@ -294,9 +295,6 @@ impl Manifest {
 
 impl Component {
     fn validate(&self, app_variables: &BTreeMap<String, Variable>) -> Result<()> {
-        if !self.allowed_outbound_hosts.is_empty() {
-            bail!("allowed_outbound_hosts is not supported: sbert-host grants no outbound network access");
-        }
         for (name, template) in &self.variables {
             validate_name(name).with_context(|| format!("variable `{name}`"))?;
             let template =
