@@ -6,9 +6,13 @@
 //! - `spin-llm` ([`spin_llm`]): Spin's llm interface, one text per call (stock Spin, Fermyon Cloud,
 //!   sbert-host).
 //! - `portable` ([`in_wasm`]): sbert-engine runs the model inside the wasm (any Spin host).
+//! - `remote` ([`remote`]): an inference service (sbert-host serving the fast build) runs it, reached over
+//!   outbound HTTP (the edge build, any Spin host).
 
 #[cfg(feature = "portable")]
 pub mod in_wasm;
+#[cfg(feature = "remote")]
+pub mod remote;
 #[cfg(feature = "spin-llm")]
 pub mod spin_llm;
 #[cfg(feature = "wasi-nn")]

@@ -438,7 +438,12 @@ anything = 1
     #[test]
     fn the_repository_manifests_load() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        for name in ["spin.toml", "spin-llm.toml", "spin-portable.toml"] {
+        for name in [
+            "spin.toml",
+            "spin-llm.toml",
+            "spin-portable.toml",
+            "spin-edge.toml",
+        ] {
             // Loading validates everything, the `tool.sbert-host` sections included.
             App::load(&root.join(name)).unwrap_or_else(|e| panic!("{name}: {e:#}"));
         }
