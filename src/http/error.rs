@@ -105,7 +105,7 @@ pub enum ApiError {
     /// The inference service behind this one (the edge build's) failed: 503 with `Retry-After` while it
     /// cannot be reached, 429 with its `Retry-After` while it is overloaded, 502 when it refused the call
     /// or answered something unusable. The detail goes to the log, never to the client.
-    #[error("inference service: {0}")]
+    #[error("{0}")]
     Upstream(InferError),
 }
 
