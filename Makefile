@@ -7,6 +7,8 @@ CACHE_DIR        ?= $(CURDIR)/.cache
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 VENV             ?= $(CURDIR)/.venv
 LISTEN           ?= 127.0.0.1:3000
+# The manifest `make run` serves: spin.toml (the fast build), or another build's, e.g. spin-edge.toml.
+MANIFEST         ?= spin.toml
 # Extra `sbert-host up` flags for `make run`, e.g. "--metrics-listen 127.0.0.1:9000".
 SBERT_HOST_ARGS  ?=
 export CARGO_TARGET_DIR
@@ -47,7 +49,7 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 run: build ## Build everything, then serve on http://$(LISTEN)
-	@LISTEN=$(LISTEN) scripts/run.sh --listen $(LISTEN) $(SBERT_HOST_ARGS)
+	@LISTEN=$(LISTEN) MANIFEST=$(MANIFEST) scripts/run.sh --listen $(LISTEN) $(SBERT_HOST_ARGS)
 
 test: build unit-test integration-test ## Unit tests, then integration tests against the real host over HTTP
 

@@ -34,4 +34,4 @@ if [[ -z "${SPIN_VARIABLE_DEFAULT_MODEL:-}" ]]; then
   echo "Original routes serve $SPIN_VARIABLE_DEFAULT_MODEL, picked for this CPU (set SPIN_VARIABLE_DEFAULT_MODEL to choose)."
 fi
 
-exec "${SBERT_HOST:?set by the Makefile}" up --from spin.toml --runtime-config-file runtime-config.toml "$@"
+exec "${SBERT_HOST:?set by the Makefile}" up --from "${MANIFEST:-spin.toml}" --runtime-config-file runtime-config.toml "$@"

@@ -48,3 +48,8 @@ def test_a_chosen_default_model_passes_through_unchanged(launch, chosen):
     out = launch(SPIN_VARIABLE_DEFAULT_MODEL=chosen)
     assert f"default_model={chosen} " in out, out
     assert "picked for this CPU" not in out, out
+
+
+def test_the_manifest_is_spin_toml_unless_another_is_named(launch):
+    assert "--from spin.toml " in launch()
+    assert "--from spin-edge.toml " in launch(MANIFEST="spin-edge.toml")
