@@ -33,7 +33,8 @@ impl Transport for WasiHttp {
         let _ = options.set_between_bytes_timeout(Some(nanoseconds(post.timeout)));
         let pending = outgoing_handler::handle(request, Some(options)).map_err(failure)?;
         // The body is written once the host is sending (before, it could fill the host's buffer and wait
-        // forever). If that fails, the response future says why.
+        // forever). If that fails, the response says why: an error, or a refusal sent before the body was read
+        // (a wrong token), which is the more telling answer.
         let written = write_body(body, post.body);
         pending.subscribe().block();
         let response = match pending.get() {
@@ -41,13 +42,17 @@ impl Transport for WasiHttp {
             Some(Ok(Err(code))) => return Err(failure(code)),
             Some(Err(())) | None => return Err(Failure::Other("no response to wait for".into())),
         };
-        written?;
+        let status = response.status();
+        if let Err(broken) = written {
+            if (200..300).contains(&status) {
+                return Err(broken);
+            }
+        }
         let retry_after = response
             .headers()
             .get(&"retry-after".to_owned())
             .first()
             .map(|value| String::from_utf8_lossy(value).into_owned());
-        let status = response.status();
         let body = response
             .consume()
             .map_err(|()| Failure::Other("the response body was already taken".into()))?;
