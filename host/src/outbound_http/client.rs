@@ -122,7 +122,7 @@ tokio::task_local! {
 #[derive(Clone)]
 struct Connector {
     inner: HttpsConnector<HttpConnector>,
-    /// For a connection the pool opens outside any request (none today; kept total).
+    /// Should the pool ever connect outside a request's [`CONNECT_TIMEOUT`] scope.
     default_timeout: Duration,
 }
 
