@@ -253,6 +253,10 @@ mod tests {
     }
 
     #[tokio::test]
+    #[allow(
+        clippy::await_holding_lock,
+        reason = "the reads must answer while the writer's lock is held"
+    )]
     async fn reads_do_not_wait_for_the_writer() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(Some(&dir.path().join("kv.db")), "default").unwrap();
