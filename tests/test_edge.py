@@ -183,6 +183,14 @@ def test_cache_hits_keep_answering_while_the_origin_is_down(tmp_path):
         assert f"inference service {origin.base_url} could not be reached in 3 tries" in log, log[-2000:]
 
 
+def test_the_edge_starts_and_answers_without_its_origin(tmp_path):
+    """The tiers start in any order: the edge's start-up check reads its variables, not the origin."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    with running(start_edge(tmp_path, closed)) as edge:
+        assert edge.get("/v1/ping", auth=False).status_code == 200
+        assert_unavailable(edge.get("/v1/encode", params={"query": unique_text("no origin yet")}), "original")
+
+
 def test_a_stalled_origin_is_a_503_after_the_edges_timeout(tmp_path):
     with stalled_origin() as url, \
             running(start_edge(tmp_path, url, env={"SPIN_VARIABLE_INFERENCE_TIMEOUT_SECONDS": str(SHORT_TIMEOUT_S)})) as edge:
