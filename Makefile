@@ -7,6 +7,8 @@ CACHE_DIR        ?= $(CURDIR)/.cache
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 VENV             ?= $(CURDIR)/.venv
 LISTEN           ?= 127.0.0.1:3000
+# The manifest `make run` serves: spin.toml (the fast build), or another build's, e.g. spin-edge.toml.
+MANIFEST         ?= spin.toml
 # Extra `sbert-host up` flags for `make run`, e.g. "--metrics-listen 127.0.0.1:9000".
 SBERT_HOST_ARGS  ?=
 export CARGO_TARGET_DIR
@@ -26,8 +28,13 @@ PORTABLE_MODEL      := models/all-minilm-l6-v2-portable/model.safetensors
 SPIN_LLM_TARGET_DIR := $(CARGO_TARGET_DIR)/spin-llm
 RAW_SPIN_LLM_WASM   := $(SPIN_LLM_TARGET_DIR)/wasm32-wasip2/release/sbert_service.wasm
 SPIN_LLM_WASM       := build/sbert_service_spin_llm.wasm
+# The edge build (cargo feature `remote`, spin-edge.toml): an inference service (sbert-host serving the fast build)
+# embeds over outbound HTTP. A target dir of its own, for the same reason as spin-llm's.
+EDGE_TARGET_DIR := $(CARGO_TARGET_DIR)/edge
+RAW_EDGE_WASM   := $(EDGE_TARGET_DIR)/wasm32-wasip2/release/sbert_service.wasm
+EDGE_WASM       := build/sbert_service_edge.wasm
 # Every component build `make build` produces; tests/test_portability.py checks each one listed here.
-WASM_BUILDS := $(WASM) $(SPIN_LLM_WASM) $(PORTABLE_WASM)
+WASM_BUILDS := $(WASM) $(SPIN_LLM_WASM) $(PORTABLE_WASM) $(EDGE_WASM)
 # wasm-tools, for the offline check of each build against Spin's world (tests/test_portability.py).
 WASM_TOOLS_VERSION := 1.263.0
 WASM_TOOLS := $(CACHE_DIR)/wasm-tools-$(WASM_TOOLS_VERSION)/bin/wasm-tools
@@ -42,7 +49,7 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 run: build ## Build everything, then serve on http://$(LISTEN)
-	@LISTEN=$(LISTEN) scripts/run.sh --listen $(LISTEN) $(SBERT_HOST_ARGS)
+	@LISTEN=$(LISTEN) MANIFEST=$(MANIFEST) scripts/run.sh --listen $(LISTEN) $(SBERT_HOST_ARGS)
 
 test: build lint unit-test integration-test ## Lint, unit tests, then integration tests against the real host over HTTP
 
@@ -101,6 +108,12 @@ $(SPIN_LLM_WASM): toolchain wit models docs-assets host
 	cargo build --release --locked --target wasm32-wasip2 -p sbert-service --no-default-features --features spin-llm --target-dir $(SPIN_LLM_TARGET_DIR)
 	$(call pre_initialize,$(RAW_SPIN_LLM_WASM))
 
+# The edge build: cache misses go to an inference service over outbound HTTP, so it runs on any Spin host
+# (spin-edge.toml's build command). Pre-initialized and compiled like the others.
+$(EDGE_WASM): toolchain wit models docs-assets host
+	cargo build --release --locked --target wasm32-wasip2 -p sbert-service --no-default-features --features remote --target-dir $(EDGE_TARGET_DIR)
+	$(call pre_initialize,$(RAW_EDGE_WASM))
+
 # The portable build: sbert-engine runs the model inside the wasm (simd128), so it runs on any Spin host
 # (spin-portable.toml's build command). Pre-initialized and compiled like the others.
 $(PORTABLE_WASM): toolchain wit models $(PORTABLE_MODEL) docs-assets host
@@ -144,6 +157,8 @@ unit-test: wit models $(PORTABLE_MODEL) docs-assets test-services ## Native unit
 	# The spin-llm backend's own tests (everything else is the same code, tested above).
 	cargo test --release --locked -p sbert-service --no-default-features --features spin-llm backend::spin_llm
 	cargo test --release --locked -p sbert-service --no-default-features --features portable backend
+	# The remote backend's and its variables' own tests.
+	cargo test --release --locked -p sbert-service --no-default-features --features remote -- backend::remote config::tests::origin
 	cargo test --release --locked -p sbert-engine
 	cargo test --release --locked -p sbert-host
 

@@ -6,6 +6,8 @@ NGINX_RATIO_TARGET = 0.25
 ORIGINAL_P99_TARGET_MS = 2.0
 INT8_RATIO_TARGET = 2.0
 PSS_TARGET_MB = 400
+# Issue 23's: uncached requests through the edge ÷ the same load on the origin directly.
+EDGE_RATIO_TARGET = 0.8
 MIB_TO_MB = 1.048576
 
 
@@ -126,6 +128,62 @@ def int8_section(r: dict, single: float, u10_rps: float) -> tuple[list[str], lis
     return lines, targets
 
 
+def edge_loads(r: dict) -> list[dict]:
+    """Every wrk run of the edge scenarios."""
+    e = r.get("edge")
+    if not e:
+        return []
+    pairs = [*e["uncached"].values(), e["batch32"]]
+    return [w for pair in pairs for w in pair.values()] + [e["original"], e["original_component"]]
+
+
+def edge_section(r: dict) -> tuple[list[str], list[str]]:
+    """The edge build in front of an origin: its table and its target rows."""
+    e = r.get("edge")
+    if not e:
+        return [], []
+    ratio = {c: pair["edge"]["rps"] / pair["direct"]["rps"] for c, pair in e["uncached"].items()}
+    lines = [
+        "## 7. Edge → origin",
+        "",
+        "| scenario | through the edge | p50 | p99 | errors | the origin directly | p50 | p99 | edge ÷ direct |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c, pair in e["uncached"].items():
+        x, d = pair["edge"], pair["direct"]
+        lines.append(f"| uncached GET /v1/encode, {c} conn. | {x['rps']:.0f} req/s | {ms(x['p50_us'])} | "
+                     f"{ms(x['p99_us'])} | {x['errors']} | {d['rps']:.0f} req/s | {ms(d['p50_us'])} | "
+                     f"{ms(d['p99_us'])} | {ratio[c]:.2f}× |")
+    x, d = e["batch32"]["edge"], e["batch32"]["direct"]
+    lines.append(f"| POST /v1/embeddings, 32 unique inputs, 2 conn. | {32 * x['rps']:.0f} sentences/s | "
+                 f"{ms(x['p50_us'])} | {ms(x['p99_us'])} | {x['errors']} | {32 * d['rps']:.0f} sentences/s | "
+                 f"{ms(d['p50_us'])} | {ms(d['p99_us'])} | {x['rps'] / d['rps']:.2f}× |")
+    for name, w in ((f"original load test, 10 conn., caches warm ({e['warm_hit_ratio']:.0%} hits after warming): "
+                     "the edge's HTTP cache", e["original"]),
+                    ("the same with `Cache-Control: no-cache`: the edge's key-value cache", e["original_component"])):
+        lines.append(f"| {name} | {w['rps']:.0f} req/s | {ms(w['p50_us'])} | {ms(w['p99_us'])} | {w['errors']} "
+                     "| – | – | – | – |")
+    lines += [
+        "",
+        "Both tiers are sbert-host on this machine's loopback: the edge serves build/sbert_service_edge.wasm "
+        "(spin-edge.toml) and sends each request's cache misses in one POST /v1/embeddings (token ids, base64 "
+        "vectors) through its connection pool to the origin, which serves the fast build with its cache off. Each "
+        "uncached row runs the edge right after the same load on the origin directly. The edge, the origin and wrk "
+        "share the same cores, which a deployment would not: the ratios are a floor.",
+        "",
+        f"Edge start-up {e['startup_s']:.2f} s; its memory (MiB) after the uncached rows: RSS "
+        f"{e['memory_uncached']['rss_mib']:.0f}, PSS {e['memory_uncached']['pss_mib']:.0f}; with its caches warm: "
+        f"RSS {e['memory_warm']['rss_mib']:.0f}, PSS {e['memory_warm']['pss_mib']:.0f}.",
+    ]
+    targets = [
+        f"| edge uncached, {c} conn. ≥ {EDGE_RATIO_TARGET}× the origin directly | {ratio[c]:.2f}× "
+        f"({e['uncached'][c]['edge']['rps']:.0f} vs {e['uncached'][c]['direct']['rps']:.0f} req/s) "
+        f"| {check(ratio[c] >= EDGE_RATIO_TARGET)} |"
+        for c in (10, 40)
+    ]
+    return lines, targets
+
+
 def time_section(r: dict) -> list[str]:
     """Where the serving time goes, from the host's metrics: the profile that explains a miss."""
     readings = [c["us_per_position"] for c in r["ceilings"] if "us_per_position" in c]
@@ -189,9 +247,10 @@ def render(r: dict) -> str:
     charges = [v["charge_mib"] for v in r["memory"].values() if v["charge_mib"] is not None]
     builds = r.get("builds", {})
     loads = (u1, u10, u40, o, oc, b, *r.get("int8_uncached", {}).values(),
-             *(w for by_connections in builds.values() for w in by_connections.values()))
+             *(w for by_connections in builds.values() for w in by_connections.values()), *edge_loads(r))
     nginx_ratio = o["rps"] / n["rps"]
     int8_lines, int8_targets = int8_section(r, single, u10["rps"])
+    edge_lines, edge_targets = edge_section(r)
 
     lines = [
         "# sbert-service benchmark",
@@ -258,6 +317,8 @@ def render(r: dict) -> str:
         "",
         *int8_lines,
         "",
+        *edge_lines,
+        "",
         "## Targets",
         "",
         "| target | measured | |",
@@ -282,6 +343,7 @@ def render(r: dict) -> str:
         f"{'unknown' if not charges else f'{max(charges) * MIB_TO_MB:.0f} MB'}) "
         f"| {check(pss_peak * MIB_TO_MB <= PSS_TARGET_MB)} |",
         *int8_targets,
+        *edge_targets,
         *([f"| portable build, uncached, 10 conn. ≥ 0.25× ceiling | {vs_ceiling(builds['portable'][10]):.2f}× "
            f"({builds['portable'][10]['rps']:.0f} req/s) | {check(vs_ceiling(builds['portable'][10]) >= 0.25)} |"]
           if "portable" in builds else []),

@@ -15,12 +15,17 @@ Scenarios:
  6. int8       the quantized model (OpenAI `model` all-minilm-l6-v2-int8, served beside fp32): its accuracy on
                the shared reference and the truth set, its ceiling, and uncached POST /v1/embeddings at 1 and 10
                connections
+ 7. edge       the edge build (spin-edge.toml) on sbert-host in front of an origin sbert-host (the fast build):
+               uncached GET /v1/encode at 1 / 10 / 40 connections through the edge, each beside the same load on
+               the origin directly; 32-input batches through the edge; the original load test through the edge
+               with its caches warm
  plus sequential latency probes (bench/latency.py). The report is written by bench/report.py.
 
 Each load scenario runs BENCH_SECONDS (default 15) seconds. The ceiling is measured between the scenarios
 compared with it (BENCH_SECONDS / 3 each, at least 2 s: the machine's speed drifts within a run, so each
 scenario is compared with the readings just before and after it). With warming the cache and checking accuracy
-the whole run takes about 17 × BENCH_SECONDS plus a minute (178 s with BENCH_SECONDS=8).
+the whole run takes about 17 × BENCH_SECONDS plus a minute (178 s with BENCH_SECONDS=8), and the edge scenarios
+about 10 × BENCH_SECONDS more.
 Every server started here is stopped, whatever happens.
 """
 from __future__ import annotations
@@ -51,6 +56,7 @@ TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 HOST_BIN = TARGET / "release" / "sbert-host"
 BENCH_BIN = TARGET / "release" / "sbert-bench"
 WASM = ROOT / "build" / "sbert_service.wasm"
+EDGE_WASM = ROOT / "build" / "sbert_service_edge.wasm"
 FP32 = ROOT / "models/all-minilm-l6-v2/model.onnx"
 INT8 = ROOT / "models/all-minilm-l6-v2-int8/model.onnx"
 TOKENIZER = ROOT / "models/all-minilm-l6-v2/tokenizer.json"
@@ -85,7 +91,7 @@ def sh(*cmd: str) -> str:
 
 
 def check_prerequisites():
-    missing = [f"{path} (run `make build`)" for path in (HOST_BIN, BENCH_BIN, WASM) if not path.is_file()]
+    missing = [f"{path} (run `make build`)" for path in (HOST_BIN, BENCH_BIN, WASM, EDGE_WASM) if not path.is_file()]
     missing += [f"{path} (run `make models`)" for path in (FP32, INT8, TOKENIZER) if not path.is_file()]
     if not QUESTIONS.is_file():
         missing.append(f"{QUESTIONS} (the shared load-test questions)")
@@ -313,6 +319,32 @@ def int8_refusal(host: Host) -> str | None:
     return f"{response.status_code}: {response.text[:200]}"
 
 
+def edge_scenarios(tmp: Path, questions: Path, question_list: list[str], seconds: int, cache_env: dict) -> dict:
+    """Issue 23: the edge build in front of an origin, on this machine's loopback. The origin is sbert-host serving
+    the fast build with its cache off; uncached loads go through an edge with its cache off too, each right after
+    the same load on the origin directly (same connections, same questions from the start), so that the two are
+    compared within seconds of each other. The warm scenario uses a second edge with its caches on."""
+    results: dict = {"uncached": {}}
+    with Host(tmp / "origin", {"cache_ttl_seconds": "0"}, env=cache_env) as origin:
+        edge_variables = {"inference_url": origin.url, "inference_token": KEY}
+        with Host(tmp / "edge", {"cache_ttl_seconds": "0", **edge_variables}, env=cache_env,
+                  manifest="spin-edge.toml") as edge:
+            for connections in (1, 10, 40):
+                direct = wrk(origin, questions, "sequence", connections, seconds)
+                through = wrk(edge, questions, "sequence", connections, seconds)
+                results["uncached"][connections] = {"direct": direct, "edge": through}
+            results["batch32"] = {"direct": wrk(origin, questions, "batch", 2, seconds),
+                                  "edge": wrk(edge, questions, "batch", 2, seconds)}
+            results["memory_uncached"] = edge.memory().as_dict()
+        with Host(tmp / "edge-cached", edge_variables, env=cache_env, manifest="spin-edge.toml") as edge:
+            results["startup_s"] = edge.startup_s
+            results["warm_hit_ratio"] = warm_cache(edge, question_list)
+            results["original"] = wrk(edge, questions, "random", 10, seconds)
+            results["original_component"] = wrk(edge, questions, "random-component", 10, seconds)
+            results["memory_warm"] = edge.memory().as_dict()
+    return results
+
+
 def cached_answer(host: Host, question: str) -> bytes:
     """The body sbert-host answers for `question` from its cache (the one nginx then serves)."""
     response = requests.get(encode_url(host, question), headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
@@ -439,6 +471,9 @@ def run(seconds: int) -> dict:
             with Host(tmp / build, {"cache_ttl_seconds": "0"}, args=args, env=cache_env, manifest=manifest) as host:
                 results.setdefault("builds", {})[build] = {
                     c: compared(host, f"{build}, uncached, {c} conn.", "sequence", c) for c in (1, 10)}
+
+        step("edge → origin: uncached 1 / 10 / 40 connections beside the origin directly, batches, cache warm")
+        results["edge"] = edge_scenarios(tmp, questions, question_list, seconds, cache_env)
 
         step("original load test, cache warm; then nginx with the same answer")
         with Host(tmp / "cached", {}, env=cache_env) as host:

@@ -27,4 +27,4 @@ if [[ -z "${SPIN_VARIABLE_DEFAULT_MODEL:-}" ]]; then
   echo "Original routes serve the exact model (all-minilm-l6-v2); SPIN_VARIABLE_DEFAULT_MODEL=all-minilm-l6-v2-int8 opts in to int8."
 fi
 
-exec "${SBERT_HOST:?set by the Makefile}" up --from spin.toml --runtime-config-file runtime-config.toml "$@"
+exec "${SBERT_HOST:?set by the Makefile}" up --from "${MANIFEST:-spin.toml}" --runtime-config-file runtime-config.toml "$@"

@@ -7,6 +7,8 @@
 //! Messages never repeat the value of a secret variable.
 
 use crate::auth::{ApiKeys, Credentials, JwtSecret};
+#[cfg(feature = "remote")]
+use crate::backend::remote::Origin;
 use crate::embed::model::{Model, ModelKind};
 use crate::http::error::excerpt;
 
@@ -31,6 +33,18 @@ pub const SHARED_CACHE_SECONDS: &str = "shared_cache_seconds";
 pub const MAX_BODY_BYTES: &str = "max_body_bytes";
 pub const MAX_INPUTS: &str = "max_inputs";
 pub const MAX_INPUT_CHARS: &str = "max_input_chars";
+/// The edge build's inference service (`remote`): `http(s)://host[:port]` of an sbert-host serving the fast
+/// build (or of a balancer in front of several).
+#[cfg(feature = "remote")]
+pub const INFERENCE_URL: &str = "inference_url";
+/// The bearer token the inference service accepts: one of its `api_keys`.
+#[cfg(feature = "remote")]
+pub const INFERENCE_TOKEN: &str = "inference_token";
+/// Seconds a call to the inference service may wait for its answer to start, and then between its parts.
+#[cfg(feature = "remote")]
+pub const INFERENCE_TIMEOUT_SECONDS: &str = "inference_timeout_seconds";
+#[cfg(feature = "remote")]
+const DEFAULT_INFERENCE_TIMEOUT_SECONDS: u64 = 30;
 
 /// What `/v1/ping` reports when `container_id` is unset or blank: the Spin application's name.
 /// A wasm component has no host name of its own, so a deployment that wants to tell its
@@ -148,6 +162,9 @@ pub struct Config {
     pub cache: CacheSettings,
     pub container_id: String,
     pub models: Models,
+    /// Where the edge build's inference runs.
+    #[cfg(feature = "remote")]
+    pub origin: Origin,
 }
 
 impl Config {
@@ -215,6 +232,8 @@ impl Config {
                 .filter(|id| !id.is_empty())
                 .unwrap_or_else(|| DEFAULT_CONTAINER_ID.to_owned()),
             models: Models { served, default },
+            #[cfg(feature = "remote")]
+            origin: read.origin()?,
         })
     }
 }
@@ -222,6 +241,39 @@ impl Config {
 struct Reader<'v>(&'v dyn Variables);
 
 impl Reader<'_> {
+    /// The inference service's URL, token and timeout; the first two must be set.
+    #[cfg(feature = "remote")]
+    fn origin(&self) -> Result<Origin, ConfigError> {
+        let unset = |variable| ConfigError {
+            variable,
+            problem: "is not set".into(),
+        };
+        let url = self
+            .text(INFERENCE_URL, false)?
+            .ok_or_else(|| unset(INFERENCE_URL))?;
+        let url = Origin::url(&url).map_err(|problem| ConfigError {
+            variable: INFERENCE_URL,
+            problem,
+        })?;
+        let token = self
+            .text(INFERENCE_TOKEN, true)?
+            .map(|token| token.trim().to_owned())
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| unset(INFERENCE_TOKEN))?;
+        let seconds = self.number(INFERENCE_TIMEOUT_SECONDS, DEFAULT_INFERENCE_TIMEOUT_SECONDS)?;
+        if seconds == 0 {
+            return Err(ConfigError {
+                variable: INFERENCE_TIMEOUT_SECONDS,
+                problem: "must be at least 1".into(),
+            });
+        }
+        Ok(Origin {
+            url,
+            token,
+            timeout: std::time::Duration::from_secs(seconds),
+        })
+    }
+
     /// A variable as text. A provider failure is an error too: a request must not be let in,
     /// or kept out, because the provider hiccuped. For a `secret` variable the message leaves
     /// out the provider's reason, which might quote the value.
@@ -387,6 +439,46 @@ pub(crate) mod tests {
                 && problem.problem.contains("all-minilm-l6-v2-int8"),
             "{problem}"
         );
+    }
+
+    /// The edge build's variables (`cargo test --no-default-features --features remote config::tests::origin`).
+    #[cfg(feature = "remote")]
+    mod origin {
+        use super::*;
+
+        fn edge() -> FakeVariables {
+            FakeVariables::default()
+                .with(INFERENCE_URL, " http://127.0.0.1:3001/ ")
+                .with(INFERENCE_TOKEN, "origin-key")
+        }
+
+        #[test]
+        fn the_url_token_and_timeout_are_read() {
+            let origin = edge().config().origin;
+            assert_eq!(origin.url, "http://127.0.0.1:3001");
+            assert_eq!(origin.token, "origin-key");
+            assert_eq!(origin.timeout.as_secs(), DEFAULT_INFERENCE_TIMEOUT_SECONDS);
+            let short = edge().with(INFERENCE_TIMEOUT_SECONDS, "2").config().origin;
+            assert_eq!(short.timeout.as_secs(), 2);
+        }
+
+        #[test]
+        fn each_problem_names_its_variable_and_never_the_token() {
+            let missing = error(FakeVariables::default().with(INFERENCE_TOKEN, "origin-key"));
+            assert_eq!(missing.to_string(), "variable `inference_url`: is not set");
+            let path = error(edge().with(INFERENCE_URL, "http://origin:3001/v1"));
+            assert_eq!(path.variable, INFERENCE_URL);
+            assert!(path.problem.contains("without a path"), "{path}");
+            let blank = error(edge().with(INFERENCE_TOKEN, "  "));
+            assert_eq!(blank.to_string(), "variable `inference_token`: is not set");
+            let unreadable = error(edge().failing(INFERENCE_TOKEN));
+            assert_eq!(
+                unreadable.to_string(),
+                "variable `inference_token`: could not be read"
+            );
+            let zero = error(edge().with(INFERENCE_TIMEOUT_SECONDS, "0"));
+            assert_eq!(zero.variable, INFERENCE_TIMEOUT_SECONDS);
+        }
     }
 
     #[test]

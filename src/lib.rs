@@ -40,7 +40,7 @@ async fn handle_request(incoming: spin_sdk::http::IncomingRequest) -> spin_sdk::
             let limit = admitted.config.limits.max_body_bytes;
             request.body = wasm::http::read_body(incoming, limit).await;
             let store = wasm::kv::SpinKv::open_default();
-            let backend = wasm::backend();
+            let backend = wasm::backend(admitted.config);
             let services = api::Services {
                 config: admitted.config,
                 grant: admitted.grant,

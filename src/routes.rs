@@ -287,7 +287,7 @@ fn check_body_length(length: usize, limit: usize) -> Result<(), ApiError> {
 }
 
 fn error_response(request: &Request, error: ApiError) -> Response {
-    if let ApiError::Internal { .. } = error {
+    if let ApiError::Internal { .. } | ApiError::Upstream(_) = error {
         eprintln!("{} {}: {error}", request.method.as_str(), request.path);
     }
     with_cors(error.into_response(family(request.route_path())))

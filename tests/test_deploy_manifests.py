@@ -77,3 +77,74 @@ def test_the_runtime_config_is_redis_at_the_redis_service(objects):
     mounted = {m["mountPath"] for m in container(objects)["volumeMounts"]}
     (flag,) = [a for a in container(objects)["args"] if a.startswith("--runtime-config-file=")]
     assert flag.split("=", 1)[1].rsplit("/", 1)[0] in mounted
+
+
+# --- Issue 23: deploy/edge, the edge build as a SpinApp in front of an origin Deployment ---
+
+EDGE = ROOT / "deploy/edge"
+
+
+@pytest.fixture(scope="module")
+def edge_objects() -> dict[tuple[str, str], dict]:
+    kustomization = yaml.safe_load((EDGE / "kustomization.yaml").read_text())
+    found = {}
+    for name in [*kustomization["resources"], "inference-token.yaml"]:
+        for document in yaml.safe_load_all((EDGE / name).read_text()):
+            found[(document["kind"], document["metadata"]["name"])] = document
+    return found
+
+
+def origin_container(edge_objects) -> dict:
+    (only,) = edge_objects[("Deployment", "sbert-origin")]["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def test_the_origin_runs_the_fast_build_with_flags_sbert_host_knows(edge_objects):
+    help_text = subprocess.run([str(host_binary()), "up", "--help"], capture_output=True, text=True,
+                               check=True).stdout
+    known = set(re.findall(r"--[a-z][a-z0-9-]+", help_text))
+    origin = origin_container(edge_objects)
+    flags = {arg.split("=")[0] for arg in origin["args"] if arg.startswith("--")}
+    assert flags and flags <= known, f"unknown to `sbert-host up`: {flags - known}"
+    assert "--from=/app/spin.toml" in origin["args"]
+    assert origin["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert origin["livenessProbe"]["httpGet"]["path"] == "/v1/ping"
+    config = edge_objects[("ConfigMap", "sbert-origin-runtime-config")]["data"]["runtime-config.toml"]
+    assert tomllib.loads(config)["key_value_store"]["default"] == {"type": "spin"}
+
+
+def test_the_origin_service_and_autoscaler_point_at_the_origin(edge_objects):
+    labels = edge_objects[("Deployment", "sbert-origin")]["spec"]["template"]["metadata"]["labels"]
+    service = edge_objects[("Service", "sbert-origin")]["spec"]
+    assert service["selector"].items() <= labels.items()
+    assert {p["targetPort"] for p in service["ports"]} <= {p["name"] for p in origin_container(edge_objects)["ports"]}
+    hpa = edge_objects[("HorizontalPodAutoscaler", "sbert-origin")]["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "sbert-origin"}
+    assert 1 <= hpa["minReplicas"] <= hpa["maxReplicas"]
+
+
+def test_the_edge_spinapp_sets_every_required_variable_of_spin_edge_toml(edge_objects):
+    manifest = tomllib.loads((ROOT / "spin-edge.toml").read_text())
+    declared = manifest["variables"]
+    spinapp = edge_objects[("SpinApp", "sbert-edge")]["spec"]
+    given = {variable["name"]: variable for variable in spinapp["variables"]}
+    assert set(given) <= set(declared), set(given) - set(declared)
+    required = {name for name, variable in declared.items() if variable.get("required")}
+    assert required <= set(given), required - set(given)
+    assert spinapp["executor"] == "containerd-shim-spin"
+
+
+def test_the_edge_calls_the_origin_service_with_the_origins_own_key(edge_objects):
+    """`inference_url` is the origin Service (scheme, name and port; no path, as Spin's allowed_outbound_hosts
+    template needs), and `inference_token` comes from the Secret that is also the origin's only API key."""
+    spinapp = {v["name"]: v for v in edge_objects[("SpinApp", "sbert-edge")]["spec"]["variables"]}
+    url = spinapp["inference_url"]["value"]
+    service = edge_objects[("Service", "sbert-origin")]
+    port = service["spec"]["ports"][0]["port"]
+    assert url in (f"http://{service['metadata']['name']}", f"http://{service['metadata']['name']}:{port}")
+    assert port == 80 or url.endswith(f":{port}")
+    token_ref = spinapp["inference_token"]["valueFrom"]["secretKeyRef"]
+    (api_keys,) = [e for e in origin_container(edge_objects)["env"] if e["name"] == "SPIN_VARIABLE_API_KEYS"]
+    assert api_keys["valueFrom"]["secretKeyRef"] == token_ref
+    secret = edge_objects[("Secret", token_ref["name"])]
+    assert token_ref["key"] in secret["stringData"]

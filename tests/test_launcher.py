@@ -107,3 +107,8 @@ def wait_until_serving(base: str, process: subprocess.Popen, output) -> None:
             pass
         time.sleep(0.05)
     raise AssertionError(f"nothing answered on {base} within {STARTUP_TIMEOUT_S}s")
+
+
+def test_the_manifest_is_spin_toml_unless_another_is_named(launch):
+    assert "--from spin.toml " in launch()
+    assert "--from spin-edge.toml " in launch(MANIFEST="spin-edge.toml")

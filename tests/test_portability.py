@@ -25,7 +25,9 @@ MANIFESTS = {
     "build/sbert_service.wasm": "spin.toml",
     "build/sbert_service_spin_llm.wasm": "spin-llm.toml",
     "build/sbert_service_portable.wasm": "spin-portable.toml",
+    "build/sbert_service_edge.wasm": "spin-edge.toml",
 }
+EDGE_BUILD = "build/sbert_service_edge.wasm"
 NN_INTERFACES = {f"wasi:nn/{name}@0.2.0-rc-2024-10-28" for name in ("errors", "tensor", "inference", "graph")}
 
 
@@ -92,3 +94,20 @@ def test_each_builds_manifest_builds_and_serves_that_build(build):
     assert command == f"make {build}" or (build == FAST_BUILD and command == "make component"), command
     declares_model = component.get("ai_models") == ["all-minilm-l6-v2"]
     assert declares_model == (build == "build/sbert_service_spin_llm.wasm"), component.get("ai_models")
+
+
+def test_only_the_edge_build_sends_outbound_http_and_only_to_its_inference_url():
+    """The edge reaches its inference service through wasi:http's outgoing handler, which every Spin host has;
+    its manifest allows exactly the `inference_url` variable's destination (Spin's template syntax), and no
+    other manifest allows any."""
+    assert any(name.startswith("wasi:http/outgoing-handler@0.2.") for name in imported_interfaces(EDGE_BUILD))
+    for build, name in MANIFESTS.items():
+        manifest = tomllib.loads((ROOT / name).read_text())
+        [component] = manifest["component"].values()
+        allowed = component.get("allowed_outbound_hosts", [])
+        if build == EDGE_BUILD:
+            assert allowed == ["{{ inference_url }}"], allowed
+            assert manifest["variables"]["inference_url"] == {"required": True}
+            assert manifest["variables"]["inference_token"] == {"required": True, "secret": True}
+        else:
+            assert allowed == [], (name, allowed)

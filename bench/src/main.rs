@@ -97,7 +97,7 @@ impl Infer for OrtModel {
             let width = *dims.last().unwrap_or(&0) as usize;
             Ok(values.chunks(width.max(1)).map(<[f32]>::to_vec).collect())
         };
-        run().map_err(|e| InferError(e.to_string()))
+        run().map_err(|e| InferError::new(e.to_string()))
     }
 }
 

@@ -166,6 +166,11 @@ impl InstanceBuilder {
     pub fn add<S: Any + Send>(&mut self, state: S) {
         self.states.push(Box::new(state));
     }
+
+    /// Decides what the request's outgoing HTTP requests do (without it, each is denied).
+    pub fn outbound_http(&mut self, hooks: impl wasmtime_wasi_http::WasiHttpHooks + 'static) {
+        self.outbound_http = Some(Box::new(hooks));
+    }
 }
 
 /// A [`Unit`] behind a pointer: what the list holds.

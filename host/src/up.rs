@@ -437,18 +437,27 @@ graphs = {{ "all-minilm-l6-v2" = "{model}" }}
     /// as Spin's own loader does (its model files come from `make models`).
     #[test]
     fn the_repository_manifests_configure() {
-        for name in ["spin.toml", "spin-llm.toml", "spin-portable.toml"] {
+        let edge = ["inference_url=http://127.0.0.1:3000", "inference_token=t"];
+        for (name, required) in [
+            ("spin.toml", &[][..]),
+            ("spin-llm.toml", &[]),
+            ("spin-portable.toml", &[]),
+            ("spin-edge.toml", &edge),
+        ] {
             let manifest = repo().join(name);
             let runtime_config = repo().join("runtime-config.toml");
-            configured(&[
+            let mut args = vec![
                 "--from",
                 manifest.to_str().unwrap(),
                 "--runtime-config-file",
                 runtime_config.to_str().unwrap(),
                 "--variable",
                 "api_keys=key",
-            ])
-            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            ];
+            for variable in required {
+                args.extend(["--variable", variable]);
+            }
+            configured(&args).unwrap_or_else(|e| panic!("{name}: {e:#}"));
         }
     }
 

@@ -51,9 +51,8 @@ fn embed(
                 ),
             },
             EmbedError::Tokenize(_) => ApiError::internal(InternalKind::Tokenizer, error),
-            EmbedError::Infer(_) | EmbedError::OutputShape { .. } => {
-                ApiError::internal(InternalKind::Inference, error)
-            }
+            EmbedError::Infer(error) => ApiError::inference(error),
+            EmbedError::OutputShape { .. } => ApiError::internal(InternalKind::Inference, error),
         })
 }
 

@@ -26,7 +26,7 @@ fn engine() -> Result<&'static Engine<'static>, InferError> {
     ENGINE
         .get_or_init(|| Engine::from_bytes(&PACKED.0).map_err(|e| e.to_string()))
         .as_ref()
-        .map_err(|e| InferError(format!("the embedded model does not load: {e}")))
+        .map_err(|e| InferError::new(format!("the embedded model does not load: {e}")))
 }
 
 /// Views the embedded model. At build time (wizer), a model that does not load fails the build.
@@ -47,7 +47,7 @@ impl Infer for InWasm {
     ) -> Result<Vec<Vec<f32>>, InferError> {
         let engine = engine()?;
         if engine.config().hidden != model.dimensions {
-            return Err(InferError(format!(
+            return Err(InferError::new(format!(
                 "the embedded model is {} wide, `{}` is {}",
                 engine.config().hidden,
                 model.id,
@@ -59,7 +59,7 @@ impl Infer for InWasm {
             .map(|sequence| {
                 engine
                     .embed(sequence.ids)
-                    .map_err(|e| InferError(e.to_string()))
+                    .map_err(|e| InferError::new(e.to_string()))
             })
             .collect()
     }
@@ -99,6 +99,6 @@ mod tests {
         let error = InWasm
             .embed(&model, &[ids(&[101, 999_999, 102])])
             .unwrap_err();
-        assert!(error.0.contains("999999"), "{}", error.0);
+        assert!(error.detail.contains("999999"), "{}", error.detail);
     }
 }

@@ -6,9 +6,13 @@
 //! - `spin-llm` ([`spin_llm`]): Spin's llm interface, one text per call (stock Spin, Fermyon Cloud,
 //!   sbert-host).
 //! - `portable` ([`in_wasm`]): sbert-engine runs the model inside the wasm (any Spin host).
+//! - `remote` ([`remote`]): an inference service (sbert-host serving the fast build) runs it, reached over
+//!   outbound HTTP (the edge build, any Spin host).
 
 #[cfg(feature = "portable")]
 pub mod in_wasm;
+#[cfg(feature = "remote")]
+pub mod remote;
 #[cfg(feature = "spin-llm")]
 pub mod spin_llm;
 #[cfg(feature = "wasi-nn")]
@@ -31,10 +35,43 @@ pub trait Infer {
         -> Result<Vec<Vec<f32>>, InferError>;
 }
 
-/// A failure of the model backend, described for the log (never for the client).
+/// A failure of the model backend: its kind decides what the client is answered, its detail is for the
+/// log only.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct InferError(pub String);
+#[error("{detail}")]
+pub struct InferError {
+    pub kind: InferErrorKind,
+    pub detail: String,
+}
+
+/// What kind of failure a backend met. Backends inside the host's reach fail with [`Self::Failed`]; the
+/// others are the edge's, whose model runs in an inference service behind it (`remote`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InferErrorKind {
+    /// The backend could not embed (an internal error).
+    Failed,
+    /// The inference service cannot be reached, or did not answer in time; retrying later may succeed.
+    Unavailable { retry_after_seconds: u64 },
+    /// The inference service refused the work for now, asking to retry after this long.
+    Overloaded { retry_after_seconds: u64 },
+    /// The inference service refused this service's request (its credentials, its shape) or answered
+    /// something unusable.
+    BadGateway,
+}
+
+impl InferError {
+    /// A [`InferErrorKind::Failed`] error.
+    pub fn new(detail: impl Into<String>) -> Self {
+        Self::of(InferErrorKind::Failed, detail)
+    }
+
+    pub fn of(kind: InferErrorKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
 
 /// Sequences as the int64 inputs of a BERT graph, row-major `[rows, longest]`: every row padded
 /// to the longest one with id 0, mask 0 and type 0 (no sorting, no chunking: the host batches).

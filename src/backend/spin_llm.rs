@@ -41,7 +41,7 @@ impl Decode for EmbeddedTokenizer {
     fn decode(&self, ids: &[u32]) -> Result<String, InferError> {
         tokenize::shared()
             .and_then(|tokenizer| tokenizer.decode(ids))
-            .map_err(|error| InferError(error.to_string()))
+            .map_err(|error| InferError::new(error.to_string()))
     }
 }
 
@@ -57,7 +57,7 @@ impl<E: Embeddings, D: Decode> Infer for SpinLlm<E, D> {
         sequences: &[Sequence<'_>],
     ) -> Result<Vec<Vec<f32>>, InferError> {
         if model.kind != ModelKind::Fp32 {
-            return Err(InferError(format!(
+            return Err(InferError::new(format!(
                 "this build embeds with the Spin host's `{SPIN_MODEL}` only, not `{}`",
                 model.id
             )));
@@ -72,7 +72,7 @@ impl<E: Embeddings, D: Decode> Infer for SpinLlm<E, D> {
                 let mut vectors = self.llm.generate(SPIN_MODEL, &[text])?;
                 match (vectors.pop(), vectors.is_empty()) {
                     (Some(vector), true) if vector.len() == model.dimensions => Ok(vector),
-                    (vector, _) => Err(InferError(format!(
+                    (vector, _) => Err(InferError::new(format!(
                         "generate-embeddings answered one text with {} vector(s) of {} values, expected one of {}",
                         vectors.len() + usize::from(vector.is_some()),
                         vector.map_or(0, |v| v.len()),
@@ -194,7 +194,7 @@ mod tests {
             };
             let error = backend.embed(&fp32(), &[sequence]).unwrap_err();
             assert!(
-                error.0.contains(&format!("with {count} vector(s)")),
+                error.detail.contains(&format!("with {count} vector(s)")),
                 "{error}"
             );
         }

@@ -68,7 +68,7 @@ impl<G: Graphs> Infer for WasiNn<G> {
         let (_, output) = outputs
             .into_iter()
             .find(|(name, _)| name == OUTPUT)
-            .ok_or_else(|| InferError(format!("the graph has no output `{OUTPUT}`")))?;
+            .ok_or_else(|| InferError::new(format!("the graph has no output `{OUTPUT}`")))?;
         embeddings(&output, batch.rows, model.dimensions)
     }
 }
@@ -76,13 +76,13 @@ impl<G: Graphs> Infer for WasiNn<G> {
 fn embeddings(output: &Tensor, rows: usize, width: usize) -> Result<Vec<Vec<f32>>, InferError> {
     let expected = [rows, width].map(|size| u32::try_from(size).unwrap_or(u32::MAX));
     if output.dimensions != expected || output.ty != TensorType::Fp32 {
-        return Err(InferError(format!(
+        return Err(InferError::new(format!(
             "`{OUTPUT}` is {:?} {:?}, expected Fp32 {expected:?}",
             output.ty, output.dimensions
         )));
     }
     if output.data.len() != rows * width * size_of::<f32>() {
-        return Err(InferError(format!(
+        return Err(InferError::new(format!(
             "`{OUTPUT}` has {} bytes for {rows} × {width} floats",
             output.data.len()
         )));
@@ -92,7 +92,8 @@ fn embeddings(output: &Tensor, rows: usize, width: usize) -> Result<Vec<Vec<f32>
 }
 
 fn dimension(size: usize) -> Result<u32, InferError> {
-    u32::try_from(size).map_err(|_| InferError(format!("dimension {size} does not fit wasi:nn")))
+    u32::try_from(size)
+        .map_err(|_| InferError::new(format!("dimension {size} does not fit wasi:nn")))
 }
 
 #[cfg(test)]

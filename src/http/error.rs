@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::message::{Method, Response};
 use crate::auth::AuthError;
+use crate::backend::{InferError, InferErrorKind};
 
 /// The original validator's message for a missing field.
 const REQUIRED_FIELD: &str = "required field";
@@ -101,6 +102,11 @@ pub enum ApiError {
     /// `/health` found the service unable to serve (a model cannot embed); the message says which.
     #[error("not ready: {0}")]
     NotReady(String),
+    /// The inference service behind this one (the edge build's) failed: 503 with `Retry-After` while it
+    /// cannot be reached, 429 with its `Retry-After` while it is overloaded, 502 when it refused the call
+    /// or answered something unusable. The detail goes to the log, never to the client.
+    #[error("{0}")]
+    Upstream(InferError),
 }
 
 /// The kinds of unexpected failure a client may see, each with its fixed public message.
@@ -136,6 +142,16 @@ impl fmt::Display for InternalKind {
 }
 
 impl ApiError {
+    /// A backend's failure: an internal error, or the inference service's ([`Self::Upstream`]).
+    pub fn inference(error: InferError) -> Self {
+        match error.kind {
+            InferErrorKind::Failed => {
+                Self::internal(InternalKind::Inference, format!("inference: {error}"))
+            }
+            _ => Self::Upstream(error),
+        }
+    }
+
     pub fn internal(kind: InternalKind, detail: impl fmt::Display) -> Self {
         Self::Internal {
             kind,
@@ -162,6 +178,29 @@ impl ApiError {
             Self::Unprocessable { .. } => 422,
             Self::Internal { .. } => 500,
             Self::Misconfigured(_) | Self::NotReady(_) => 503,
+            Self::Upstream(error) => match error.kind {
+                InferErrorKind::Overloaded { .. } => 429,
+                InferErrorKind::BadGateway => 502,
+                InferErrorKind::Unavailable { .. } => 503,
+                InferErrorKind::Failed => 500,
+            },
+        }
+    }
+
+    /// The `Retry-After` seconds of an answer that asks the client to come back.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Upstream(InferError {
+                kind:
+                    InferErrorKind::Unavailable {
+                        retry_after_seconds,
+                    }
+                    | InferErrorKind::Overloaded {
+                        retry_after_seconds,
+                    },
+                ..
+            }) => Some(*retry_after_seconds),
+            _ => None,
         }
     }
 
@@ -169,6 +208,7 @@ impl ApiError {
     fn description(&self) -> String {
         match self {
             Self::Internal { kind, .. } => kind.public_message().to_owned(),
+            Self::Upstream(error) => upstream(error.kind).1.to_owned(),
             Self::MissingFields(fields) => match fields.as_slice() {
                 [field] => format!("`{field}` is a required field."),
                 fields => format!("These fields are required: {}.", quoted_list(fields)),
@@ -217,6 +257,7 @@ impl ApiError {
             Self::Internal { kind, .. } => Some(kind.name()),
             Self::Misconfigured(_) => Some(InternalKind::Configuration.name()),
             Self::NotReady(_) => Some(NOT_READY),
+            Self::Upstream(error) => Some(upstream(error.kind).0),
             _ => None,
         }
     }
@@ -231,6 +272,10 @@ impl ApiError {
                     message: kind.public_message(),
                 },
             ),
+            (Family::Original, Self::Upstream(error)) if status >= 500 => {
+                let (error, message) = upstream(error.kind);
+                Response::json(status, &InternalErrorBody { error, message })
+            }
             (Family::Original, Self::Misconfigured(_) | Self::NotReady(_)) => Response::json(
                 status,
                 &UnavailableBody {
@@ -255,6 +300,9 @@ impl ApiError {
                 },
             ),
         };
+        if let Some(seconds) = self.retry_after() {
+            return response.with_header("retry-after", seconds.to_string());
+        }
         match self {
             Self::Unauthorized(_) => response.with_header("www-authenticate", "Bearer"),
             Self::MethodNotAllowed { allow, .. } => {
@@ -279,6 +327,24 @@ impl ApiError {
             description: self.description(),
             fields,
         }
+    }
+}
+
+/// The `error` (OpenAI: `code`) and the public message of the inference service's failures.
+fn upstream(kind: InferErrorKind) -> (&'static str, &'static str) {
+    match kind {
+        InferErrorKind::Unavailable { .. } => (
+            "inference_unavailable",
+            "The inference service is unavailable; retry later.",
+        ),
+        InferErrorKind::Overloaded { .. } => (
+            "inference_overloaded",
+            "The inference service is busy; retry later.",
+        ),
+        InferErrorKind::BadGateway | InferErrorKind::Failed => (
+            "bad_gateway",
+            "The inference service could not complete the request.",
+        ),
     }
 }
 
@@ -377,6 +443,7 @@ fn reason_phrase(status: u16) -> &'static str {
         413 => "Request Entity Too Large",
         415 => "Unsupported Media Type",
         422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
         _ => "Error",
     }
 }
@@ -517,6 +584,58 @@ mod tests {
             .unwrap()
             .contains("secret"));
         assert_eq!(body(&openai)["error"]["type"], "server_error");
+    }
+
+    #[test]
+    fn the_inference_services_failures_keep_their_detail_out_of_both_shapes() {
+        let failure = |kind| {
+            ApiError::inference(InferError::of(
+                kind,
+                "inference service http://origin:3000: it refused the `inference_token`",
+            ))
+        };
+        let unavailable = InferErrorKind::Unavailable {
+            retry_after_seconds: 1,
+        };
+        let overloaded = InferErrorKind::Overloaded {
+            retry_after_seconds: 7,
+        };
+        let original = failure(unavailable).into_response(Family::Original);
+        assert_eq!(original.status, 503);
+        assert_eq!(original.header("retry-after"), Some("1"));
+        assert_eq!(
+            body(&original),
+            json!({"error": "inference_unavailable", "message": "The inference service is unavailable; retry later."})
+        );
+        let busy = failure(overloaded).into_response(Family::Original);
+        assert_eq!(busy.status, 429);
+        assert_eq!(busy.header("retry-after"), Some("7"));
+        assert_eq!(body(&busy)["name"], "Too Many Requests");
+        let refused = failure(InferErrorKind::BadGateway).into_response(Family::OpenAi);
+        assert_eq!(refused.status, 502);
+        assert_eq!(refused.header("retry-after"), None);
+        let error = &body(&refused)["error"];
+        assert_eq!(
+            (&error["type"], &error["code"]),
+            (&json!("server_error"), &json!("bad_gateway"))
+        );
+        let busy = body(&failure(overloaded).into_response(Family::OpenAi));
+        assert_eq!(busy["error"]["type"], "invalid_request_error");
+        for response in [original, refused] {
+            let text = String::from_utf8(response.body).unwrap();
+            assert!(
+                !text.contains("origin:3000") && !text.contains("inference_token"),
+                "{text}"
+            );
+        }
+        let failed = failure(InferErrorKind::Failed);
+        assert!(matches!(
+            failed,
+            ApiError::Internal {
+                kind: InternalKind::Inference,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -21,9 +21,7 @@ struct FailingModel;
 
 impl Infer for FailingModel {
     fn embed(&self, _: &Model, _: &[Sequence<'_>]) -> Result<Vec<Vec<f32>>, InferError> {
-        Err(InferError(
-            "session at /opt/secret/model.onnx failed".into(),
-        ))
+        Err(InferError::new("session at /opt/secret/model.onnx failed"))
     }
 }
 

@@ -9,6 +9,6 @@ impl Embeddings for SpinLlmHost {
     fn generate(&self, model: &str, texts: &[String]) -> Result<Vec<Vec<f32>>, InferError> {
         spin_sdk::llm::generate_embeddings(spin_sdk::llm::EmbeddingModel::Other(model), texts)
             .map(|result| result.embeddings)
-            .map_err(|error| InferError(format!("Spin llm generate-embeddings: {error:?}")))
+            .map_err(|error| InferError::new(format!("Spin llm generate-embeddings: {error:?}")))
     }
 }

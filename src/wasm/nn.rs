@@ -52,7 +52,7 @@ impl Graphs for WasiNnGraphs {
 }
 
 fn nn_error(doing: &str, error: Error) -> InferError {
-    InferError(format!(
+    InferError::new(format!(
         "wasi:nn {doing}: {:?}: {}",
         error.code(),
         error.data()

@@ -150,7 +150,8 @@ pub struct Component {
     /// configured in `[component.<id>.tool.sbert-host] llm_models`.
     #[serde(default)]
     pub ai_models: Vec<String>,
-    /// Where the component's outgoing requests may go (the outbound HTTP unit enforces it).
+    /// Destinations the component may send HTTP requests to, in Spin's syntax (`https://api.example.com`,
+    /// `http://*.internal:8080`, templates like `"{{ inference_url }}"`); the outbound HTTP unit enforces them.
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<String>,
     /// How `spin build` builds the component; the host names the command when the component is missing.

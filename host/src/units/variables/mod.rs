@@ -44,8 +44,21 @@ pub struct Flags {
 /// environment and the manifest.
 pub struct Variables {
     flags: Flags,
+    /// The application variables (`[variables]`): what templates outside a component's own `variables`
+    /// table (Spin's `allowed_outbound_hosts`) are rendered with.
+    application: HashMap<String, String>,
     /// Per served component.
     components: Vec<ComponentVariables>,
+}
+
+impl Variables {
+    /// The application variables' values, by name.
+    pub fn application(&self) -> HashMap<&str, String> {
+        self.application
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.clone()))
+            .collect()
+    }
 }
 
 impl Unit for Variables {
@@ -57,14 +70,21 @@ impl Unit for Variables {
     fn new(flags: Flags) -> Self {
         Self {
             flags,
+            application: HashMap::new(),
             components: Vec::new(),
         }
     }
 
     fn configure(&mut self, ctx: &Configure<'_>, _: Vec<Nothing>, _: Nothing) -> Result<()> {
-        let mut resolved = resolve(&ctx.app.manifest, &self.flags.variables, |name| {
+        let manifest = &ctx.app.manifest;
+        let application = application(manifest, &self.flags.variables, |name| {
             std::env::var(name).ok()
         })?;
+        let mut resolved = component_values(manifest, &application)?;
+        self.application = application
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value))
+            .collect();
         self.components = ctx
             .components
             .iter()
@@ -92,13 +112,42 @@ pub const ENV_PREFIX: &str = "SPIN_VARIABLE_";
 #[derive(Debug, Clone, Default)]
 pub struct ComponentVariables(Arc<HashMap<String, String>>);
 
-/// Resolves every component's variables. `overrides` come from `--variable`; `env` looks up environment
-/// variables. Fails with one error listing every required variable that no provider sets.
-pub fn resolve(
+/// Every component's variables, rendered from the application's `values`.
+fn component_values(
     manifest: &Manifest,
+    values: &HashMap<&str, String>,
+) -> Result<BTreeMap<String, ComponentVariables>> {
+    let mut resolved = BTreeMap::new();
+    for (id, component) in &manifest.component {
+        let mut component_values = HashMap::new();
+        for (name, text) in &component.variables {
+            let template = Template::parse(text)?;
+            let Some(value) = template.render(values) else {
+                let unset: Vec<&str> = template
+                    .references()
+                    .filter(|r| !values.contains_key(r))
+                    .collect();
+                bail!(
+                    "component `{id}` variable `{name}` needs {}, which has no value (set {}=... or give it a default)",
+                    unset.join(", "),
+                    env_name(unset[0])
+                );
+            };
+            component_values.insert(name.clone(), value);
+        }
+        resolved.insert(id.clone(), ComponentVariables(Arc::new(component_values)));
+    }
+    Ok(resolved)
+}
+
+/// The application variables' values (`[variables]`). Providers, first match wins: `overrides` (from
+/// `--variable`), then `env` (looks up environment variables), then the manifest's default. Fails with one
+/// error listing every required variable that no provider sets.
+fn application<'m>(
+    manifest: &'m Manifest,
     overrides: &[(String, String)],
     env: impl Fn(&str) -> Option<String>,
-) -> Result<BTreeMap<String, ComponentVariables>> {
+) -> Result<HashMap<&'m str, String>> {
     for (name, _) in overrides {
         if !manifest.variables.contains_key(name) {
             bail!("--variable {name}: the manifest declares no such variable in [variables]");
@@ -134,28 +183,7 @@ pub fn resolve(
             how.join(", ")
         );
     }
-
-    let mut resolved = BTreeMap::new();
-    for (id, component) in &manifest.component {
-        let mut component_values = HashMap::new();
-        for (name, text) in &component.variables {
-            let template = Template::parse(text)?;
-            let Some(value) = template.render(&values) else {
-                let unset: Vec<&str> = template
-                    .references()
-                    .filter(|r| !values.contains_key(r))
-                    .collect();
-                bail!(
-                    "component `{id}` variable `{name}` needs {}, which has no value (set {}=... or give it a default)",
-                    unset.join(", "),
-                    env_name(unset[0])
-                );
-            };
-            component_values.insert(name.clone(), value);
-        }
-        resolved.insert(id.clone(), ComponentVariables(Arc::new(component_values)));
-    }
-    Ok(resolved)
+    Ok(values)
 }
 
 /// `api_keys` → `SPIN_VARIABLE_API_KEYS`.
@@ -184,6 +212,15 @@ impl Host for ComponentVariables {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every component's variables, as the unit resolves them.
+    fn resolve(
+        manifest: &Manifest,
+        overrides: &[(String, String)],
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<BTreeMap<String, ComponentVariables>> {
+        component_values(manifest, &application(manifest, overrides, env)?)
+    }
 
     fn manifest(variables: &str, component_variables: &str) -> Manifest {
         let text = format!(
