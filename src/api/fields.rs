@@ -11,7 +11,7 @@ use utoipa::openapi::schema::{Array, Object, OneOfBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 
 use super::inputs::InputField;
-use super::json::{not, whole_number, wrong_type};
+use super::json::{must_be, whole_number, wrong_type};
 use crate::embed::Input;
 use crate::http::error::excerpt;
 
@@ -21,41 +21,41 @@ macro_rules! reject {
     ($expected:expr; $($kind:ident),*) => { $(reject!(@$kind $expected);)* };
     (@bool $e:expr) => {
         fn visit_bool<E: ::serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Err($crate::api::json::not($e, "a boolean"))
+            Err($crate::api::json::must_be($e, "a boolean"))
         }
     };
     (@number $e:expr) => {
         fn visit_i64<E: ::serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Err($crate::api::json::not($e, "a number"))
+            Err($crate::api::json::must_be($e, "a number"))
         }
         fn visit_u64<E: ::serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Err($crate::api::json::not($e, "a number"))
+            Err($crate::api::json::must_be($e, "a number"))
         }
         fn visit_f64<E: ::serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Err($crate::api::json::not($e, "a number"))
+            Err($crate::api::json::must_be($e, "a number"))
         }
     };
     (@str $e:expr) => {
         fn visit_str<E: ::serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Err($crate::api::json::not($e, "a string"))
+            Err($crate::api::json::must_be($e, "a string"))
         }
     };
     (@null $e:expr) => {
         fn visit_unit<E: ::serde::de::Error>(self) -> Result<Self::Value, E> {
-            Err($crate::api::json::not($e, "null"))
+            Err($crate::api::json::must_be($e, "null"))
         }
         fn visit_none<E: ::serde::de::Error>(self) -> Result<Self::Value, E> {
-            Err($crate::api::json::not($e, "null"))
+            Err($crate::api::json::must_be($e, "null"))
         }
     };
     (@seq $e:expr) => {
         fn visit_seq<A: ::serde::de::SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
-            Err($crate::api::json::not($e, "an array"))
+            Err($crate::api::json::must_be($e, "an array"))
         }
     };
     (@map $e:expr) => {
         fn visit_map<A: ::serde::de::MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
-            Err($crate::api::json::not($e, "an object"))
+            Err($crate::api::json::must_be($e, "an object"))
         }
     };
 }
@@ -191,7 +191,7 @@ impl<'de> Deserialize<'de> for Count {
         whole_number(&value)
             .filter(|&n| n >= 1)
             .map(Self)
-            .ok_or_else(|| not("an integer of at least 1", &excerpt(&value.to_string())))
+            .ok_or_else(|| must_be("an integer of at least 1", &excerpt(&value.to_string())))
     }
 }
 
@@ -213,12 +213,13 @@ pub fn texts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, 
 }
 
 /// The `truncate` flag every embedding request takes: `null` (and, with `#[serde(default =
-/// "yes")]`, absence) means `true`.
+/// "fields::absent_means_true")]`, absence) means `true`.
 pub fn truncate<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
     Ok(Option::<Flag>::deserialize(deserializer)?.is_none_or(|Flag(flag)| flag))
 }
 
-pub fn yes() -> bool {
+/// For `#[serde(default = ...)]` on a flag that is on unless the request turns it off.
+pub fn absent_means_true() -> bool {
     true
 }
 

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use super::fields::{self, reject, Text};
 use super::inputs::{InputField, Inputs};
-use super::json::{not, read, whole_number, wrong_type, Body};
+use super::json::{must_be, read, whole_number, wrong_type, Body};
 use crate::config::Models;
 use crate::embed::model::{Model, DIMENSIONS};
 use crate::embed::tokenize::VOCAB_SIZE;
@@ -192,7 +192,10 @@ pub struct EmbeddingsRequest {
     /// Truncate inputs to the model's 256 tokens (as sentence-transformers does). With `false`,
     /// an over-long input is a 422 that says how many tokens it had.
     #[schema(value_type = Option<bool>, default = true)]
-    #[serde(default = "fields::yes", deserialize_with = "fields::truncate")]
+    #[serde(
+        default = "fields::absent_means_true",
+        deserialize_with = "fields::truncate"
+    )]
     pub truncate: bool,
     #[serde(default, rename = "user", deserialize_with = "fields::optional_text")]
     /// Accepted and ignored.
@@ -347,7 +350,10 @@ fn encoding_format<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Encodin
         None => Ok(EncodingFormat::Float),
         Some(Value::String(format)) if format == "float" => Ok(EncodingFormat::Float),
         Some(Value::String(format)) if format == "base64" => Ok(EncodingFormat::Base64),
-        Some(other) => Err(not(r#""float" or "base64""#, &excerpt(&other.to_string()))),
+        Some(other) => Err(must_be(
+            r#""float" or "base64""#,
+            &excerpt(&other.to_string()),
+        )),
     }
 }
 
@@ -361,7 +367,7 @@ fn dimensions<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<usize
         .map(Some)
         .ok_or_else(|| {
             let expected = format!("an integer from 1 to {DIMENSIONS}");
-            not(&expected, &excerpt(&value.to_string()))
+            must_be(&expected, &excerpt(&value.to_string()))
         })
 }
 

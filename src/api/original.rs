@@ -23,7 +23,10 @@ pub struct EncodeRequest {
     /// Truncate inputs to the model's 256 tokens (as sentence-transformers does). With `false`,
     /// an over-long input is a 422 that says how many tokens it had.
     #[schema(value_type = Option<bool>, default = true)]
-    #[serde(default = "fields::yes", deserialize_with = "fields::truncate")]
+    #[serde(
+        default = "fields::absent_means_true",
+        deserialize_with = "fields::truncate"
+    )]
     pub truncate: bool,
 }
 
@@ -79,7 +82,10 @@ pub struct SentencesRequest {
     /// Truncate inputs to the model's 256 tokens (as sentence-transformers does). With `false`,
     /// an over-long input is a 422 that says how many tokens it had.
     #[schema(value_type = Option<bool>, default = true)]
-    #[serde(default = "fields::yes", deserialize_with = "fields::truncate")]
+    #[serde(
+        default = "fields::absent_means_true",
+        deserialize_with = "fields::truncate"
+    )]
     pub truncate: bool,
 }
 
@@ -119,7 +125,10 @@ pub struct CosSimWeightRequest {
     /// Truncate inputs to the model's 256 tokens (as sentence-transformers does). With `false`,
     /// an over-long input is a 422 that says how many tokens it had.
     #[schema(value_type = Option<bool>, default = true)]
-    #[serde(default = "fields::yes", deserialize_with = "fields::truncate")]
+    #[serde(
+        default = "fields::absent_means_true",
+        deserialize_with = "fields::truncate"
+    )]
     pub truncate: bool,
 }
 
@@ -194,7 +203,10 @@ pub struct ParaphraseRequest {
     /// Truncate inputs to the model's 256 tokens (as sentence-transformers does). With `false`,
     /// an over-long input is a 422 that says how many tokens it had.
     #[schema(value_type = Option<bool>, default = true)]
-    #[serde(default = "fields::yes", deserialize_with = "fields::truncate")]
+    #[serde(
+        default = "fields::absent_means_true",
+        deserialize_with = "fields::truncate"
+    )]
     pub truncate: bool,
     #[schema(schema_with = top_k_schema)]
     #[serde(
