@@ -6,13 +6,13 @@
 use proptest::prelude::*;
 use serde_json::Value;
 
-use super::{Method, Request, Response};
 use crate::api::Services;
 use crate::config::tests::FakeVariables;
 use crate::config::{self, Config};
 use crate::embed::cache::tests::FakeKv;
 use crate::embed::tests::FakeModel;
 use crate::embed::tokenize;
+use crate::http::{Method, Request, Response};
 use crate::routes::{admit, respond};
 
 const KEY: &str = "property-key";

@@ -311,24 +311,6 @@ fn preflight() -> Response {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_declared_length_over_the_limit_is_refused_before_reading() {
-        assert!(check_declared_length(Some("10"), 10).is_ok());
-        assert!(check_declared_length(None, 10).is_ok());
-        assert!(check_declared_length(Some("garbage"), 10).is_ok());
-        assert_eq!(
-            check_declared_length(Some(" 11"), 10).unwrap_err().status(),
-            413
-        );
-        assert!(check_declared_length(Some("99999999999999999999999"), 10).is_err());
-    }
-
-    #[test]
-    fn the_body_may_be_exactly_the_limit() {
-        assert!(check_body_length(10, 10).is_ok());
-        assert_eq!(check_body_length(11, 10).unwrap_err().status(), 413);
-    }
-}
+mod properties;
+#[cfg(test)]
+mod tests;
