@@ -174,7 +174,8 @@ fn main() -> Result<()> {
                 break;
             }
         }
-        figures["batch32_sentences_per_s"] = (sentences as f64 / started.elapsed().as_secs_f64()).into();
+        figures["batch32_sentences_per_s"] =
+            (sentences as f64 / started.elapsed().as_secs_f64()).into();
         figures["batch32_us_per_position"] = onnx.take_us_per_position().into();
     }
     println!("{figures}");
