@@ -19,7 +19,7 @@ use crate::backend::Sequence;
 use crate::embed::cache::{entry_hash, Cache};
 use crate::embed::model::{Model, MAX_TOKENS};
 use crate::embed::pooling::shorten;
-use crate::embed::tokenize::{self, CLS, SEP};
+use crate::embed::tokenize::{self, Truncation, CLS, SEP};
 use crate::embed::{CacheStatus, EmbedError, Embedder, Embeddings, Input, Timings};
 use crate::http::error::{ApiError, InternalKind};
 use crate::http::{Method, Request, Response};
@@ -31,7 +31,7 @@ fn embed(
     services: &Services,
     model: &Model,
     inputs: &Inputs,
-    truncate: bool,
+    truncation: Truncation,
 ) -> Result<Embeddings, ApiError> {
     check_inputs(&services.config.limits, inputs)?;
     let tokenizer =
@@ -41,7 +41,7 @@ fn embed(
         .and_then(|kv| Cache::new(kv, services.config.cache, model, services.now));
     Embedder::new(tokenizer, services.infer, model)
         .with_cache(cache.as_ref())
-        .embed(&inputs.all(), truncate)
+        .embed(&inputs.all(), truncation)
         .map_err(|error| match error {
             EmbedError::TooManyTokens { index, tokens } => ApiError::Unprocessable {
                 at: inputs.locate(index),
@@ -135,7 +135,8 @@ pub fn encode(request: &Request, services: &Services) -> Result<Response, ApiErr
             return Ok(validators.apply(Response::empty(304)));
         }
     }
-    let embedded = embed(services, model, &parsed.inputs(), parsed.truncate)?;
+    let truncation = Truncation::from_flag(parsed.truncate);
+    let embedded = embed(services, model, &parsed.inputs(), truncation)?;
     let encoding =
         embedded.vectors.into_iter().next().ok_or_else(|| {
             ApiError::internal(InternalKind::Inference, "no embedding for the query")
@@ -168,7 +169,7 @@ impl Validators {
     fn new(parsed: &EncodeRequest, model: &Model, request: &Request, services: &Services) -> Self {
         let etag = (!model.digest.is_empty()).then(|| {
             let input = Input::Text(&parsed.query);
-            let hash = entry_hash(&model.digest, parsed.truncate, input);
+            let hash = entry_hash(&model.digest, Truncation::from_flag(parsed.truncate), input);
             format!("\"{ENCODE_ETAG_VERSION}-{}\"", hex::encode(&hash[..16]))
         });
         let ttl = services.config.cache.ttl_seconds;
@@ -225,7 +226,12 @@ fn shared_lifetime(request: &Request, services: &Services) -> u64 {
 pub fn multiple_encode(request: &Request, services: &Services) -> Result<Response, ApiError> {
     let request = SentencesRequest::from_request(request)?;
     let model = services.config.models.default_model();
-    let embedded = embed(services, model, &request.inputs(), request.truncate)?;
+    let embedded = embed(
+        services,
+        model,
+        &request.inputs(),
+        Truncation::from_flag(request.truncate),
+    )?;
     let data = request
         .sentences
         .into_iter()
@@ -242,7 +248,12 @@ pub fn multiple_encode(request: &Request, services: &Services) -> Result<Respons
 pub fn cos_sim_weight(request: &Request, services: &Services) -> Result<Response, ApiError> {
     let request = CosSimWeightRequest::from_request(request)?;
     let model = services.config.models.default_model();
-    let embedded = embed(services, model, &request.inputs(), request.truncate)?;
+    let embedded = embed(
+        services,
+        model,
+        &request.inputs(),
+        Truncation::from_flag(request.truncate),
+    )?;
     let a_count = match &request.a {
         TextOrTexts::One(_) => 1,
         TextOrTexts::Many(texts) => texts.len(),
@@ -266,7 +277,12 @@ pub fn cos_sim_weight(request: &Request, services: &Services) -> Result<Response
 pub fn paraphrase(request: &Request, services: &Services) -> Result<Response, ApiError> {
     let request = ParaphraseRequest::from_request(request)?;
     let model = services.config.models.default_model();
-    let embedded = embed(services, model, &request.inputs(), request.truncate)?;
+    let embedded = embed(
+        services,
+        model,
+        &request.inputs(),
+        Truncation::from_flag(request.truncate),
+    )?;
     // Counts beyond the address space mean "all of them".
     let saturate = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
     let pairs = paraphrase_mining(
@@ -284,7 +300,12 @@ pub fn paraphrase(request: &Request, services: &Services) -> Result<Response, Ap
 pub fn embeddings(request: &Request, services: &Services) -> Result<Response, ApiError> {
     let request = EmbeddingsRequest::from_request(request)?;
     let model = openai::find_model(&services.config.models, &request.model)?;
-    let embedded = embed(services, model, &request.inputs(), request.truncate)?;
+    let embedded = embed(
+        services,
+        model,
+        &request.inputs(),
+        Truncation::from_flag(request.truncate),
+    )?;
     let tokens = embedded.token_counts.iter().sum();
     let vectors = embedded
         .vectors
