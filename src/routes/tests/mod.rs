@@ -123,3 +123,6 @@ mod errors;
 mod openai;
 mod original;
 mod public;
+mod rerank;
+mod tei;
+mod tokens;

@@ -1,4 +1,10 @@
 //! What each route does once it is matched and authorized: read the request, embed, answer.
+//! The original and OpenAI routes are here; [`rerank`], [`tei`] and [`tokens`] hold the
+//! retrieval families' routes, over the same [`embed`].
+
+pub mod rerank;
+pub mod tei;
+pub mod tokens;
 
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
@@ -34,27 +40,46 @@ fn embed(
     truncation: Truncation,
 ) -> Result<Embeddings, ApiError> {
     check_inputs(&services.config.limits, inputs)?;
-    let tokenizer =
-        tokenize::shared().map_err(|error| ApiError::internal(InternalKind::Tokenizer, error))?;
+    embed_within_limits(services, model, inputs, truncation)
+}
+
+/// The embedded tokenizer, or the internal error that it failed to parse.
+fn tokenizer() -> Result<&'static tokenize::TextTokenizer, ApiError> {
+    tokenize::shared().map_err(|error| ApiError::internal(InternalKind::Tokenizer, error))
+}
+
+/// [`embed`] for inputs whose limits the caller checked (a rerank's query does not count
+/// against `max_inputs`).
+fn embed_within_limits(
+    services: &Services,
+    model: &Model,
+    inputs: &Inputs,
+    truncation: Truncation,
+) -> Result<Embeddings, ApiError> {
     let cache = services
         .kv
         .and_then(|kv| Cache::new(kv, services.config.cache, model, services.now));
-    Embedder::new(tokenizer, services.infer, model)
+    Embedder::new(tokenizer()?, services.infer, model)
         .with_cache(cache.as_ref())
         .embed(&inputs.all(), truncation)
         .map_err(|error| match error {
-            EmbedError::TooManyTokens { index, tokens } => ApiError::Unprocessable {
-                at: inputs.locate(index),
-                problem: format!(
-                    "has {tokens} tokens; the model's limit is {MAX_TOKENS} \
-                     (send `truncate: true` to truncate)"
-                ),
-            },
+            EmbedError::TooManyTokens { index, tokens } => too_many_tokens(inputs, index, tokens),
             EmbedError::Tokenize(_) => ApiError::internal(InternalKind::Tokenizer, error),
             EmbedError::Infer(_) | EmbedError::OutputShape { .. } => {
                 ApiError::internal(InternalKind::Inference, error)
             }
         })
+}
+
+/// The 422 of the request's `index`-th input, `tokens` long, sent with `truncate: false`.
+fn too_many_tokens(inputs: &Inputs, index: usize, tokens: usize) -> ApiError {
+    ApiError::Unprocessable {
+        at: inputs.locate(index),
+        problem: format!(
+            "has {tokens} tokens; the model's limit is {MAX_TOKENS} \
+             (send `truncate: true` to truncate)"
+        ),
+    }
 }
 
 /// A 200 with an embedding route's body, saying how the cache did and where the time went.
