@@ -79,6 +79,7 @@ def test_decode_refuses_ids_outside_the_vocabulary_and_empty_lists(server, body,
     ({"inputs": [1]}, 422, "Validation", "inputs"),
     ({"inputs": "a", "prompt_name": "query"}, 422, "Validation", "prompt_name"),
     ({"inputs": ["a"] * 2049}, 413, "Validation", "2049"),
+    ({"inputs": ["a " * 9_999] * 52}, 413, "Validation", "131072"),
 ])
 def test_tokenize_refuses_bad_input(server, body, status, error_type, names):
     message = assert_tei_error(server.post("/tokenize", json=body), status, error_type)

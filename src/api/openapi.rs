@@ -221,7 +221,7 @@ const TEI_ERRORS: Errors = Errors {
         (405, "Method not allowed"),
         (
             413,
-            "Body, input count or an input's length over the limit (`error_type`: `Validation`)",
+            "Body, input count or an input's length over the limit, or a `/tokenize` answer of more than 131,072 tokens (`error_type`: `Validation`)",
         ),
         (415, "Body is not JSON"),
         (

@@ -232,16 +232,15 @@ pub struct SimpleToken {
 }
 
 impl SimpleToken {
-    /// `token` of `text`: its spelling in the input (by its character offsets), or the
-    /// vocabulary's for special tokens.
+    /// `token` of `text`: its spelling in the input, or the vocabulary's for special tokens.
     pub fn of(text: &str, token: TokenInfo) -> Self {
-        match token.chars {
-            Some((start, stop)) => Self {
+        match token.span {
+            Some(span) => Self {
                 id: token.id,
-                text: text.chars().skip(start).take(stop - start).collect(),
+                text: text.get(span.bytes).unwrap_or_default().to_owned(),
                 special: token.special,
-                start: Some(start),
-                stop: Some(stop),
+                start: Some(span.chars.start),
+                stop: Some(span.chars.end),
             },
             None => Self {
                 id: token.id,
@@ -496,6 +495,7 @@ mod tests {
     use super::*;
     use crate::config::tests::FakeVariables;
     use crate::config::{self};
+    use crate::embed::tokenize::Span;
 
     fn object(value: Value) -> serde_json::Map<String, Value> {
         match value {
@@ -599,15 +599,19 @@ mod tests {
 
     #[test]
     fn tokens_spell_the_input_by_character_offsets() {
-        let token = |chars, special| TokenInfo {
+        let token = |span, special| TokenInfo {
             id: 1,
             token: "[CLS]".into(),
             special,
-            chars,
+            span,
         };
         let text = "naïve café";
+        let cafe = Span {
+            chars: 6..10,
+            bytes: 7..12,
+        };
         assert_eq!(
-            SimpleToken::of(text, token(Some((6, 10)), false)),
+            SimpleToken::of(text, token(Some(cafe), false)),
             SimpleToken {
                 id: 1,
                 text: "café".into(),

@@ -7,6 +7,7 @@
 //! instead; backends pad. [`TextTokenizer::tokens`] and [`TextTokenizer::decode_ids`] serve the
 //! tokenize and decode routes.
 
+use std::ops::Range;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -96,9 +97,17 @@ pub struct TokenInfo {
     pub token: String,
     /// Added by the tokenizer (`[CLS]`, `[SEP]`), not read from the text.
     pub special: bool,
-    /// Where the token was read in the text, in characters (Unicode scalar values) from its
-    /// start, end exclusive; `None` for special tokens.
-    pub chars: Option<(usize, usize)>,
+    /// Where the token was read in the text; `None` for special tokens.
+    pub span: Option<Span>,
+}
+
+/// Where a token was read in its text, end exclusive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    /// In characters (Unicode scalar values) from the text's start: what the routes report.
+    pub chars: Range<usize>,
+    /// In bytes, to slice the text with.
+    pub bytes: Range<usize>,
 }
 
 /// Truncates a framed sequence of ids over [`MAX_TOKENS`] from the left: `[CLS]`, its last 254
@@ -220,7 +229,10 @@ impl TextTokenizer {
                     id,
                     token: token.clone(),
                     special,
-                    chars: (!special).then(|| (chars.at(start), chars.at(end))),
+                    span: (!special).then(|| Span {
+                        chars: chars.at(start)..chars.at(end),
+                        bytes: start..end,
+                    }),
                 }
             })
             .collect())
@@ -456,15 +468,15 @@ mod tests {
         let tokens = tokenizer.tokens("naïve café 🙂", true).unwrap();
         let described: Vec<_> = tokens
             .iter()
-            .map(|t| (t.token.as_str(), t.special, t.chars))
+            .map(|t| (t.token.as_str(), t.special, t.span.clone().map(|s| s.chars)))
             .collect();
         assert_eq!(
             described,
             [
                 ("[CLS]", true, None),
-                ("naive", false, Some((0, 5))),
-                ("cafe", false, Some((6, 10))),
-                ("[UNK]", false, Some((11, 12))),
+                ("naive", false, Some(0..5)),
+                ("cafe", false, Some(6..10)),
+                ("[UNK]", false, Some(11..12)),
                 ("[SEP]", true, None),
             ]
         );

@@ -14,26 +14,40 @@ use crate::embed::{model_sequence, SequenceError};
 use crate::http::error::{ApiError, FieldRef, InternalKind};
 use crate::http::{Request, Response};
 
+/// The most tokens one `/tokenize` answer lists (about 9 MB of JSON): the whole answer is built in
+/// the instance's memory, which is 128 MiB for the portable build. Inputs of ordinary text reach
+/// it only in bulk (512 inputs of 256 tokens); one-letter words within the body limit reach ~4x it.
+pub const MAX_TOKENIZED: usize = 131_072;
+
 /// `POST /tokenize`: every token of each input, with where it was read (in characters).
 pub fn tei_tokenize(request: &Request, services: &Services) -> Result<Response, ApiError> {
     let request = read::<tei::TokenizeRequest>(request)?.checked()?;
     check_inputs(&services.config.limits, &request.inputs())?;
     let tokenizer = tokenizer()?;
-    let tokens = request
-        .inputs
-        .texts()
-        .iter()
-        .map(|text| {
-            let tokens = tokenizer
-                .tokens(text, request.add_special_tokens)
-                .map_err(|error| ApiError::internal(InternalKind::Tokenizer, error))?;
-            Ok(tokens
+    let mut listed = 0;
+    let mut answer = Vec::new();
+    for text in request.inputs.texts() {
+        let tokens = tokenizer
+            .tokens(text, request.add_special_tokens)
+            .map_err(|error| ApiError::internal(InternalKind::Tokenizer, error))?;
+        listed += tokens.len();
+        if listed > MAX_TOKENIZED {
+            return Err(ApiError::TooLarge {
+                at: Some(FieldRef::whole("inputs")),
+                problem: format!(
+                    "has more than {MAX_TOKENIZED} tokens, the most one answer lists; send fewer or \
+                     shorter inputs"
+                ),
+            });
+        }
+        answer.push(
+            tokens
                 .into_iter()
                 .map(|token| SimpleToken::of(text, token))
-                .collect())
-        })
-        .collect::<Result<_, ApiError>>()?;
-    Ok(Response::json(200, &Tokens(tokens)))
+                .collect(),
+        );
+    }
+    Ok(Response::json(200, &Tokens(answer)))
 }
 
 /// `POST /decode`: the text each list of ids spells.

@@ -107,3 +107,31 @@ fn v1_tokenize_counts_what_v1_embeddings_reports() {
     ));
     assert_eq!(json_body(&unknown)["error"]["code"], "model_not_found");
 }
+
+#[test]
+fn a_tokenize_answer_lists_at_most_max_tokenized_tokens() {
+    use crate::api::handlers::tokens::MAX_TOKENIZED;
+
+    // One-letter words: a token each, [CLS] and [SEP] on top; each input within max_input_chars.
+    let words = MAX_TOKENIZED / 16;
+    let inputs = vec!["a ".repeat(words - 2); 16];
+    let fits = send(request(
+        "POST",
+        "/tokenize",
+        &json!({"inputs": inputs}).to_string(),
+    ));
+    assert_eq!(fits.status, 200);
+    let over = [inputs, vec!["a".to_owned()]].concat();
+    let refused = send(request(
+        "POST",
+        "/tokenize",
+        &json!({"inputs": over}).to_string(),
+    ));
+    assert_eq!(refused.status, 413);
+    let error = json_body(&refused);
+    assert_eq!(error["error_type"], "Validation");
+    assert!(
+        error["error"].as_str().unwrap().contains("131072"),
+        "{error}"
+    );
+}
