@@ -20,6 +20,9 @@ from conftest import (
 )
 
 SCORE_TOLERANCE = 1e-5  # issue 21: scores are the reference cosines to 1e-5
+# The int8 model's vectors are within cosine 0.995 of the reference (models/README.md), which moves a score by a few
+# hundredths at most; another model's (or another text's) scores would be off by far more.
+INT8_SCORE_TOLERANCE = 0.05
 QUERY = "How old are you?"
 
 
@@ -97,9 +100,11 @@ def test_the_model_field_picks_the_model(server, reference, documents):
                                            "documents": texts}).json()
     assert fp32["results"] == default["results"], "the manifest's default model is fp32"
     assert int8["model"] == "all-minilm-l6-v2-int8"
+    int8_scores = {result["index"]: result["relevance_score"] for result in int8["results"]}
+    assert int8_scores != {result["index"]: result["relevance_score"] for result in fp32["results"]}
     expected = expected_scores(reference, QUERY, documents[:5])
-    for result in int8["results"]:
-        assert abs(result["relevance_score"] - expected[result["index"]]) < 0.01, result
+    for index, score in int8_scores.items():
+        assert abs(score - expected[index]) < INT8_SCORE_TOLERANCE, (index, score, expected[index])
 
 
 # --- the official client ---------------------------------------------------------------------------------------
