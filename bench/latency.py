@@ -2,7 +2,9 @@
 
 - short query: median of 100 warm `GET /v1/encode` requests for a short query, cache off;
 - one 32-input `POST /v1/embeddings` against the same 32 inputs sent as 32 single requests, cache off;
-- cache: a hit against a miss for the same query, cache on.
+- cache: a hit against a miss for the same query, cache on;
+- rerank: one new query against the same 100 documents (POST /v2/rerank), with the documents in the
+  key-value cache (only the query is embedded) or with the cache off (all 101 inputs are).
 """
 from __future__ import annotations
 
@@ -67,3 +69,25 @@ def cache_hit_vs_miss(base_url: str, key: str, samples: int = 50) -> dict:
         host_hits.append(_timed(lambda: session.get(url, params={"query": query}, headers=headers)))
     return {"miss_ms": statistics.median(misses), "hit_ms": statistics.median(component_hits),
             "http_hit_ms": statistics.median(host_hits)}
+
+
+RERANK_DOCUMENTS = 100
+
+
+def rerank_ms(base_url: str, key: str, questions: list[str], samples: int) -> dict:
+    """Median and p90 of `samples` sequential POST /v2/rerank, each a query never sent before against the same
+    RERANK_DOCUMENTS questions; the first request (not timed) puts the documents in the cache, when it is on."""
+    session = requests.Session()
+    headers = {"Authorization": f"Bearer {key}"}
+    url = f"{base_url}/v2/rerank"
+    documents = questions[-RERANK_DOCUMENTS:]
+
+    def ask(query: str) -> requests.Response:
+        return session.post(url, headers=headers, json={"model": "all-minilm-l6-v2", "query": query,
+                                                         "documents": documents, "top_n": 10})
+
+    ask(f"warm-up {uuid.uuid4().hex[:8]}").raise_for_status()
+    queries = [f"{question} ({uuid.uuid4().hex[:8]})" for question in questions[:samples]]
+    times = sorted(_timed(lambda: ask(query)) for query in queries)
+    return {"median_ms": statistics.median(times), "p90_ms": times[int(0.9 * (len(times) - 1))],
+            "samples": samples, "documents": RERANK_DOCUMENTS}

@@ -224,6 +224,19 @@ def time_section(r: dict) -> list[str]:
     return lines
 
 
+def rerank_rows(r: dict) -> list[str]:
+    """Scenario 7: sequential rerank requests, p50 and p90 (too few samples for a p99)."""
+    rows = []
+    for key, what in (("rerank_cached", "the documents already cached: only the query is embedded"),
+                      ("rerank_uncached", "cache off: all 101 inputs are embedded")):
+        probe = r.get(key)
+        if probe:
+            rows.append(f"| 7. POST /v2/rerank, one new query against {probe['documents']} documents, {what}, "
+                        f"1 client ({probe['samples']} requests; p90 in the p99 column) | – "
+                        f"| {probe['median_ms']:.1f} ms | {probe['p90_ms']:.1f} ms | 0 | – | – | – | – |")
+    return rows
+
+
 def busy_warning(m: dict) -> list[str]:
     """Other work on the machine slows the ceiling and the servers unequally, so ratios stop meaning much."""
     if m["load_before"] <= 0.5 * m["cores"]:
@@ -294,6 +307,7 @@ def render(r: dict) -> str:
                  f"({n['workers']} workers)", n, f"{n['rps']:.0f} req/s", "1.000× nginx"),
         load_row("4. POST /v1/embeddings, 32 unique inputs, 2 conn.", b,
                  f"{batch_sps:.0f} sentences/s ({b['rps']:.1f} req/s)", ratio_cell(b, sentences=32)),
+        *rerank_rows(r),
         "",
         "ONNX run: the mean duration of one ONNX Runtime run; ONNX busy: the runs' time over the scenario's, summed "
         "over sessions that run side by side (a graph's two one-thread sessions: up to 200%). "

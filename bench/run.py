@@ -19,6 +19,8 @@ Scenarios:
                uncached GET /v1/encode at 1 / 10 / 40 connections through the edge, each beside the same load on
                the origin directly; 32-input batches through the edge; the original load test through the edge
                with its caches warm
+ 8. rerank     one new query against 100 documents (POST /v2/rerank), one client: with the documents in the
+               cache (only the query is embedded), and with the cache off (all 101 inputs)
  plus sequential latency probes (bench/latency.py). The report is written by bench/report.py.
 
 Each load scenario runs BENCH_SECONDS (default 15) seconds. The ceiling is measured between the scenarios
@@ -66,6 +68,10 @@ KEY = "bench-key"
 STARTUP_TIMEOUT_S = 60
 
 INT8_MODEL_ID = "all-minilm-l6-v2-int8"
+# Sequential rerank requests per probe: an uncached one embeds 101 inputs (tens of milliseconds or more), a cached
+# one a single query.
+RERANK_UNCACHED_SAMPLES = 20
+RERANK_CACHED_SAMPLES = 100
 # Any fixed seed: the same order in every run, so runs compare.
 QUESTION_ORDER_SEED = 13
 
@@ -457,6 +463,8 @@ def run(seconds: int) -> dict:
             step("POST /v1/embeddings, 32 inputs")
             results["batch32"] = compared(host, "32-input batches", "batch", 2)
             results["probe_batch"] = latency.batch_vs_singles(host.url, KEY, question_list)
+            step("rerank, one query against 100 documents, cache off")
+            results["rerank_uncached"] = latency.rerank_ms(host.url, KEY, question_list, RERANK_UNCACHED_SAMPLES)
             step("int8 model (OpenAI `model` field), uncached, 1 / 10 connections")
             results["int8_refused"] = int8_refusal(host)
             if results["int8_refused"] is None:
@@ -483,6 +491,8 @@ def run(seconds: int) -> dict:
             results["original"] = load(host, "original load test", "random", 10)
             results["original_component"] = load(host, "original load test, no-cache", "random-component", 10)
             results["probe_cache"] = latency.cache_hit_vs_miss(host.url, KEY)
+            step("rerank, one query against 100 cached documents")
+            results["rerank_cached"] = latency.rerank_ms(host.url, KEY, question_list, RERANK_CACHED_SAMPLES)
             body = cached_answer(host, question_list[0])
         try:
             with StaticNginx(body) as nginx:

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod auth;
 pub mod backend;
+pub mod build_info;
 pub mod config;
 pub mod embed;
 pub mod http;

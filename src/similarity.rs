@@ -33,6 +33,17 @@ pub fn cosine_matrix(a: &[Vec<f32>], b: &[Vec<f32>]) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// Every document's index and cosine similarity to `query` (the numbers [`cosine_matrix`]
+/// gives), highest first; equal scores keep the documents' order.
+pub fn rank(query: &[f32], documents: &[Vec<f32>]) -> Vec<(usize, f32)> {
+    let scores = cosine_matrix(&[query.to_vec()], documents)
+        .pop()
+        .unwrap_or_default();
+    let mut ranked: Vec<(usize, f32)> = scores.into_iter().enumerate().collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    ranked
+}
+
 /// Highest score first; equal scores by `(i, j)`, so the order never depends on the sort.
 fn best_first(a: &ScoredPair, b: &ScoredPair) -> Ordering {
     b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2)))
@@ -151,6 +162,30 @@ mod tests {
     fn cosine_matrix_of_empty_sides() {
         assert!(cosine_matrix(&[], &[vec![1.0]]).is_empty());
         assert_eq!(cosine_matrix(&[vec![1.0]], &[]), vec![Vec::<f32>::new()]);
+    }
+
+    #[test]
+    fn ranking_is_by_cosine_highest_first_and_ties_keep_document_order() {
+        let query = vec![1.0, 0.0];
+        let documents = vec![
+            vec![0.0, 1.0],
+            vec![1.0, 1.0],
+            vec![2.0, 0.0],
+            vec![1.0, 1.0],
+            vec![-1.0, 0.0],
+        ];
+        let ranked = rank(&query, &documents);
+        let order: Vec<usize> = ranked.iter().map(|&(index, _)| index).collect();
+        assert_eq!(order, [2, 1, 3, 0, 4]);
+        let half = std::f32::consts::FRAC_1_SQRT_2;
+        for (&(index, score), expected) in ranked.iter().zip([1.0, half, half, 0.0, -1.0]) {
+            assert!((score - expected).abs() < 1e-6, "{index}: {score}");
+            assert_eq!(
+                score,
+                cosine_matrix(std::slice::from_ref(&query), &documents)[0][index]
+            );
+        }
+        assert!(rank(&query, &[]).is_empty());
     }
 
     #[test]

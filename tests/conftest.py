@@ -342,3 +342,38 @@ def caching_resumes(srv: Server, label: str) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+# --- Shared by the retrieval API's tests (issue 21): the Cohere and TEI error shapes. ---
+
+
+def assert_cohere_error(resp: requests.Response, status: int) -> str:
+    """An error on /v1/rerank or /v2/rerank: Cohere's `{"message": "..."}` and nothing else; returns the message."""
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/json"), resp.headers
+    body = resp.json()
+    assert set(body) == {"message"}, body
+    assert isinstance(body["message"], str) and body["message"], body
+    return body["message"]
+
+
+# text-embeddings-inference's `error_type`s (its router's ErrorType, serialized by name), plus `Unauthorized`
+# for a refused token, which TEI answers without a body.
+TEI_ERROR_TYPES = {"Unhealthy", "Backend", "Overloaded", "Validation", "Tokenizer", "Empty", "Unauthorized"}
+
+
+def assert_tei_error(resp: requests.Response, status: int, error_type: str | None = None) -> str:
+    """An error on a TEI route: `{"error": "...", "error_type": "..."}`; returns the message."""
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/json"), resp.headers
+    body = resp.json()
+    assert set(body) == {"error", "error_type"}, body
+    assert isinstance(body["error"], str) and body["error"], body
+    assert body["error_type"] in TEI_ERROR_TYPES, body
+    if error_type is not None:
+        assert body["error_type"] == error_type, body
+    return body["error"]
+
+
+def reference_item(reference: dict, text: str) -> dict:
+    return next(item for item in reference["items"] if item["text"] == text)

@@ -82,3 +82,45 @@ def assert_openai_client(server: Server, reference: dict, *, min_cosine: float) 
         similarity = cosine(datum.embedding, item["embedding"])
         assert similarity >= min_cosine, f"{item['text'][:40]!r}: cosine {similarity}"
     assert result.usage.prompt_tokens == sum(item["tokens"] for item in items)
+
+
+def assert_retrieval_routes(server: Server, reference: dict, *, build: str, min_cosine: float,
+                            score_tolerance: float) -> None:
+    """The retrieval routes (issue 21) answer in this build: Cohere's and TEI's rerank score every document with the
+    reference cosine (within `score_tolerance`, the build's own accuracy) and rank the paraphrase first, TEI's and
+    Spin's `/embed` give reference vectors, `/tokenize` the model's ids, and `/info` names the build."""
+    query = "How old are you?"
+    documents = [item for item in reference["items"] if item["text"] not in (query, "")][:12]
+    texts = [item["text"] for item in documents]
+    query_vector = next(item["embedding"] for item in reference["items"] if item["text"] == query)
+    expected = [cosine(query_vector, item["embedding"]) for item in documents]
+    best = texts.index("What is your age?")
+
+    cohere = server.post("/v2/rerank", json={"model": MODEL_ALIAS, "query": query, "documents": texts, "top_n": 3})
+    assert cohere.status_code == 200, cohere.text
+    results = cohere.json()["results"]
+    assert len(results) == 3 and results[0]["index"] == best, results
+    tei = server.post("/rerank", json={"query": query, "texts": texts})
+    assert tei.status_code == 200, tei.text
+    ranks = tei.json()
+    assert ranks[0]["index"] == best and len(ranks) == len(texts), ranks
+    for index, score in [(r["index"], r["relevance_score"]) for r in results] + [(r["index"], r["score"])
+                                                                                 for r in ranks]:
+        assert abs(score - expected[index]) <= score_tolerance, (texts[index], score, expected[index])
+
+    embedded = server.post("/embed", json={"inputs": texts[:4]})
+    spin = server.post("/embed", json={"model": MODEL_ALIAS, "input": texts[:4]})
+    assert embedded.status_code == spin.status_code == 200, (embedded.text, spin.text)
+    for vectors in (embedded.json(), spin.json()["embeddings"]):
+        for vector, item in zip(vectors, documents[:4], strict=True):
+            assert cosine(vector, item["embedding"]) >= min_cosine, item["text"][:40]
+    assert spin.json()["usage"]["promptTokenCount"] == sum(item["tokens"] for item in documents[:4])
+
+    tokens = server.post("/tokenize", json={"inputs": "hello world"})
+    assert tokens.status_code == 200, tokens.text
+    assert [token["id"] for token in tokens.json()[0]] == [101, 7592, 2088, 102]
+    info = server.get("/info", auth=False)
+    assert info.status_code == 200, info.text
+    assert info.json()["build"] == build, info.json()
+    refused = server.post("/v1/rerank", auth=False, json={"query": query, "documents": texts})
+    assert refused.status_code == 401 and set(refused.json()) == {"message"}, refused.text

@@ -39,6 +39,9 @@ def test_a_request_over_the_bound_gets_429_with_retry_after_and_the_configured_b
         holder = threading.Thread(target=hold_the_slot)
         holder.start()
         refused: dict[str, requests.Response] = {}
+        # A path of each family with the body its clients send.
+        probes = {"/v1/ping": None, "/v1/embeddings": {"input": "x", "model": "m"},
+                  "/v2/rerank": {"query": "q", "documents": ["d"]}, "/embed": {"inputs": "x"}}
         try:
             # Probe only once the busy request holds the slot (a probe in flight could take it first).
             for _ in range(ADMITTED_POLLS):
@@ -46,23 +49,24 @@ def test_a_request_over_the_bound_gets_429_with_retry_after_and_the_configured_b
                     break
                 time.sleep(0.005)
             for _ in range(MAX_PROBE_ROUNDS):
-                if not holder.is_alive() or len(refused) == 2:
+                if not holder.is_alive() or len(refused) == len(probes):
                     break
-                for path in ("/v1/ping", "/v1/embeddings"):
-                    resp = srv.request("GET" if path == "/v1/ping" else "POST", path, auth=path != "/v1/ping",
-                                       json=None if path == "/v1/ping" else {"input": "x", "model": "m"})
+                for path, body in probes.items():
+                    if path in refused:
+                        continue
+                    resp = srv.request("GET" if body is None else "POST", path, auth=body is not None, json=body)
                     if resp.status_code == 429:
-                        refused.setdefault(path, resp)
+                        refused[path] = resp
         finally:
             holder.join(timeout=120)
         assert busy["response"].status_code == 200, busy["response"].text
-        assert set(refused) == {"/v1/ping", "/v1/embeddings"}, "the busy request held the only slot"
+        assert set(refused) == set(probes), "the busy request held the only slot"
 
         for path, resp in refused.items():
             assert resp.headers["retry-after"] == "1", resp.headers
             assert resp.headers["content-type"].startswith("application/json"), resp.headers
             assert resp.headers["access-control-allow-origin"] == "*", resp.headers
-        # The original service's shape for its routes, OpenAI's for the OpenAI-compatible ones.
+        # The original service's shape for its routes, OpenAI's, Cohere's and TEI's for theirs.
         assert refused["/v1/ping"].json() == {
             "code": 429, "name": "Too Many Requests", "description": "the server is busy; retry in a second"}
         # The refused POST's body was never read: the host closes that connection and says so.
@@ -70,6 +74,9 @@ def test_a_request_over_the_bound_gets_429_with_retry_after_and_the_configured_b
         error = refused["/v1/embeddings"].json()["error"]
         assert error == {"message": "the server is busy; retry in a second", "type": "invalid_request_error",
                          "param": None, "code": None}
+        assert refused["/v2/rerank"].json() == {"message": "the server is busy; retry in a second"}
+        assert refused["/embed"].json() == {"error": "the server is busy; retry in a second",
+                                            "error_type": "overloaded"}
 
         # Once the slot is free again, requests are admitted.
         assert srv.get("/v1/ping", auth=False).status_code == 200

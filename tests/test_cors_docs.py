@@ -130,8 +130,12 @@ def test_openapi_document_is_public_openapi_3_1_and_the_generated_file(server, p
 def test_openapi_document_describes_every_route(server):
     paths = server.get("/openapi.json", auth=False).json()["paths"]
     for path in ("/v1/encode", "/v1/encode/multiple_encode", "/v1/encode/cos_sim_weight", "/v1/paraphrase",
-                 "/v1/embeddings", "/v1/models", "/v1/models/{model}"):
+                 "/v1/embeddings", "/v1/models", "/v1/models/{model}", "/v1/tokenize", "/v1/rerank", "/v2/rerank",
+                 "/embed", "/rerank", "/tokenize", "/decode", "/info"):
         assert path in paths, path
+    # `GET /` and `/info` are public; TEI's `POST /` needs the bearer token like every other embedding route.
+    assert paths["/"]["get"]["security"] == [] and paths["/info"]["get"]["security"] == []
+    assert "security" not in paths["/"]["post"] and "security" not in paths["/v1/rerank"]["post"]
 
 
 # --- /docs ----------------------------------------------------------------------------------------------------

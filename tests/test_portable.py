@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, cosine, serving, spread_questions
+from smoke import assert_retrieval_routes
 
 PORTABLE_WASM = ROOT / "build" / "sbert_service_portable.wasm"
 MAX_APP_BYTES = 50 * 1024 * 1024
@@ -14,6 +15,8 @@ REQUEST_MEMORY_MIB = 128
 # The bar for 8-bit weights (issue 11); measured 0.99956 min, 0.99981 mean.
 MIN_COSINE = 0.99
 MIN_MEAN_COSINE = 0.999
+# How far a rerank score may be from the reference cosine with 8-bit weights (each vector within MIN_COSINE).
+SCORE_TOLERANCE = 0.02
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +64,8 @@ def test_a_full_batch_of_longest_inputs_fits_the_instance_memory(portable_server
     for vector in vectors:
         assert abs(sum(v * v for v in vector) - 1.0) < 1e-4
     assert portable_server.alive(), portable_server.log()
+
+
+def test_the_retrieval_routes_answer(portable_server, reference):
+    assert_retrieval_routes(portable_server, reference, build="portable", min_cosine=MIN_COSINE,
+                            score_tolerance=SCORE_TOLERANCE)

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, cosine, log_once, start_server, stop_server
-from smoke import assert_auth_required, assert_cache_hit_on_repeat, assert_openai_client, assert_reference
+from smoke import (
+    assert_auth_required,
+    assert_cache_hit_on_repeat,
+    assert_openai_client,
+    assert_reference,
+    assert_retrieval_routes,
+)
 
 MANIFEST = ROOT / "spin-llm.toml"
 MIN_COSINE = 0.9999
@@ -49,6 +55,11 @@ def test_cache_hit_on_repeat(spin_llm_server):
 
 def test_openai_client(spin_llm_server, reference):
     assert_openai_client(spin_llm_server, reference, min_cosine=MIN_COSINE)
+
+
+def test_the_retrieval_routes_answer(spin_llm_server, reference):
+    assert_retrieval_routes(spin_llm_server, reference, build="spin-llm", min_cosine=MIN_COSINE,
+                            score_tolerance=1e-4)
 
 
 def test_token_id_inputs_embed_like_their_text(spin_llm_server, tokenizer):

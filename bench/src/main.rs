@@ -14,7 +14,7 @@ use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::TensorRef;
 use sbert_service::backend::{Infer, InferError, Sequence, TokenBatch};
 use sbert_service::embed::model::{Model, ModelKind};
-use sbert_service::embed::tokenize::TextTokenizer;
+use sbert_service::embed::tokenize::{TextTokenizer, Truncation};
 use sbert_service::embed::{Embedder, Input};
 
 /// Measure in-process inference: one sentence at a time, then length-sorted batches of 32.
@@ -126,7 +126,7 @@ fn main() -> Result<()> {
     let embedder = Embedder::new(&tokenizer, &onnx, &model);
     let embed = |texts: &[&str]| -> Result<()> {
         let inputs: Vec<Input> = texts.iter().map(|t| Input::Text(t)).collect();
-        embedder.embed(&inputs, true)?;
+        embedder.embed(&inputs, Truncation::Right)?;
         Ok(())
     };
     let text = std::fs::read_to_string(&args.questions)?;

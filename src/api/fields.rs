@@ -7,11 +7,15 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 use serde_json::Value;
-use utoipa::openapi::schema::{Array, Object, OneOfBuilder, Schema, Type};
+use utoipa::openapi::schema::{
+    Array, ArrayBuilder, Object, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
 use utoipa::openapi::RefOr;
 
 use super::inputs::InputField;
-use super::json::{not, whole_number, wrong_type};
+use super::json::{must_be, whole_number, wrong_type};
+use crate::embed::model::DIMENSIONS;
+use crate::embed::tokenize::{Truncation, VOCAB_SIZE};
 use crate::embed::Input;
 use crate::http::error::excerpt;
 
@@ -21,41 +25,41 @@ macro_rules! reject {
     ($expected:expr; $($kind:ident),*) => { $(reject!(@$kind $expected);)* };
     (@bool $e:expr) => {
         fn visit_bool<E: ::serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Err($crate::api::json::not($e, "a boolean"))
+            Err($crate::api::json::must_be($e, "a boolean"))
         }
     };
     (@number $e:expr) => {
         fn visit_i64<E: ::serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Err($crate::api::json::not($e, "a number"))
+            Err($crate::api::json::must_be($e, "a number"))
         }
         fn visit_u64<E: ::serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Err($crate::api::json::not($e, "a number"))
+            Err($crate::api::json::must_be($e, "a number"))
         }
         fn visit_f64<E: ::serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Err($crate::api::json::not($e, "a number"))
+            Err($crate::api::json::must_be($e, "a number"))
         }
     };
     (@str $e:expr) => {
         fn visit_str<E: ::serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Err($crate::api::json::not($e, "a string"))
+            Err($crate::api::json::must_be($e, "a string"))
         }
     };
     (@null $e:expr) => {
         fn visit_unit<E: ::serde::de::Error>(self) -> Result<Self::Value, E> {
-            Err($crate::api::json::not($e, "null"))
+            Err($crate::api::json::must_be($e, "null"))
         }
         fn visit_none<E: ::serde::de::Error>(self) -> Result<Self::Value, E> {
-            Err($crate::api::json::not($e, "null"))
+            Err($crate::api::json::must_be($e, "null"))
         }
     };
     (@seq $e:expr) => {
         fn visit_seq<A: ::serde::de::SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
-            Err($crate::api::json::not($e, "an array"))
+            Err($crate::api::json::must_be($e, "an array"))
         }
     };
     (@map $e:expr) => {
         fn visit_map<A: ::serde::de::MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
-            Err($crate::api::json::not($e, "an object"))
+            Err($crate::api::json::must_be($e, "an object"))
         }
     };
 }
@@ -132,7 +136,36 @@ impl utoipa::PartialSchema for TextOrTexts {
 
 impl utoipa::ToSchema for TextOrTexts {}
 
+/// An optional whole number from `minimum` to `u64::MAX` (the derive would say int64, whose
+/// narrower range the service does not enforce), or `null`.
+pub fn whole_number_schema(minimum: u64, description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+        .minimum(Some(minimum))
+        .maximum(Some(u64::MAX))
+        .description(Some(description))
+}
+
+/// A string, or a non-empty array of strings: [`TextOrTexts`] where a list needs an item.
+pub fn text_or_texts_schema() -> OneOfBuilder {
+    OneOfBuilder::new()
+        .item(Object::with_type(Type::String))
+        .item(
+            ArrayBuilder::new()
+                .items(Object::with_type(Type::String))
+                .min_items(Some(1)),
+        )
+}
+
 impl TextOrTexts {
+    /// The texts, one or many.
+    pub fn texts(&self) -> &[String] {
+        match self {
+            Self::One(text) => std::slice::from_ref(text),
+            Self::Many(texts) => texts,
+        }
+    }
+
     pub(super) fn field(&self, name: &'static str) -> InputField<'_> {
         match self {
             Self::One(text) => InputField::single(name, Input::Text(text)),
@@ -191,7 +224,7 @@ impl<'de> Deserialize<'de> for Count {
         whole_number(&value)
             .filter(|&n| n >= 1)
             .map(Self)
-            .ok_or_else(|| not("an integer of at least 1", &excerpt(&value.to_string())))
+            .ok_or_else(|| must_be("an integer of at least 1", &excerpt(&value.to_string())))
     }
 }
 
@@ -207,19 +240,95 @@ pub fn optional_text<'de, D: Deserializer<'de>>(
     Ok(Option::<Text>::deserialize(deserializer)?.map(|Text(text)| text))
 }
 
+/// For `#[serde(deserialize_with)]` on an optional `Vec<String>` field (`null` is `None`).
+pub fn optional_texts<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<String>>, D::Error> {
+    Ok(Option::<Texts>::deserialize(deserializer)?.map(|Texts(texts)| texts))
+}
+
 /// For `#[serde(deserialize_with)]` on a `Vec<String>` field.
 pub fn texts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
     Texts::deserialize(deserializer).map(|Texts(texts)| texts)
 }
 
-/// The `truncate` flag every embedding request takes: `null` (and, with `#[serde(default =
-/// "yes")]`, absence) means `true`.
-pub fn truncate<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+/// For `#[serde(deserialize_with)]` on a flag that is on unless the request turns it off, like
+/// `truncate`: `null` (and, with `#[serde(default = "fields::absent_means_true")]`, absence)
+/// means `true`.
+pub fn flag_or_true<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
     Ok(Option::<Flag>::deserialize(deserializer)?.is_none_or(|Flag(flag)| flag))
 }
 
-pub fn yes() -> bool {
+/// For `#[serde(default = ...)]` on a flag that is on unless the request turns it off.
+pub fn absent_means_true() -> bool {
     true
+}
+
+/// For `#[serde(deserialize_with)]` on an optional flag: `null` (and absence, with a `default`)
+/// means `false`.
+pub fn flag_or_false<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    Ok(Option::<Flag>::deserialize(deserializer)?.is_some_and(|Flag(flag)| flag))
+}
+
+/// For `#[serde(deserialize_with)]` on an optional [`Count`] (`null` is `None`).
+pub fn optional_count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    Ok(Option::<Count>::deserialize(deserializer)?.map(|Count(count)| count))
+}
+
+/// TEI's `truncation_direction`: the side an over-long input loses tokens from, `right` (the
+/// default, as sentence-transformers truncates) or `left` (TEI also takes `Right` and `Left`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Direction {
+    #[default]
+    Right,
+    Left,
+}
+
+/// `truncation_direction`'s schema: `right`, `left` (or TEI's capitalized spellings), or `null`.
+pub fn direction_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::AnyValue)
+        .enum_values(Some([
+            Value::from("right"),
+            Value::from("left"),
+            Value::from("Right"),
+            Value::from("Left"),
+            Value::Null,
+        ]))
+        .default(Some(Value::from("right")))
+        .description(Some(
+            "The side an input over the model's 256 tokens loses tokens from when truncated: \
+             `right` keeps its start (as sentence-transformers does), `left` keeps its end, from \
+             the first whole word that fits.",
+        ))
+}
+
+impl Direction {
+    /// How an over-long input is fitted: truncated on this side, or refused without `truncate`.
+    pub fn truncation(self, truncate: bool) -> Truncation {
+        match (truncate, self) {
+            (false, _) => Truncation::Refuse,
+            (true, Self::Right) => Truncation::Right,
+            (true, Self::Left) => Truncation::Left,
+        }
+    }
+}
+
+/// For `#[serde(deserialize_with)]` on `truncation_direction` (`null` is the default).
+pub fn direction<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Direction, D::Error> {
+    match Option::<Value>::deserialize(deserializer)? {
+        None => Ok(Direction::Right),
+        Some(Value::String(side)) if matches!(side.as_str(), "right" | "Right") => {
+            Ok(Direction::Right)
+        }
+        Some(Value::String(side)) if matches!(side.as_str(), "left" | "Left") => {
+            Ok(Direction::Left)
+        }
+        Some(other) => Err(must_be(
+            r#""left" or "right""#,
+            &excerpt(&other.to_string()),
+        )),
+    }
 }
 
 /// An optional [`Count`]: `null` (and absence, with a `default`) means `DEFAULT`.
@@ -227,6 +336,42 @@ pub fn count_or<'de, D: Deserializer<'de>, const DEFAULT: u64>(
     deserializer: D,
 ) -> Result<u64, D::Error> {
     Ok(Option::<Count>::deserialize(deserializer)?.map_or(DEFAULT, |Count(count)| count))
+}
+
+/// Token ids of the model's vocabulary: integers from 0 to `VOCAB_SIZE - 1`.
+pub(super) fn token_ids<E: de::Error>(items: &[Value]) -> Result<Vec<u32>, E> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(position, item)| {
+            whole_number(item)
+                .and_then(|id| u32::try_from(id).ok())
+                .filter(|&id| id < VOCAB_SIZE)
+                .ok_or_else(|| {
+                    E::custom(format!(
+                        "must hold token ids from 0 to {}; position {position} is {}",
+                        VOCAB_SIZE - 1,
+                        excerpt(&item.to_string())
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// For `#[serde(deserialize_with)]` on `dimensions` (OpenAI's and TEI's): an integer from 1 to
+/// the model's width, or `null` for all of them.
+pub fn dimensions<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<usize>, D::Error> {
+    let Some(value) = Option::<Value>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    whole_number(&value)
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| (1..=DIMENSIONS).contains(n))
+        .map(Some)
+        .ok_or_else(|| {
+            let expected = format!("an integer from 1 to {DIMENSIONS}");
+            must_be(&expected, &excerpt(&value.to_string()))
+        })
 }
 
 #[cfg(test)]

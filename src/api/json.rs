@@ -191,13 +191,13 @@ fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
 }
 
 /// "must be an array of strings, not a number": what a field's type says about a wrong value.
-pub(super) fn not<E: serde::de::Error>(expected: &str, found: &str) -> E {
+pub(super) fn must_be<E: serde::de::Error>(expected: &str, found: &str) -> E {
     E::custom(format!("must be {expected}, not {found}"))
 }
 
-/// [`not`] for a value already read.
+/// [`must_be`] for a value already read, described by its JSON type.
 pub(super) fn wrong_type<E: serde::de::Error>(expected: &str, value: &Value) -> E {
-    not(expected, type_name(value))
+    must_be(expected, type_name(value))
 }
 
 /// A non-negative integer that fits `u64`. JSON Schema counts `3.0` as an integer, so an

@@ -1,6 +1,8 @@
-//! The API: request and response types per family ([`original`], [`openai`]), what each route
-//! does ([`handlers`]), and the documents that describe it ([`docs`]).
+//! The API: request and response types per family ([`original`], [`openai`] with
+//! [`openai_tokenize`], [`cohere`], [`tei`], [`spin_remote`]), what each route does
+//! ([`handlers`]), and the documents that describe it ([`docs`]).
 
+pub mod cohere;
 pub mod docs;
 mod fields;
 pub mod handlers;
@@ -8,10 +10,13 @@ pub mod inputs;
 mod json;
 pub mod limits;
 pub mod openai;
+pub mod openai_tokenize;
 /// Generates `docs/openapi.json` (tests only: the component serves the generated file).
 #[cfg(test)]
 mod openapi;
 pub mod original;
+pub mod spin_remote;
+pub mod tei;
 
 use crate::auth::Grant;
 use crate::backend::Infer;

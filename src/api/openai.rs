@@ -13,9 +13,9 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
-use super::fields::{self, reject, Text};
+use super::fields::{self, reject, token_ids, Text};
 use super::inputs::{InputField, Inputs};
-use super::json::{not, read, whole_number, wrong_type, Body};
+use super::json::{must_be, read, wrong_type, Body};
 use crate::config::Models;
 use crate::embed::model::{Model, DIMENSIONS};
 use crate::embed::tokenize::VOCAB_SIZE;
@@ -186,13 +186,16 @@ pub struct EmbeddingsRequest {
     #[serde(default, deserialize_with = "encoding_format")]
     pub encoding_format: EncodingFormat,
     /// Keep only the first N dimensions (then re-normalize).
-    #[serde(default, deserialize_with = "dimensions")]
+    #[serde(default, deserialize_with = "fields::dimensions")]
     #[schema(minimum = 1, maximum = 384)]
     pub dimensions: Option<usize>,
     /// Truncate inputs to the model's 256 tokens (as sentence-transformers does). With `false`,
     /// an over-long input is a 422 that says how many tokens it had.
     #[schema(value_type = Option<bool>, default = true)]
-    #[serde(default = "fields::yes", deserialize_with = "fields::truncate")]
+    #[serde(
+        default = "fields::absent_means_true",
+        deserialize_with = "fields::flag_or_true"
+    )]
     pub truncate: bool,
     #[serde(default, rename = "user", deserialize_with = "fields::optional_text")]
     /// Accepted and ignored.
@@ -322,47 +325,16 @@ impl<'de> Deserialize<'de> for TokenIds {
     }
 }
 
-/// Token ids of the model's vocabulary: integers from 0 to `VOCAB_SIZE - 1`.
-fn token_ids<E: de::Error>(items: &[Value]) -> Result<Vec<u32>, E> {
-    items
-        .iter()
-        .enumerate()
-        .map(|(position, item)| {
-            whole_number(item)
-                .and_then(|id| u32::try_from(id).ok())
-                .filter(|&id| id < VOCAB_SIZE)
-                .ok_or_else(|| {
-                    E::custom(format!(
-                        "must hold token ids from 0 to {}; position {position} is {}",
-                        VOCAB_SIZE - 1,
-                        excerpt(&item.to_string())
-                    ))
-                })
-        })
-        .collect()
-}
-
 fn encoding_format<'de, D: Deserializer<'de>>(deserializer: D) -> Result<EncodingFormat, D::Error> {
     match Option::<Value>::deserialize(deserializer)? {
         None => Ok(EncodingFormat::Float),
         Some(Value::String(format)) if format == "float" => Ok(EncodingFormat::Float),
         Some(Value::String(format)) if format == "base64" => Ok(EncodingFormat::Base64),
-        Some(other) => Err(not(r#""float" or "base64""#, &excerpt(&other.to_string()))),
+        Some(other) => Err(must_be(
+            r#""float" or "base64""#,
+            &excerpt(&other.to_string()),
+        )),
     }
-}
-
-fn dimensions<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<usize>, D::Error> {
-    let Some(value) = Option::<Value>::deserialize(deserializer)? else {
-        return Ok(None);
-    };
-    whole_number(&value)
-        .and_then(|n| usize::try_from(n).ok())
-        .filter(|n| (1..=DIMENSIONS).contains(n))
-        .map(Some)
-        .ok_or_else(|| {
-            let expected = format!("an integer from 1 to {DIMENSIONS}");
-            not(&expected, &excerpt(&value.to_string()))
-        })
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -7,18 +7,22 @@
 use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+use utoipa::openapi::schema::{Object, ObjectBuilder, OneOfBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, Required, ResponseBuilder, Schema};
 use utoipa::{Modify, OpenApi};
 
+use super::cohere::{RerankRequest, RerankResponse, RerankV2Request};
 use super::openai::{EmbeddingsRequest, EmbeddingsResponse, ModelList, ModelObject};
+use super::openai_tokenize::{TokenizeRequest, TokenizeResponse};
 use super::original::{
     CosSimWeightRequest, CosSimWeightResponse, EncodeRequest, EncodeResponse, HealthResponse,
     MultipleEncodeResponse, ParaphraseRequest, ParaphraseResponse, PingResponse, SentencesRequest,
 };
+use super::{spin_remote, tei};
 use crate::http::error::{
-    Family, HttpErrorBody, InternalErrorBody, OpenAiErrorBody, UnavailableBody,
+    CohereErrorBody, Family, HttpErrorBody, InternalErrorBody, OpenAiErrorBody, TeiErrorBody,
+    UnavailableBody,
 };
 
 #[derive(OpenApi)]
@@ -26,7 +30,7 @@ use crate::http::error::{
     info(
         title = "sbert-service",
         version = "0.1.0",
-        description = "Sentence embeddings from sentence-transformers/all-MiniLM-L6-v2 (384 dimensions; fp32, and int8 weights as `all-minilm-l6-v2-int8`), served by a Spin component. Original routes (`/v1/encode`, `/v1/encode/multiple_encode`, `/v1/encode/cos_sim_weight`, `/v1/paraphrase`) keep the shapes of the service they replace and use the `default_model` variable's model; `/v1/embeddings` and `/v1/models` follow OpenAI's embeddings API. Every route answers with or without a trailing slash. Every route except `/`, `/v1/ping`, `/health`, `/openapi.json` and `/docs` needs `Authorization: Bearer <API key or HS256 JWT>`. An invalid variable makes every route answer 503 naming it. Under load the host refuses a request with 429 (overloaded) or 503 (draining, not ready) and `Retry-After: 1` before the component sees it.",
+        description = "Sentence embeddings from sentence-transformers/all-MiniLM-L6-v2 (384 dimensions; fp32, and int8 weights as `all-minilm-l6-v2-int8`), served by a Spin component. Original routes (`/v1/encode`, `/v1/encode/multiple_encode`, `/v1/encode/cos_sim_weight`, `/v1/paraphrase`) keep the shapes of the service they replace and use the `default_model` variable's model; `/v1/embeddings` and `/v1/models` follow OpenAI's embeddings API (`/v1/tokenize` beside them); `/v1/rerank` and `/v2/rerank` follow Cohere's rerank API; `/embed`, `/rerank`, `/tokenize`, `/decode`, `/info` and `POST /` follow text-embeddings-inference (TEI), and `/embed` also answers Spin's remote llm client. Reranking is semantic ranking by this bi-encoder: a document's score is the cosine similarity of its embedding and the query's (what `/v1/encode/cos_sim_weight` answers), not a cross-encoder's relevance. Every route answers with or without a trailing slash. Every route except `GET /`, `/v1/ping`, `/health`, `/info`, `/openapi.json` and `/docs` needs `Authorization: Bearer <API key or HS256 JWT>`. Errors come in each family's shape. An invalid variable makes every route answer 503 naming it. Under load the host refuses a request with 429 (overloaded) or 503 (draining, not ready) and `Retry-After: 1` before the component sees it.",
     ),
     servers((url = "/")),
     security(("bearer" = [])),
@@ -34,7 +38,12 @@ use crate::http::error::{
         PingResponse, HealthResponse, EncodeRequest, EncodeResponse, SentencesRequest,
         MultipleEncodeResponse, CosSimWeightRequest, CosSimWeightResponse, ParaphraseRequest,
         ParaphraseResponse, EmbeddingsRequest, EmbeddingsResponse, ModelObject, ModelList,
-        HttpErrorBody, InternalErrorBody, OpenAiErrorBody, UnavailableBody,
+        TokenizeRequest, TokenizeResponse, RerankRequest, RerankV2Request, RerankResponse,
+        tei::EmbedRequest, tei::EmbedResponse, tei::RerankRequest, tei::RerankResponse,
+        tei::TokenizeRequest, tei::TokenizeResponse, tei::DecodeRequest, tei::DecodeResponse,
+        tei::Info, spin_remote::EmbedRequest, spin_remote::EmbedResponse,
+        HttpErrorBody, InternalErrorBody, OpenAiErrorBody, UnavailableBody, CohereErrorBody,
+        TeiErrorBody,
     )),
     modifiers(&Routes),
 )]
@@ -182,6 +191,86 @@ const MODEL_ERRORS: Errors = Errors {
     ],
 };
 
+const RERANK_ERRORS: Errors = Errors {
+    family: Family::Cohere,
+    statuses: &[
+        (400, "Malformed JSON, a missing required field, or no documents"),
+        (401, "Missing or invalid credentials"),
+        (404, "Unknown model"),
+        (405, "Method not allowed"),
+        (413, "Body, document count or a text's length over the limit"),
+        (415, "Body is not JSON"),
+        (
+            422,
+            "Field has the wrong type or value (a document that is not a string or an object with a string `text`, `top_n` out of range, an empty query)",
+        ),
+        (429, "Overloaded: refused by the host before any work"),
+        (500, "Unexpected failure"),
+        (503, MISCONFIGURED),
+    ],
+};
+
+const TEI_ERRORS: Errors = Errors {
+    family: Family::Tei,
+    statuses: &[
+        (
+            400,
+            "Malformed JSON, a missing required field, or an empty list (`error_type`: `Empty`)",
+        ),
+        (401, "Missing or invalid credentials"),
+        (405, "Method not allowed"),
+        (
+            413,
+            "Body, input count or an input's length over the limit, or a `/tokenize` answer of more than 131,072 tokens (`error_type`: `Validation`)",
+        ),
+        (415, "Body is not JSON"),
+        (
+            422,
+            "Field has the wrong type or value, or an input is too long with `truncate: false` (`error_type`: `Validation`)",
+        ),
+        (
+            424,
+            "The model or its tokenizer failed (`error_type`: `Backend` or `Tokenizer`)",
+        ),
+        (429, "Overloaded: refused by the host before any work"),
+        (503, MISCONFIGURED),
+    ],
+};
+
+/// `/embed` adds Spin's request, whose `model` may be unknown.
+const EMBED_ERRORS: Errors = Errors {
+    family: Family::Tei,
+    statuses: &[
+        (
+            400,
+            "Malformed JSON, neither `inputs` nor `input`, a missing required field, or an empty list (`error_type`: `Empty`)",
+        ),
+        (401, "Missing or invalid credentials"),
+        (404, "Unknown model (Spin's request)"),
+        (405, "Method not allowed"),
+        (
+            413,
+            "Body, input count or an input's length over the limit (`error_type`: `Validation`)",
+        ),
+        (415, "Body is not JSON"),
+        (
+            422,
+            "Both `inputs` and `input`, a field with the wrong type or value, or an input too long with `truncate: false` (`error_type`: `Validation`)",
+        ),
+        (
+            424,
+            "The model or its tokenizer failed (`error_type`: `Backend` or `Tokenizer`)",
+        ),
+        (429, "Overloaded: refused by the host before any work"),
+        (503, MISCONFIGURED),
+    ],
+};
+
+const INFO_ERRORS: Errors = Errors {
+    family: Family::Tei,
+    statuses: &[(503, MISCONFIGURED)],
+};
+
 /// Public routes answer only the configuration's (or the host's) 503 besides their own.
 const PUBLIC_ERRORS: Errors = Errors {
     family: Family::Original,
@@ -193,6 +282,8 @@ impl Errors {
     fn schema(&self, status: u16) -> RefOr<Schema> {
         match (self.family, status) {
             (Family::OpenAi, _) => schema_ref("OpenAIError"),
+            (Family::Cohere, _) => schema_ref("CohereError"),
+            (Family::Tei, _) => schema_ref("TeiError"),
             (Family::Original, 500) => schema_ref("InternalError"),
             (Family::Original, 503) => schema_ref("ServiceUnavailable"),
             (Family::Original, _) => schema_ref("Error"),
@@ -237,7 +328,172 @@ fn operations() -> Vec<Operation> {
     let mut all = public_operations();
     all.extend(original_operations());
     all.extend(openai_operations());
+    all.extend(rerank_operations());
+    all.extend(tei_operations());
     all
+}
+
+/// A JSON request body that is one of `schemas`.
+fn body_one_of(schemas: &[&str]) -> Option<utoipa::openapi::request_body::RequestBody> {
+    let one_of = schemas.iter().fold(OneOfBuilder::new(), |one_of, schema| {
+        one_of.item(schema_ref(schema))
+    });
+    Some(
+        RequestBodyBuilder::new()
+            .required(Some(Required::True))
+            .content("application/json", Content::new(Some(one_of)))
+            .build(),
+    )
+}
+
+fn rerank_operations() -> Vec<Operation> {
+    let ranked = || {
+        embedded(json(
+            "The best `top_n` documents, highest `relevance_score` (cosine similarity) first",
+            schema_ref("CohereRerankResponse"),
+        ))
+        .build()
+    };
+    let described = |operation: OperationBuilder| {
+        operation.description(Some(
+            "Semantic ranking by this bi-encoder: each document's `relevance_score` is the cosine \
+             similarity of its embedding and the query's (from -1 to 1, what \
+             `/v1/encode/cos_sim_weight` answers), not a cross-encoder's calibrated relevance. \
+             The query and documents go through the embedding cache, so ranking known documents \
+             for a new query embeds only the query. Documents are truncated to 256 tokens.",
+        ))
+    };
+    vec![
+        (
+            "/v1/rerank",
+            HttpMethod::Post,
+            RERANK_ERRORS.add_to(
+                described(operation("rerank", "Rerank documents (Cohere v1)"))
+                    .request_body(body("CohereRerankRequest"))
+                    .response("200", ranked()),
+            ),
+        ),
+        (
+            "/v2/rerank",
+            HttpMethod::Post,
+            RERANK_ERRORS.add_to(
+                described(operation("rerankV2", "Rerank documents (Cohere v2)"))
+                    .request_body(body("CohereRerankV2Request"))
+                    .response("200", ranked()),
+            ),
+        ),
+    ]
+}
+
+fn tei_operations() -> Vec<Operation> {
+    let tei_embed = |id| {
+        TEI_ERRORS.add_to(
+            operation(id, "Embed (text-embeddings-inference)")
+                .description(Some(
+                    "TEI's embedding route, with the `default_model` variable's model. `normalize` \
+                     changes nothing: the model's embeddings are unit vectors either way.",
+                ))
+                .request_body(body("TeiEmbedRequest"))
+                .response(
+                    "200",
+                    embedded(json(
+                        "One vector per input, in order",
+                        schema_ref("TeiEmbedResponse"),
+                    ))
+                    .build(),
+                ),
+        )
+    };
+    let embed_answer = OneOfBuilder::new()
+        .item(schema_ref("TeiEmbedResponse"))
+        .item(schema_ref("SpinEmbedResponse"));
+    vec![
+        ("/", HttpMethod::Post, tei_embed("teiEmbedRoot")),
+        (
+            "/embed",
+            HttpMethod::Post,
+            EMBED_ERRORS.add_to(
+                operation("embed", "Embed (TEI, or Spin's remote llm client)")
+                    .description(Some(
+                        "Two clients call `/embed`: TEI's (`inputs`, answered with a list of \
+                         vectors) and Spin's remote llm client (`[llm_compute] type = \
+                         \"remote_http\"`: `model` and `input`, answered with `embeddings` and \
+                         `usage.promptTokenCount`). The body's field tells them apart; a body \
+                         with both `inputs` and `input`, or neither, is refused. TEI's request \
+                         uses the `default_model` variable's model.",
+                    ))
+                    .request_body(body_one_of(&["TeiEmbedRequest", "SpinEmbedRequest"]))
+                    .response(
+                        "200",
+                        embedded(json("The vectors, in input order", embed_answer.into())).build(),
+                    ),
+            ),
+        ),
+        (
+            "/rerank",
+            HttpMethod::Post,
+            TEI_ERRORS.add_to(
+                operation("teiRerank", "Rerank texts (text-embeddings-inference)")
+                    .description(Some(
+                        "Every text's `score` is the cosine similarity of its embedding and the \
+                         query's (a bi-encoder's semantic ranking; `raw_scores` changes nothing, \
+                         as there are no logits), with the `default_model` variable's model.",
+                    ))
+                    .request_body(body("TeiRerankRequest"))
+                    .response(
+                        "200",
+                        embedded(json(
+                            "Every text, highest score first",
+                            schema_ref("TeiRerankResponse"),
+                        ))
+                        .build(),
+                    ),
+            ),
+        ),
+        (
+            "/tokenize",
+            HttpMethod::Post,
+            TEI_ERRORS.add_to(
+                operation("teiTokenize", "Tokenize (text-embeddings-inference)")
+                    .description(Some(
+                        "Every token of each input, not truncated; `start` and `stop` count \
+                         characters (Unicode scalar values), not bytes.",
+                    ))
+                    .request_body(body("TeiTokenizeRequest"))
+                    .response(
+                        "200",
+                        json("Per input, its tokens", schema_ref("TeiTokenizeResponse")).build(),
+                    ),
+            ),
+        ),
+        (
+            "/decode",
+            HttpMethod::Post,
+            TEI_ERRORS.add_to(
+                operation("teiDecode", "Decode token ids (text-embeddings-inference)")
+                    .request_body(body("TeiDecodeRequest"))
+                    .response(
+                        "200",
+                        json("Per id list, its text", schema_ref("TeiDecodeResponse")).build(),
+                    ),
+            ),
+        ),
+        (
+            "/info",
+            HttpMethod::Get,
+            INFO_ERRORS.add_to(
+                public("teiInfo", "Model and service information (text-embeddings-inference)")
+                    .response(
+                        "200",
+                        json(
+                            "TEI's fields for the default model, then this build's and every served model's",
+                            schema_ref("TeiInfo"),
+                        )
+                        .build(),
+                    ),
+            ),
+        ),
+    ]
 }
 
 fn public_operations() -> Vec<Operation> {
@@ -461,6 +717,23 @@ fn openai_operations() -> Vec<Operation> {
                 operation("retrieveModel", "Retrieve a model (OpenAI-compatible)")
                     .parameter(model)
                     .response("200", json("The model", schema_ref("Model")).build()),
+            ),
+        ),
+        (
+            "/v1/tokenize",
+            HttpMethod::Post,
+            EMBEDDINGS_ERRORS.add_to(
+                operation("tokenize", "Tokenize as /v1/embeddings does")
+                    .description(Some(
+                        "The token ids the model sees for each input of the same \
+                         `/v1/embeddings` request (`[CLS]` and `[SEP]` included, truncated to \
+                         256 unless `truncate` is false); `usage` is that request's.",
+                    ))
+                    .request_body(body("TokenizeRequest"))
+                    .response(
+                        "200",
+                        json("Token ids per input", schema_ref("TokenizeResponse")).build(),
+                    ),
             ),
         ),
     ]

@@ -2,7 +2,7 @@
 //! the natural extensions (`truncate`, lists in `cos_sim_weight`, `top_k`/`max_pairs`).
 
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+use utoipa::openapi::schema::ObjectBuilder;
 use utoipa::ToSchema;
 
 use super::fields::{self, TextOrTexts};
@@ -23,7 +23,10 @@ pub struct EncodeRequest {
     /// Truncate inputs to the model's 256 tokens (as sentence-transformers does). With `false`,
     /// an over-long input is a 422 that says how many tokens it had.
     #[schema(value_type = Option<bool>, default = true)]
-    #[serde(default = "fields::yes", deserialize_with = "fields::truncate")]
+    #[serde(
+        default = "fields::absent_means_true",
+        deserialize_with = "fields::flag_or_true"
+    )]
     pub truncate: bool,
 }
 
@@ -79,7 +82,10 @@ pub struct SentencesRequest {
     /// Truncate inputs to the model's 256 tokens (as sentence-transformers does). With `false`,
     /// an over-long input is a 422 that says how many tokens it had.
     #[schema(value_type = Option<bool>, default = true)]
-    #[serde(default = "fields::yes", deserialize_with = "fields::truncate")]
+    #[serde(
+        default = "fields::absent_means_true",
+        deserialize_with = "fields::flag_or_true"
+    )]
     pub truncate: bool,
 }
 
@@ -119,7 +125,10 @@ pub struct CosSimWeightRequest {
     /// Truncate inputs to the model's 256 tokens (as sentence-transformers does). With `false`,
     /// an over-long input is a 422 that says how many tokens it had.
     #[schema(value_type = Option<bool>, default = true)]
-    #[serde(default = "fields::yes", deserialize_with = "fields::truncate")]
+    #[serde(
+        default = "fields::absent_means_true",
+        deserialize_with = "fields::flag_or_true"
+    )]
     pub truncate: bool,
 }
 
@@ -165,15 +174,9 @@ const fn default_max_pairs() -> u64 {
 }
 
 /// `POST /v1/paraphrase`: paraphrase mining over `sentences`.
-/// `top_k` and `max_pairs`: any whole number from 1 to `u64::MAX` (the derive would say int64,
-/// whose narrower range the service does not enforce), or `null` for the default.
+/// `top_k` and `max_pairs`: any whole number from 1 to `u64::MAX`, or `null` for the default.
 fn count_schema(default: u64, description: &str) -> ObjectBuilder {
-    ObjectBuilder::new()
-        .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
-        .minimum(Some(1))
-        .maximum(Some(u64::MAX))
-        .default(Some(default.into()))
-        .description(Some(description))
+    fields::whole_number_schema(1, description).default(Some(default.into()))
 }
 
 fn top_k_schema() -> ObjectBuilder {
@@ -194,7 +197,10 @@ pub struct ParaphraseRequest {
     /// Truncate inputs to the model's 256 tokens (as sentence-transformers does). With `false`,
     /// an over-long input is a 422 that says how many tokens it had.
     #[schema(value_type = Option<bool>, default = true)]
-    #[serde(default = "fields::yes", deserialize_with = "fields::truncate")]
+    #[serde(
+        default = "fields::absent_means_true",
+        deserialize_with = "fields::flag_or_true"
+    )]
     pub truncate: bool,
     #[schema(schema_with = top_k_schema)]
     #[serde(

@@ -40,6 +40,7 @@ use sha2::{Digest, Sha256};
 
 use super::input::Input;
 use super::model::Model;
+use super::tokenize::Truncation;
 use crate::config::CacheSettings;
 
 /// Every key the cache writes starts with this.
@@ -69,14 +70,14 @@ pub trait Kv {
 #[error("{0}")]
 pub struct KvError(pub String);
 
-/// The identity of `input` as embedded with `truncate` by the model `model_digest`: the cache
+/// The identity of `input` as embedded with `truncation` by the model `model_digest`: the cache
 /// key's hash, and the basis of `/v1/encode`'s ETag. Each part is length-prefixed or of fixed
 /// size, so no two different triples hash the same bytes.
-pub fn entry_hash(model_digest: &str, truncate: bool, input: Input) -> EntryHash {
+pub fn entry_hash(model_digest: &str, truncation: Truncation, input: Input) -> EntryHash {
     let mut hasher = Sha256::new();
     hasher.update((model_digest.len() as u64).to_le_bytes());
     hasher.update(model_digest.as_bytes());
-    hasher.update([u8::from(truncate)]);
+    hasher.update([truncation_byte(truncation)]);
     match input {
         Input::Text(text) => {
             hasher.update([0]);
@@ -88,6 +89,16 @@ pub fn entry_hash(model_digest: &str, truncate: bool, input: Input) -> EntryHash
         }
     }
     hasher.finalize().into()
+}
+
+/// How a truncation is written into an entry's hash: 0 and 1 are what `truncate: false` and
+/// `true` were before left truncation existed, so entries cached then are still found.
+fn truncation_byte(truncation: Truncation) -> u8 {
+    match truncation {
+        Truncation::Refuse => 0,
+        Truncation::Right => 1,
+        Truncation::Left => 2,
+    }
 }
 
 /// A cached embedding.
@@ -243,8 +254,8 @@ impl<'a> Cache<'a> {
         })
     }
 
-    pub fn hash(&self, input: Input, truncate: bool) -> EntryHash {
-        entry_hash(&self.model.digest, truncate, input)
+    pub fn hash(&self, input: Input, truncation: Truncation) -> EntryHash {
+        entry_hash(&self.model.digest, truncation, input)
     }
 
     /// Runs one store call unless the store already failed in this request.
@@ -404,7 +415,7 @@ pub(crate) mod tests {
     const NOW: u64 = 1_700_000_000;
 
     fn text_hash(text: &str) -> EntryHash {
-        entry_hash("sha256:test", true, Input::Text(text))
+        entry_hash("sha256:test", Truncation::Right, Input::Text(text))
     }
 
     fn store_texts(cache: &Cache, texts: &[String]) {
@@ -421,16 +432,18 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn keys_depend_on_model_truncate_kind_and_exact_text() {
-        let base = entry_hash("m", true, Input::Text("hi"));
-        assert_ne!(base, entry_hash("m2", true, Input::Text("hi")));
-        assert_ne!(base, entry_hash("m", false, Input::Text("hi")));
-        assert_ne!(base, entry_hash("m", true, Input::Text("hi ")));
-        assert_ne!(base, entry_hash("m", true, Input::Tokens(&[7632])));
+    fn keys_depend_on_model_truncation_kind_and_exact_text() {
+        let right = Truncation::Right;
+        let base = entry_hash("m", right, Input::Text("hi"));
+        assert_ne!(base, entry_hash("m2", right, Input::Text("hi")));
+        assert_ne!(base, entry_hash("m", Truncation::Refuse, Input::Text("hi")));
+        assert_ne!(base, entry_hash("m", Truncation::Left, Input::Text("hi")));
+        assert_ne!(base, entry_hash("m", right, Input::Text("hi ")));
+        assert_ne!(base, entry_hash("m", right, Input::Tokens(&[7632])));
         // Length prefixes keep the digest and the text apart.
         assert_ne!(
-            entry_hash("ab", true, Input::Text("c")),
-            entry_hash("a", true, Input::Text("bc"))
+            entry_hash("ab", right, Input::Text("c")),
+            entry_hash("a", right, Input::Text("bc"))
         );
         // sha256 of the definition's bytes: u64 LE length, digest, truncate, kind, text.
         let mut bytes = 1u64.to_le_bytes().to_vec();
@@ -667,10 +680,14 @@ pub(crate) mod tests {
         let one = Cache::new(&kv, settings(100), &fp32, NOW).unwrap();
         let other = Cache::new(&kv, settings(100), &int8, NOW).unwrap();
         let vector = [0.5f32; 384];
-        one.store(&[(one.hash(Input::Text("hi"), true), &vector[..], 3)]);
-        assert!(one.lookup(&[one.hash(Input::Text("hi"), true)])[0].is_some());
+        one.store(&[(
+            one.hash(Input::Text("hi"), Truncation::Right),
+            &vector[..],
+            3,
+        )]);
+        assert!(one.lookup(&[one.hash(Input::Text("hi"), Truncation::Right)])[0].is_some());
         assert_eq!(
-            other.lookup(&[other.hash(Input::Text("hi"), true)]),
+            other.lookup(&[other.hash(Input::Text("hi"), Truncation::Right)]),
             vec![None]
         );
     }

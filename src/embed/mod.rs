@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 pub use self::input::Input;
 
 use self::cache::{Cache, Entry, EntryHash};
-use self::model::Model;
-use self::tokenize::{TextTokenizer, TokenizeError, TooManyTokens};
+use self::model::{Model, MAX_TOKENS};
+use self::tokenize::{TextTokenizer, TokenizeError, TooManyTokens, Truncation};
 use crate::backend::{Infer, InferError, Sequence};
 
 #[derive(Debug, thiserror::Error)]
@@ -127,10 +127,14 @@ impl<'a> Embedder<'a> {
         Self { cache, ..self }
     }
 
-    /// Embeds `inputs`; identical inputs are embedded once, cached ones not at all. Without
-    /// `truncate`, an input over the model's token limit fails the whole call, naming the first
-    /// such input (a cached entry for `truncate: false` exists only for inputs that fit).
-    pub fn embed(&self, inputs: &[Input], truncate: bool) -> Result<Embeddings, EmbedError> {
+    /// Embeds `inputs`; identical inputs are embedded once, cached ones not at all. With
+    /// [`Truncation::Refuse`], an input over the model's token limit fails the whole call, naming
+    /// the first such input (a cached entry for it exists only for inputs that fit).
+    pub fn embed(
+        &self,
+        inputs: &[Input],
+        truncation: Truncation,
+    ) -> Result<Embeddings, EmbedError> {
         let distinct = Distinct::of(inputs);
         let mut timings = Timings::default();
 
@@ -139,7 +143,7 @@ impl<'a> Embedder<'a> {
             Some(cache) => distinct
                 .inputs
                 .iter()
-                .map(|&input| cache.hash(input, truncate))
+                .map(|&input| cache.hash(input, truncation))
                 .collect(),
             None => Vec::new(),
         };
@@ -153,7 +157,7 @@ impl<'a> Embedder<'a> {
         let started = Instant::now();
         let prepared = missing
             .iter()
-            .map(|&i| self.prepare(distinct.inputs[i], truncate, distinct.first_index[i]))
+            .map(|&i| self.prepare(distinct.inputs[i], truncation, distinct.first_index[i]))
             .collect::<Result<Vec<_>, _>>()?;
         timings.tokenize = started.elapsed();
 
@@ -199,22 +203,16 @@ impl<'a> Embedder<'a> {
     fn prepare<'t>(
         &self,
         input: Input<'t>,
-        truncate: bool,
+        truncation: Truncation,
         index: usize,
     ) -> Result<Prepared<'t>, EmbedError> {
-        let (whole, text) = match input {
-            Input::Text(text) => (self.tokenizer.encode(text)?, Some(text)),
-            Input::Tokens(ids) => (tokenize::framed(ids), None),
-        };
-        let whole_length = whole.len();
-        let ids = tokenize::fit(whole, truncate)
-            .map_err(|TooManyTokens(tokens)| EmbedError::TooManyTokens { index, tokens })?;
-        let text = match text {
-            Some(text) if ids.len() < whole_length => {
-                Some(self.tokenizer.covered_prefix(text, ids.len())?)
-            }
-            text => text,
-        };
+        let (ids, text) =
+            model_sequence(self.tokenizer, input, truncation).map_err(|error| match error {
+                SequenceError::TooManyTokens(TooManyTokens(tokens)) => {
+                    EmbedError::TooManyTokens { index, tokens }
+                }
+                SequenceError::Tokenize(error) => EmbedError::Tokenize(error),
+            })?;
         Ok(Prepared { ids, text })
     }
 
@@ -242,6 +240,43 @@ impl<'a> Embedder<'a> {
         }
         Ok(vectors)
     }
+}
+
+/// Why an input has no sequence for the model.
+#[derive(Debug, thiserror::Error)]
+pub enum SequenceError {
+    #[error("{} tokens", .0.0)]
+    TooManyTokens(TooManyTokens),
+    #[error("tokenizer: {0}")]
+    Tokenize(#[from] TokenizeError),
+}
+
+/// The framed ids the model sees for `input` (truncated as `truncation` says), and for a text
+/// the part of it those ids cover: what the embedding routes embed and the tokenize routes count.
+pub fn model_sequence<'t>(
+    tokenizer: &TextTokenizer,
+    input: Input<'t>,
+    truncation: Truncation,
+) -> Result<(Vec<u32>, Option<&'t str>), SequenceError> {
+    let (whole, text) = match input {
+        Input::Text(text) => (tokenizer.encode(text)?, Some(text)),
+        Input::Tokens(ids) => (tokenize::framed(ids), None),
+    };
+    let whole_length = whole.len();
+    if let (Truncation::Left, Some(text), true) = (truncation, text, whole_length > MAX_TOKENS) {
+        let (ids, suffix) = tokenizer.keep_end(text)?;
+        return Ok((ids, Some(suffix)));
+    }
+    let ids = match truncation {
+        Truncation::Left => tokenize::keep_last(whole),
+        truncation => tokenize::fit(whole, truncation == Truncation::Right)
+            .map_err(SequenceError::TooManyTokens)?,
+    };
+    let text = match text {
+        Some(text) if ids.len() < whole_length => Some(tokenizer.covered_prefix(text, ids.len())?),
+        text => text,
+    };
+    Ok((ids, text))
 }
 
 /// A request's distinct inputs, and for every input which distinct one it is.
@@ -351,7 +386,8 @@ pub(crate) mod tests {
         truncate: bool,
     ) -> Result<Embeddings, EmbedError> {
         let model = fp32();
-        Embedder::new(tokenize::shared().unwrap(), infer, &model).embed(inputs, truncate)
+        Embedder::new(tokenize::shared().unwrap(), infer, &model)
+            .embed(inputs, Truncation::from_flag(truncate))
     }
 
     fn texts(texts: &[&'static str]) -> Vec<Input<'static>> {
@@ -491,7 +527,7 @@ pub(crate) mod tests {
             let cache = Cache::new(kv, settings(100), &served, NOW);
             Embedder::new(tokenize::shared().unwrap(), model, &served)
                 .with_cache(cache.as_ref())
-                .embed(inputs, truncate)
+                .embed(inputs, Truncation::from_flag(truncate))
                 .unwrap()
         }
 
@@ -537,7 +573,7 @@ pub(crate) mod tests {
             let strict = Cache::new(&kv, settings(100), &served, NOW);
             let refused = Embedder::new(tokenize::shared().unwrap(), &model, &served)
                 .with_cache(strict.as_ref())
-                .embed(&[Input::Text(&long)], false);
+                .embed(&[Input::Text(&long)], Truncation::Refuse);
             assert!(matches!(
                 refused,
                 Err(EmbedError::TooManyTokens { tokens: 302, .. })

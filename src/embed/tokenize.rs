@@ -3,8 +3,11 @@
 //! The shipped tokenizer.json pads and truncates to 128 tokens; sentence-transformers runs the
 //! model with `max_seq_length = 256` and pads only within a batch. Here the tokenizer neither
 //! truncates nor pads: [`fit`] truncates to [`MAX_TOKENS`] (or refuses, for `truncate: false`,
-//! which needs the untruncated count); backends pad.
+//! which needs the untruncated count), [`TextTokenizer::keep_end`] truncates from the start
+//! instead; backends pad. [`TextTokenizer::tokens`] and [`TextTokenizer::decode_ids`] serve the
+//! tokenize and decode routes.
 
+use std::ops::Range;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -40,6 +43,30 @@ pub fn framed(ids: &[u32]) -> Vec<u32> {
     sequence
 }
 
+/// What happens to an input longer than the model's [`MAX_TOKENS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Truncation {
+    /// It is refused, with its length (`truncate: false`).
+    Refuse,
+    /// Tokens are dropped from the right: `[CLS]`, the first 254 tokens, `[SEP]`, as
+    /// sentence-transformers truncates.
+    Right,
+    /// Tokens are dropped from the left (TEI's `truncation_direction: left`): the text's last
+    /// whole words that fit in 254 tokens ([`TextTokenizer::keep_end`]).
+    Left,
+}
+
+impl Truncation {
+    /// The `truncate` flag of every API family: `true` truncates like sentence-transformers.
+    pub fn from_flag(truncate: bool) -> Self {
+        if truncate {
+            Self::Right
+        } else {
+            Self::Refuse
+        }
+    }
+}
+
 /// A framed sequence the model cannot take whole: its length in tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TooManyTokens(pub usize);
@@ -57,6 +84,41 @@ pub fn fit(mut sequence: Vec<u32>, truncate: bool) -> Result<Vec<u32>, TooManyTo
     sequence.truncate(MAX_TOKENS - 1);
     sequence.push(SEP);
     Ok(sequence)
+}
+
+/// The tokens of the model's inner window: every position but the frame's `[CLS]` and `[SEP]`.
+const INNER_TOKENS: usize = MAX_TOKENS - 2;
+
+/// One token of a text as the tokenize routes describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub id: u32,
+    /// The vocabulary's spelling (`[CLS]`, `play`, `##ing`).
+    pub token: String,
+    /// Added by the tokenizer (`[CLS]`, `[SEP]`), not read from the text.
+    pub special: bool,
+    /// Where the token was read in the text; `None` for special tokens.
+    pub span: Option<Span>,
+}
+
+/// Where a token was read in its text, end exclusive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    /// In characters (Unicode scalar values) from the text's start: what the routes report.
+    pub chars: Range<usize>,
+    /// In bytes, to slice the text with.
+    pub bytes: Range<usize>,
+}
+
+/// Truncates a framed sequence of ids over [`MAX_TOKENS`] from the left: `[CLS]`, its last 254
+/// tokens, `[SEP]` (for token-id inputs, which have no words to keep whole).
+pub fn keep_last(mut sequence: Vec<u32>) -> Vec<u32> {
+    if sequence.len() <= MAX_TOKENS {
+        return sequence;
+    }
+    let drop = sequence.len() - MAX_TOKENS;
+    sequence.drain(1..=drop);
+    sequence
 }
 
 pub struct TextTokenizer(Tokenizer);
@@ -110,6 +172,97 @@ impl TextTokenizer {
             _ => 0,
         };
         Ok(text.get(..end).unwrap_or(text))
+    }
+}
+
+impl TextTokenizer {
+    /// The framed ids of `text` truncated from the left when it has more than [`MAX_TOKENS`]
+    /// (it is returned whole otherwise), and the suffix of `text` they cover. The window starts
+    /// at a word: a word cut by the 254-token window is dropped whole, so the suffix tokenizes to
+    /// exactly these ids and backends that take text (spin-llm) embed what the others do. (A
+    /// word has at most 100 pieces, WordPiece's longest word, so the window always holds a word's
+    /// start; were it one word, it would be cut inside.)
+    pub fn keep_end<'t>(&self, text: &'t str) -> Result<(Vec<u32>, &'t str), TokenizeError> {
+        let encoding = self
+            .0
+            .encode(text, true)
+            .map_err(|e| TokenizeError::from_library("tokenizing with offsets", e))?;
+        let ids = encoding.get_ids();
+        if ids.len() <= MAX_TOKENS {
+            return Ok((ids.to_vec(), text));
+        }
+        // Positions 1..=inner of the framed sequence are the text's tokens.
+        let inner = ids.len() - 2;
+        let words = encoding.get_word_ids();
+        let window = inner + 1 - INNER_TOKENS;
+        let whole_word = (window..=inner).find(|&at| words[at] != words[at - 1]);
+        let start = whole_word.unwrap_or(window);
+        let mut kept = Vec::with_capacity(inner - start + 3);
+        kept.push(CLS);
+        kept.extend_from_slice(&ids[start..=inner]);
+        kept.push(SEP);
+        let from = encoding.get_offsets()[start].0;
+        Ok((kept, text.get(from..).unwrap_or(text)))
+    }
+
+    /// Every token of `text`, not truncated, framed by `[CLS]` and `[SEP]` when
+    /// `add_special_tokens`, with where each was read in the text (in characters).
+    pub fn tokens(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+    ) -> Result<Vec<TokenInfo>, TokenizeError> {
+        let encoding = self
+            .0
+            .encode(text, add_special_tokens)
+            .map_err(|e| TokenizeError::from_library("tokenizing with offsets", e))?;
+        let chars = CharIndex::of(text);
+        Ok(encoding
+            .get_ids()
+            .iter()
+            .zip(encoding.get_tokens())
+            .zip(encoding.get_special_tokens_mask())
+            .zip(encoding.get_offsets())
+            .map(|(((&id, token), &special), &(start, end))| {
+                let special = special == 1;
+                TokenInfo {
+                    id,
+                    token: token.clone(),
+                    special,
+                    span: (!special).then(|| Span {
+                        chars: chars.at(start)..chars.at(end),
+                        bytes: start..end,
+                    }),
+                }
+            })
+            .collect())
+    }
+
+    /// The text `ids` spell, special tokens (`[CLS]`, `[PAD]`, …) left out when
+    /// `skip_special_tokens`. Ids must be below [`VOCAB_SIZE`] (the library skips unknown ids
+    /// silently, so callers refuse them first).
+    pub fn decode_ids(
+        &self,
+        ids: &[u32],
+        skip_special_tokens: bool,
+    ) -> Result<String, TokenizeError> {
+        self.0
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| TokenizeError::from_library("decoding", e))
+    }
+}
+
+/// Byte offsets of a text → character offsets.
+struct CharIndex(Vec<usize>);
+
+impl CharIndex {
+    fn of(text: &str) -> Self {
+        Self(text.char_indices().map(|(byte, _)| byte).collect())
+    }
+
+    /// The number of characters that start before `byte` (a char boundary or the text's end).
+    fn at(&self, byte: usize) -> usize {
+        self.0.partition_point(|&start| start < byte)
     }
 }
 
@@ -269,6 +422,82 @@ mod tests {
             let ids = shared().unwrap().encode(text).unwrap();
             assert_eq!((ids[0], ids[ids.len() - 1]), (CLS, SEP), "{text:?}");
         }
+    }
+
+    #[test]
+    fn left_truncation_keeps_the_last_whole_words_and_their_text_tokenizes_back() {
+        let tokenizer = shared().unwrap();
+        for text in [
+            "word ".repeat(300),
+            "Naïve café owners' résumés, tokenization playing ".repeat(40),
+            format!("{}東京は日本の首都です。", "unbelievably ".repeat(200)),
+        ] {
+            let whole = tokenizer.encode(&text).unwrap();
+            let (ids, suffix) = tokenizer.keep_end(&text).unwrap();
+            assert!(
+                ids.len() <= MAX_TOKENS && ids.len() > MAX_TOKENS - 8,
+                "{}",
+                ids.len()
+            );
+            assert_eq!((ids[0], ids[ids.len() - 1]), (CLS, SEP));
+            assert!(text.ends_with(suffix) && suffix.len() < text.len());
+            assert_eq!(tokenizer.encode(suffix).unwrap(), ids, "{suffix:?}");
+            let kept = &ids[1..ids.len() - 1];
+            assert_eq!(kept, &whole[whole.len() - 1 - kept.len()..whole.len() - 1]);
+        }
+        let short = "hello world";
+        assert_eq!(
+            tokenizer.keep_end(short).unwrap(),
+            (tokenizer.encode(short).unwrap(), short)
+        );
+    }
+
+    #[test]
+    fn token_ids_lose_their_first_tokens_when_truncated_from_the_left() {
+        let sequence = framed(&(1..=300).collect::<Vec<u32>>());
+        let kept = keep_last(sequence);
+        assert_eq!(kept.len(), MAX_TOKENS);
+        assert_eq!((kept[0], kept[1], kept[MAX_TOKENS - 2]), (CLS, 47, 300));
+        assert_eq!(kept[MAX_TOKENS - 1], SEP);
+        assert_eq!(keep_last(framed(&[5])), framed(&[5]));
+    }
+
+    #[test]
+    fn tokens_carry_character_offsets_and_mark_special_tokens() {
+        let tokenizer = shared().unwrap();
+        let tokens = tokenizer.tokens("naïve café 🙂", true).unwrap();
+        let described: Vec<_> = tokens
+            .iter()
+            .map(|t| (t.token.as_str(), t.special, t.span.clone().map(|s| s.chars)))
+            .collect();
+        assert_eq!(
+            described,
+            [
+                ("[CLS]", true, None),
+                ("naive", false, Some(0..5)),
+                ("cafe", false, Some(6..10)),
+                ("[UNK]", false, Some(11..12)),
+                ("[SEP]", true, None),
+            ]
+        );
+        let bare = tokenizer.tokens("hello world", false).unwrap();
+        assert_eq!(bare.iter().map(|t| t.id).collect::<Vec<_>>(), [7592, 2088]);
+        assert!(tokenizer
+            .tokens("", true)
+            .unwrap()
+            .iter()
+            .all(|t| t.special));
+    }
+
+    #[test]
+    fn decoding_skips_special_tokens_unless_asked_not_to() {
+        let tokenizer = shared().unwrap();
+        let ids = [CLS, 7592, 2088, SEP];
+        assert_eq!(tokenizer.decode_ids(&ids, true).unwrap(), "hello world");
+        assert_eq!(
+            tokenizer.decode_ids(&ids, false).unwrap(),
+            "[CLS] hello world [SEP]"
+        );
     }
 
     #[test]

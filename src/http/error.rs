@@ -3,8 +3,11 @@
 //!
 //! Original routes answer `{"code", "name", "description"}` like the service they replace; a
 //! missing field also keeps the original validator's `"<field>": ["required field"]` entry,
-//! which its clients read. OpenAI routes answer `{"error": {"message", "type", "param", "code"}}`.
-//! Unexpected failures carry a fixed, safe message: their detail goes to the log only.
+//! which its clients read. OpenAI routes answer `{"error": {"message", "type", "param", "code"}}`,
+//! Cohere's rerank routes `{"message"}` (what Cohere's API answers and its client keeps as the
+//! error's body), and text-embeddings-inference's routes `{"error", "error_type"}` with TEI's
+//! statuses (424 for an inference failure). Unexpected failures carry a fixed, safe message:
+//! their detail goes to the log only.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,8 +26,13 @@ const REQUIRED_FIELD: &str = "required field";
 pub enum Family {
     /// The routes of the service we replace, and everything that is not OpenAI's.
     Original,
-    /// `/v1/embeddings` and `/v1/models`.
+    /// `/v1/embeddings`, `/v1/models` and `/v1/tokenize`.
     OpenAi,
+    /// Cohere's rerank API: `/v1/rerank`, `/v2/rerank`.
+    Cohere,
+    /// text-embeddings-inference's routes: `/embed`, `/rerank`, `/tokenize`, `/decode`, `/info`,
+    /// `POST /`.
+    Tei,
 }
 
 /// The request field an error is about: a whole field, or one item of a list field.
@@ -61,6 +69,9 @@ pub enum ApiError {
     /// Required fields that are absent (or, for `query`, empty).
     #[error("missing fields: {0:?}")]
     MissingFields(Vec<&'static str>),
+    /// A list field that needs at least one item has none.
+    #[error("empty list: {0}")]
+    EmptyList(&'static str),
     /// The request cannot be read: malformed JSON, invalid UTF-8. `field` is the top-level
     /// field whose value could not be read, when the parser got that far.
     #[error("malformed request: {problem}")]
@@ -169,7 +180,7 @@ impl ApiError {
 
     pub fn status(&self) -> u16 {
         match self {
-            Self::MissingFields(_) | Self::Malformed { .. } => 400,
+            Self::MissingFields(_) | Self::EmptyList(_) | Self::Malformed { .. } => 400,
             Self::Unauthorized(_) => 401,
             Self::NotFound(_) | Self::ModelNotFound { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
@@ -204,9 +215,25 @@ impl ApiError {
         }
     }
 
+    /// The status in `family`'s API: text-embeddings-inference answers an inference failure with
+    /// 424 (its backend is a failed dependency); every other status is the same in all families.
+    pub fn status_in(&self, family: Family) -> u16 {
+        match (family, self) {
+            (
+                Family::Tei,
+                Self::Internal {
+                    kind: InternalKind::Tokenizer | InternalKind::Inference,
+                    ..
+                },
+            ) => 424,
+            _ => self.status(),
+        }
+    }
+
     /// What went wrong, for the client; never the detail of an internal failure.
     fn description(&self) -> String {
         match self {
+            Self::EmptyList(field) => format!("`{field}` must not be empty."),
             Self::Internal { kind, .. } => kind.public_message().to_owned(),
             Self::Upstream(error) => upstream(error.kind).1.to_owned(),
             Self::MissingFields(fields) => match fields.as_slice() {
@@ -242,6 +269,7 @@ impl ApiError {
     fn param(&self) -> Option<&str> {
         match self {
             Self::MissingFields(fields) => fields.first().copied(),
+            Self::EmptyList(field) => Some(field),
             Self::Malformed { field, .. } => field.as_deref(),
             Self::ModelNotFound { .. } => Some("model"),
             Self::TooLarge { at, .. } | Self::Unprocessable { at, .. } => at.map(|at| at.field),
@@ -262,8 +290,32 @@ impl ApiError {
         }
     }
 
+    /// TEI's `error_type`. TEI has no word for a refused credential (it answers 401 without a
+    /// body), so that one is `Unauthorized`.
+    fn tei_error_type(&self) -> &'static str {
+        match self {
+            Self::EmptyList(_) => "Empty",
+            Self::Unauthorized(_) => "Unauthorized",
+            Self::Internal {
+                kind: InternalKind::Tokenizer,
+                ..
+            } => "Tokenizer",
+            Self::Internal {
+                kind: InternalKind::Inference,
+                ..
+            } => "Backend",
+            Self::Internal {
+                kind: InternalKind::Configuration,
+                ..
+            }
+            | Self::Misconfigured(_)
+            | Self::NotReady(_) => "Unhealthy",
+            _ => "Validation",
+        }
+    }
+
     pub fn into_response(self, family: Family) -> Response {
-        let status = self.status();
+        let status = self.status_in(family);
         let response = match (family, &self) {
             (Family::Original, Self::Internal { kind, .. }) => Response::json(
                 status,
@@ -284,6 +336,19 @@ impl ApiError {
                 },
             ),
             (Family::Original, _) => Response::json(status, &self.original_body()),
+            (Family::Cohere, _) => Response::json(
+                status,
+                &CohereErrorBody {
+                    message: self.description(),
+                },
+            ),
+            (Family::Tei, _) => Response::json(
+                status,
+                &TeiErrorBody {
+                    error: self.description(),
+                    error_type: self.tei_error_type(),
+                },
+            ),
             (Family::OpenAi, _) => Response::json(
                 status,
                 &OpenAiErrorBody {
@@ -432,6 +497,21 @@ struct OpenAiError<'e> {
     code: Option<&'static str>,
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CohereError)]
+pub(crate) struct CohereErrorBody {
+    message: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TeiError)]
+pub(crate) struct TeiErrorBody {
+    error: String,
+    /// `Validation`, `Empty`, `Unauthorized`, `Tokenizer`, `Backend` or `Unhealthy`.
+    #[schema(value_type = String)]
+    error_type: &'static str,
+}
+
 /// The `name` of an original-shape error: the reason phrases of Werkzeug, which the replaced
 /// Flask service answered with.
 fn reason_phrase(status: u16) -> &'static str {
@@ -541,8 +621,74 @@ mod tests {
     }
 
     #[test]
-    fn unauthorized_names_the_bearer_scheme_in_both_shapes() {
-        for family in [Family::Original, Family::OpenAi] {
+    fn cohere_errors_are_a_message() {
+        let response = ApiError::EmptyList("documents").into_response(Family::Cohere);
+        assert_eq!(response.status, 400);
+        assert_eq!(
+            body(&response),
+            json!({"message": "`documents` must not be empty."})
+        );
+        let internal = ApiError::internal(InternalKind::Inference, "/secret/model.onnx");
+        let response = internal.into_response(Family::Cohere);
+        assert_eq!(response.status, 500);
+        assert_eq!(
+            body(&response),
+            json!({"message": "The model could not encode the text."})
+        );
+    }
+
+    #[test]
+    fn tei_errors_carry_tei_s_error_type_and_statuses() {
+        let case = |error: ApiError| {
+            let response = error.into_response(Family::Tei);
+            let body = body(&response);
+            assert!(body["error"].is_string(), "{body}");
+            (
+                response.status,
+                body["error_type"].as_str().unwrap().to_owned(),
+            )
+        };
+        assert_eq!(case(ApiError::EmptyList("texts")), (400, "Empty".into()));
+        assert_eq!(
+            case(ApiError::invalid(FieldRef::whole("dimensions"), "too big")),
+            (422, "Validation".into())
+        );
+        assert_eq!(
+            case(ApiError::TooLarge {
+                at: None,
+                problem: "too many".into()
+            }),
+            (413, "Validation".into())
+        );
+        assert_eq!(
+            case(ApiError::internal(InternalKind::Inference, "detail")),
+            (424, "Backend".into())
+        );
+        assert_eq!(
+            case(ApiError::internal(InternalKind::Tokenizer, "detail")),
+            (424, "Tokenizer".into())
+        );
+        assert_eq!(
+            case(ApiError::Misconfigured("variable".into())),
+            (503, "Unhealthy".into())
+        );
+        assert_eq!(
+            case(ApiError::Unauthorized(AuthError::MissingHeader)),
+            (401, "Unauthorized".into())
+        );
+        let hidden = ApiError::internal(InternalKind::Inference, "/secret/model.onnx")
+            .into_response(Family::Tei);
+        assert!(!String::from_utf8_lossy(&hidden.body).contains("secret"));
+    }
+
+    #[test]
+    fn unauthorized_names_the_bearer_scheme_in_every_shape() {
+        for family in [
+            Family::Original,
+            Family::OpenAi,
+            Family::Cohere,
+            Family::Tei,
+        ] {
             let response = ApiError::Unauthorized(AuthError::MissingHeader).into_response(family);
             assert_eq!(response.status, 401);
             assert_eq!(response.header("WWW-Authenticate"), Some("Bearer"));

@@ -1,13 +1,8 @@
 //! HTTP as the component sees it: plain request/response types and the mapping of every error to
-//! its JSON answer. The route table that joins them to the API is `crate::routes`; the
-//! whole-component tests below go through it.
+//! its JSON answer. The route table that joins them to the API is `crate::routes`, whose tests
+//! send whole requests through the component.
 
 pub mod error;
 pub mod message;
-
-#[cfg(test)]
-mod properties;
-#[cfg(test)]
-mod tests;
 
 pub use message::{Method, Request, Response};

@@ -3,7 +3,8 @@
 //! invalid configuration, 401, 413 by `Content-Length`); [`respond`] runs the handler once the
 //! body is in. Every answer carries the CORS headers.
 
-use crate::api::{docs, handlers, Handler, Services};
+use crate::api::handlers::{self, rerank, tei, tokens};
+use crate::api::{docs, Handler, Services};
 use crate::auth::{self, Grant};
 use crate::config::{Config, ConfigError};
 use crate::http::error::{ApiError, Family};
@@ -57,9 +58,12 @@ const fn route(
     }
 }
 
-/// Matched in order: the first route whose pattern matches the path answers.
+/// Matched in order: the first route whose pattern matches the path and that takes the method
+/// answers. A path may have a route per method, each with its own access (`GET /` is public
+/// liveness, `POST /` embeds like TEI).
 const ROUTES: &[Route] = &[
     route(Pattern::Exact("/"), GET, Access::Public, handlers::root),
+    route(Pattern::Exact("/"), POST, Access::Protected, tei::embed_tei),
     route(
         Pattern::Exact("/v1/ping"),
         GET,
@@ -135,6 +139,49 @@ const ROUTES: &[Route] = &[
         Access::Protected,
         handlers::model,
     ),
+    route(
+        Pattern::Exact("/v1/tokenize"),
+        POST,
+        Access::Protected,
+        tokens::openai_tokenize,
+    ),
+    route(
+        Pattern::Exact("/v1/rerank"),
+        POST,
+        Access::Protected,
+        rerank::cohere_v1,
+    ),
+    route(
+        Pattern::Exact("/v2/rerank"),
+        POST,
+        Access::Protected,
+        rerank::cohere_v2,
+    ),
+    route(
+        Pattern::Exact("/embed"),
+        POST,
+        Access::Protected,
+        tei::embed_tei_or_spin,
+    ),
+    route(
+        Pattern::Exact("/rerank"),
+        POST,
+        Access::Protected,
+        rerank::tei,
+    ),
+    route(
+        Pattern::Exact("/tokenize"),
+        POST,
+        Access::Protected,
+        tokens::tei_tokenize,
+    ),
+    route(
+        Pattern::Exact("/decode"),
+        POST,
+        Access::Protected,
+        tokens::tei_decode,
+    ),
+    route(Pattern::Exact("/info"), GET, Access::Public, tei::info),
 ];
 
 /// The original service's word-vector routes, deliberately not carried over.
@@ -172,14 +219,28 @@ impl Route {
     }
 }
 
-/// OpenAI's routes answer errors in OpenAI's shape; every other path in the original one.
-fn family(path: &str) -> Family {
+/// Each API family's routes answer errors in its own shape (OpenAI's, Cohere's, TEI's, for their
+/// paths and everything below them); every other path in the original service's. `POST /` is
+/// TEI's embedding route, `GET /` the original liveness check.
+fn family(request: &Request) -> Family {
+    let path = request.route_path();
     let under = |root: &str| {
         path.strip_prefix(root)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     };
-    if under("/v1/embeddings") || under("/v1/models") {
+    if ["/v1/embeddings", "/v1/models", "/v1/tokenize"]
+        .into_iter()
+        .any(under)
+    {
         Family::OpenAi
+    } else if under("/v1/rerank") || under("/v2/rerank") {
+        Family::Cohere
+    } else if ["/embed", "/rerank", "/tokenize", "/decode", "/info"]
+        .into_iter()
+        .any(under)
+        || (path == "/" && request.method == Method::Post)
+    {
+        Family::Tei
     } else {
         Family::Original
     }
@@ -248,19 +309,41 @@ fn find_route(request: &Request) -> Result<&'static Route, ApiError> {
     if path == WORD_VECTORS_ROOT || WORD_VECTORS.matches(path) {
         return Err(ApiError::NotFound(WORD_VECTORS_GONE.into()));
     }
-    let route = ROUTES
+    let routes: Vec<&'static Route> = ROUTES
         .iter()
-        .find(|route| route.pattern.matches(path))
-        .ok_or_else(|| {
-            ApiError::NotFound("The requested URL was not found on the server.".into())
-        })?;
-    if !route.allows(&request.method) {
-        return Err(ApiError::MethodNotAllowed {
-            method: request.method.as_str().to_owned(),
-            allow: route.allowed_methods(),
-        });
+        .filter(|route| route.pattern.matches(path))
+        .collect();
+    if routes.is_empty() {
+        return Err(ApiError::NotFound(
+            "The requested URL was not found on the server.".into(),
+        ));
     }
-    Ok(route)
+    if let Some(route) = routes.iter().find(|route| route.allows(&request.method)) {
+        return Ok(route);
+    }
+    let mut allow: Vec<Method> = Vec::new();
+    for method in routes.iter().flat_map(|route| route.allowed_methods()) {
+        if !allow.contains(&method) {
+            allow.push(method);
+        }
+    }
+    Err(ApiError::MethodNotAllowed {
+        method: request.method.as_str().to_owned(),
+        allow: sorted_methods(allow),
+    })
+}
+
+/// `Allow`'s order: GET, POST, HEAD, OPTIONS, then any other.
+fn sorted_methods(mut methods: Vec<Method>) -> Vec<Method> {
+    let rank = |method: &Method| match method {
+        Method::Get => 0,
+        Method::Post => 1,
+        Method::Head => 2,
+        Method::Options => 3,
+        Method::Other(_) => 4,
+    };
+    methods.sort_by_key(rank);
+    methods
 }
 
 /// Refuses a body by its `Content-Length` before a byte of it is read. A missing or unparsable
@@ -290,7 +373,7 @@ fn error_response(request: &Request, error: ApiError) -> Response {
     if let ApiError::Internal { .. } | ApiError::Upstream(_) = error {
         eprintln!("{} {}: {error}", request.method.as_str(), request.path);
     }
-    with_cors(error.into_response(family(request.route_path())))
+    with_cors(error.into_response(family(request)))
 }
 
 /// Every response, errors included, may be read cross-origin.
@@ -311,24 +394,6 @@ fn preflight() -> Response {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_declared_length_over_the_limit_is_refused_before_reading() {
-        assert!(check_declared_length(Some("10"), 10).is_ok());
-        assert!(check_declared_length(None, 10).is_ok());
-        assert!(check_declared_length(Some("garbage"), 10).is_ok());
-        assert_eq!(
-            check_declared_length(Some(" 11"), 10).unwrap_err().status(),
-            413
-        );
-        assert!(check_declared_length(Some("99999999999999999999999"), 10).is_err());
-    }
-
-    #[test]
-    fn the_body_may_be_exactly_the_limit() {
-        assert!(check_body_length(10, 10).is_ok());
-        assert_eq!(check_body_length(11, 10).unwrap_err().status(), 413);
-    }
-}
+mod properties;
+#[cfg(test)]
+mod tests;

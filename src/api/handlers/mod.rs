@@ -1,4 +1,10 @@
 //! What each route does once it is matched and authorized: read the request, embed, answer.
+//! The original and OpenAI routes are here; [`rerank`], [`tei`] and [`tokens`] hold the
+//! retrieval families' routes, over the same [`embed`].
+
+pub mod rerank;
+pub mod tei;
+pub mod tokens;
 
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
@@ -19,7 +25,7 @@ use crate::backend::Sequence;
 use crate::embed::cache::{entry_hash, Cache};
 use crate::embed::model::{Model, MAX_TOKENS};
 use crate::embed::pooling::shorten;
-use crate::embed::tokenize::{self, CLS, SEP};
+use crate::embed::tokenize::{self, Truncation, CLS, SEP};
 use crate::embed::{CacheStatus, EmbedError, Embedder, Embeddings, Input, Timings};
 use crate::http::error::{ApiError, InternalKind};
 use crate::http::{Method, Request, Response};
@@ -31,29 +37,48 @@ fn embed(
     services: &Services,
     model: &Model,
     inputs: &Inputs,
-    truncate: bool,
+    truncation: Truncation,
 ) -> Result<Embeddings, ApiError> {
     check_inputs(&services.config.limits, inputs)?;
-    let tokenizer =
-        tokenize::shared().map_err(|error| ApiError::internal(InternalKind::Tokenizer, error))?;
+    embed_within_limits(services, model, inputs, truncation)
+}
+
+/// The embedded tokenizer, or the internal error that it failed to parse.
+fn tokenizer() -> Result<&'static tokenize::TextTokenizer, ApiError> {
+    tokenize::shared().map_err(|error| ApiError::internal(InternalKind::Tokenizer, error))
+}
+
+/// [`embed`] for inputs whose limits the caller checked (a rerank's query does not count
+/// against `max_inputs`).
+fn embed_within_limits(
+    services: &Services,
+    model: &Model,
+    inputs: &Inputs,
+    truncation: Truncation,
+) -> Result<Embeddings, ApiError> {
     let cache = services
         .kv
         .and_then(|kv| Cache::new(kv, services.config.cache, model, services.now));
-    Embedder::new(tokenizer, services.infer, model)
+    Embedder::new(tokenizer()?, services.infer, model)
         .with_cache(cache.as_ref())
-        .embed(&inputs.all(), truncate)
+        .embed(&inputs.all(), truncation)
         .map_err(|error| match error {
-            EmbedError::TooManyTokens { index, tokens } => ApiError::Unprocessable {
-                at: inputs.locate(index),
-                problem: format!(
-                    "has {tokens} tokens; the model's limit is {MAX_TOKENS} \
-                     (send `truncate: true` to truncate)"
-                ),
-            },
+            EmbedError::TooManyTokens { index, tokens } => too_many_tokens(inputs, index, tokens),
             EmbedError::Tokenize(_) => ApiError::internal(InternalKind::Tokenizer, error),
             EmbedError::Infer(error) => ApiError::inference(error),
             EmbedError::OutputShape { .. } => ApiError::internal(InternalKind::Inference, error),
         })
+}
+
+/// The 422 of the request's `index`-th input, `tokens` long, sent with `truncate: false`.
+fn too_many_tokens(inputs: &Inputs, index: usize, tokens: usize) -> ApiError {
+    ApiError::Unprocessable {
+        at: inputs.locate(index),
+        problem: format!(
+            "has {tokens} tokens; the model's limit is {MAX_TOKENS} \
+             (send `truncate: true` to truncate)"
+        ),
+    }
 }
 
 /// A 200 with an embedding route's body, saying how the cache did and where the time went.
@@ -134,7 +159,8 @@ pub fn encode(request: &Request, services: &Services) -> Result<Response, ApiErr
             return Ok(validators.apply(Response::empty(304)));
         }
     }
-    let embedded = embed(services, model, &parsed.inputs(), parsed.truncate)?;
+    let truncation = Truncation::from_flag(parsed.truncate);
+    let embedded = embed(services, model, &parsed.inputs(), truncation)?;
     let encoding =
         embedded.vectors.into_iter().next().ok_or_else(|| {
             ApiError::internal(InternalKind::Inference, "no embedding for the query")
@@ -167,7 +193,7 @@ impl Validators {
     fn new(parsed: &EncodeRequest, model: &Model, request: &Request, services: &Services) -> Self {
         let etag = (!model.digest.is_empty()).then(|| {
             let input = Input::Text(&parsed.query);
-            let hash = entry_hash(&model.digest, parsed.truncate, input);
+            let hash = entry_hash(&model.digest, Truncation::from_flag(parsed.truncate), input);
             format!("\"{ENCODE_ETAG_VERSION}-{}\"", hex::encode(&hash[..16]))
         });
         let ttl = services.config.cache.ttl_seconds;
@@ -224,7 +250,12 @@ fn shared_lifetime(request: &Request, services: &Services) -> u64 {
 pub fn multiple_encode(request: &Request, services: &Services) -> Result<Response, ApiError> {
     let request = SentencesRequest::from_request(request)?;
     let model = services.config.models.default_model();
-    let embedded = embed(services, model, &request.inputs(), request.truncate)?;
+    let embedded = embed(
+        services,
+        model,
+        &request.inputs(),
+        Truncation::from_flag(request.truncate),
+    )?;
     let data = request
         .sentences
         .into_iter()
@@ -241,7 +272,12 @@ pub fn multiple_encode(request: &Request, services: &Services) -> Result<Respons
 pub fn cos_sim_weight(request: &Request, services: &Services) -> Result<Response, ApiError> {
     let request = CosSimWeightRequest::from_request(request)?;
     let model = services.config.models.default_model();
-    let embedded = embed(services, model, &request.inputs(), request.truncate)?;
+    let embedded = embed(
+        services,
+        model,
+        &request.inputs(),
+        Truncation::from_flag(request.truncate),
+    )?;
     let a_count = match &request.a {
         TextOrTexts::One(_) => 1,
         TextOrTexts::Many(texts) => texts.len(),
@@ -265,7 +301,12 @@ pub fn cos_sim_weight(request: &Request, services: &Services) -> Result<Response
 pub fn paraphrase(request: &Request, services: &Services) -> Result<Response, ApiError> {
     let request = ParaphraseRequest::from_request(request)?;
     let model = services.config.models.default_model();
-    let embedded = embed(services, model, &request.inputs(), request.truncate)?;
+    let embedded = embed(
+        services,
+        model,
+        &request.inputs(),
+        Truncation::from_flag(request.truncate),
+    )?;
     // Counts beyond the address space mean "all of them".
     let saturate = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
     let pairs = paraphrase_mining(
@@ -283,7 +324,12 @@ pub fn paraphrase(request: &Request, services: &Services) -> Result<Response, Ap
 pub fn embeddings(request: &Request, services: &Services) -> Result<Response, ApiError> {
     let request = EmbeddingsRequest::from_request(request)?;
     let model = openai::find_model(&services.config.models, &request.model)?;
-    let embedded = embed(services, model, &request.inputs(), request.truncate)?;
+    let embedded = embed(
+        services,
+        model,
+        &request.inputs(),
+        Truncation::from_flag(request.truncate),
+    )?;
     let tokens = embedded.token_counts.iter().sum();
     let vectors = embedded
         .vectors

@@ -6,13 +6,13 @@
 use proptest::prelude::*;
 use serde_json::Value;
 
-use super::{Method, Request, Response};
 use crate::api::Services;
 use crate::config::tests::FakeVariables;
 use crate::config::{self, Config};
 use crate::embed::cache::tests::FakeKv;
 use crate::embed::tests::FakeModel;
 use crate::embed::tokenize;
+use crate::http::{Method, Request, Response};
 use crate::routes::{admit, respond};
 
 const KEY: &str = "property-key";
@@ -30,6 +30,14 @@ const TARGETS: &[(&str, &str)] = &[
     ("POST", "/v1/paraphrase"),
     ("POST", "/v1/embeddings"),
     ("GET", "/v1/models/all-minilm-l6-v2"),
+    ("POST", "/v1/tokenize"),
+    ("POST", "/v1/rerank"),
+    ("POST", "/v2/rerank"),
+    ("POST", "/"),
+    ("POST", "/embed"),
+    ("POST", "/rerank"),
+    ("POST", "/tokenize"),
+    ("POST", "/decode"),
 ];
 
 /// Field names of every request family, so that generated objects reach deep into the parsers.
@@ -46,6 +54,23 @@ const FIELDS: &[&str] = &[
     "encoding_format",
     "dimensions",
     "user",
+    "documents",
+    "top_n",
+    "return_documents",
+    "rank_fields",
+    "max_tokens_per_doc",
+    "relevant_spans",
+    "priority",
+    "inputs",
+    "texts",
+    "ids",
+    "truncation_direction",
+    "normalize",
+    "prompt_name",
+    "raw_scores",
+    "return_text",
+    "add_special_tokens",
+    "skip_special_tokens",
 ];
 
 fn config() -> Config {
@@ -160,16 +185,31 @@ fn api_object() -> impl Strategy<Value = Value> {
     )
         .prop_map(|(first, second, model, format, number, truncate)| {
             let mut object = serde_json::json!({
-                "query": first.clone(), "sentences": first.clone(), "a": first.clone(), "b": second,
-                "input": first, "model": model, "encoding_format": format,
+                "query": first.clone(), "sentences": first.clone(), "a": first.clone(),
+                "b": second.clone(), "documents": second.clone(), "texts": second.clone(),
+                "inputs": first.clone(), "ids": second, "input": first, "model": model,
+                "encoding_format": format,
             });
             if let Some(number) = number {
-                for field in ["dimensions", "top_k", "max_pairs"] {
+                for field in [
+                    "dimensions",
+                    "top_k",
+                    "max_pairs",
+                    "top_n",
+                    "max_tokens_per_doc",
+                ] {
                     object[field] = number.into();
                 }
             }
             if let Some(truncate) = truncate {
-                object["truncate"] = truncate.into();
+                for field in [
+                    "truncate",
+                    "return_documents",
+                    "normalize",
+                    "add_special_tokens",
+                ] {
+                    object[field] = truncate.into();
+                }
             }
             object
         })
