@@ -62,12 +62,15 @@ impl ServedComponent {
 /// A request body that can be handed to a component: hyper's incoming body, or whatever a caller in-process
 /// (the start-up check, tests) sends.
 pub trait GuestRequestBody:
-    hyper::body::Body<Data = Bytes, Error: Into<wasmtime_wasi_http::Error>> + Send + 'static
+    hyper::body::Body<Data = Bytes, Error: Into<wasmtime_wasi_http::Error>> + Send + Unpin + 'static
 {
 }
 
 impl<B> GuestRequestBody for B where
-    B: hyper::body::Body<Data = Bytes, Error: Into<wasmtime_wasi_http::Error>> + Send + 'static
+    B: hyper::body::Body<Data = Bytes, Error: Into<wasmtime_wasi_http::Error>>
+        + Send
+        + Unpin
+        + 'static
 {
 }
 

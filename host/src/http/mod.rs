@@ -11,6 +11,7 @@ pub mod headers;
 pub mod host_answers;
 mod in_flight;
 mod layer;
+mod read_to_end;
 mod request_log;
 mod router;
 mod server;

@@ -24,6 +24,7 @@ use super::guest::{self, GuestRequestBody, RequestLimits, ServedComponent};
 use super::headers::may_have_body;
 use super::in_flight::InFlight;
 use super::layer::{Answered, Guard, HostResponse, Layer, Refusal};
+use super::read_to_end;
 use super::request_log::{self, log_error, REQUEST_ID};
 use crate::app::route::Route;
 
@@ -242,6 +243,8 @@ impl Router {
                     .iter()
                     .filter_map(|layer| layer.before_call(&parts))
                     .collect();
+                let declares_body = may_have_body(&parts.headers);
+                let (body, body_end) = read_to_end::watch(body);
                 let mut request = Request::from_parts(parts, body);
                 set_request_headers(
                     &mut request,
@@ -258,6 +261,15 @@ impl Router {
                         Ok(response) => after_call.after(response).await,
                         failed => failed,
                     };
+                }
+                // Answered without reading the body (a refusal before it): hyper closes the connection after
+                // the answer, and a client told so does not send its next request on it.
+                if let Ok(response) = &mut answered {
+                    if declares_body && !body_end.reached() {
+                        response
+                            .headers_mut()
+                            .insert(CONNECTION, HeaderValue::from_static("close"));
+                    }
                 }
                 answered
             }
