@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::TensorRef;
+use sbert_model::{ATTENTION_MASK, INPUT_IDS, SENTENCE_EMBEDDING, TOKEN_TYPE_IDS};
 use sbert_service::backend::{Infer, InferError, Sequence, TokenBatch};
 use sbert_service::embed::model::{Model, ModelKind};
 use sbert_service::embed::tokenize::{TextTokenizer, Truncation};
@@ -86,14 +87,14 @@ impl Infer for OrtModel {
             let mut session = self.session.lock().expect("benchmark session lock");
             let started = Instant::now();
             let outputs = session.run(ort::inputs! {
-                "input_ids" => TensorRef::from_array_view((shape, batch.input_ids.as_slice()))?,
-                "attention_mask" => TensorRef::from_array_view((shape, batch.attention_mask.as_slice()))?,
-                "token_type_ids" => TensorRef::from_array_view((shape, batch.token_type_ids.as_slice()))?,
+                INPUT_IDS => TensorRef::from_array_view((shape, batch.input_ids.as_slice()))?,
+                ATTENTION_MASK => TensorRef::from_array_view((shape, batch.attention_mask.as_slice()))?,
+                TOKEN_TYPE_IDS => TensorRef::from_array_view((shape, batch.token_type_ids.as_slice()))?,
             })?;
             let mut totals = self.runs.lock().expect("benchmark totals lock");
             totals.time += started.elapsed();
             totals.positions += batch.rows * batch.longest;
-            let (dims, values) = outputs["sentence_embedding"].try_extract_tensor::<f32>()?;
+            let (dims, values) = outputs[SENTENCE_EMBEDDING].try_extract_tensor::<f32>()?;
             let width = *dims.last().unwrap_or(&0) as usize;
             Ok(values.chunks(width.max(1)).map(<[f32]>::to_vec).collect())
         };

@@ -85,7 +85,7 @@ pub struct TokenBatch {
 }
 
 /// Id, attention mask and token type of padding positions (`[PAD]` is id 0).
-const PAD: i64 = 0;
+const PAD: i64 = sbert_model::PAD as i64;
 
 impl TokenBatch {
     /// Single-segment sequences (token type 0 throughout).

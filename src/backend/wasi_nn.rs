@@ -9,7 +9,7 @@ use super::{Infer, InferError, Sequence, TokenBatch};
 use crate::embed::model::Model;
 
 /// The pooled output every served graph has.
-pub const OUTPUT: &str = "sentence_embedding";
+pub use sbert_model::SENTENCE_EMBEDDING as OUTPUT;
 
 /// wasi:nn's tensor element types that this backend tells apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,9 +52,9 @@ impl<G: Graphs> Infer for WasiNn<G> {
         let batch = TokenBatch::new(sequences);
         let dimensions = vec![dimension(batch.rows)?, dimension(batch.longest)?];
         let inputs = [
-            ("input_ids", &batch.input_ids),
-            ("attention_mask", &batch.attention_mask),
-            ("token_type_ids", &batch.token_type_ids),
+            (sbert_model::INPUT_IDS, &batch.input_ids),
+            (sbert_model::ATTENTION_MASK, &batch.attention_mask),
+            (sbert_model::TOKEN_TYPE_IDS, &batch.token_type_ids),
         ]
         .map(|(name, values)| {
             let tensor = Tensor {

@@ -1,10 +1,7 @@
 //! The served models' identities, named once: public id and alias, wasi:nn graph name, width,
 //! token limit, and the digest that keeps their cache entries apart.
 
-/// The width of every embedding both models produce.
-pub const DIMENSIONS: usize = 384;
-/// Tokens per input including `[CLS]` and `[SEP]` (sentence-transformers' `max_seq_length`).
-pub const MAX_TOKENS: usize = 256;
+pub use sbert_model::{DIMENSIONS, MAX_TOKENS};
 
 /// Which of the served graphs a [`Model`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

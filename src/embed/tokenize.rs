@@ -19,10 +19,7 @@ const TOKENIZER_JSON: &[u8] = include_bytes!("../../models/all-minilm-l6-v2/toke
 pub use super::model::MAX_TOKENS;
 /// Token ids are below this: the size of the model's WordPiece vocabulary.
 pub const VOCAB_SIZE: u32 = 30522;
-/// `[CLS]`, which starts every input.
-pub const CLS: u32 = 101;
-/// `[SEP]`, which ends every input.
-pub const SEP: u32 = 102;
+pub use sbert_model::{CLS, SEP};
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]

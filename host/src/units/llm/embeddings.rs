@@ -16,8 +16,7 @@ use wasmtime_wasi_nn::{Graph, Tensor};
 
 use super::config::ModelConfig;
 
-/// The graph's pooled, L2-normalised output (the name sentence-transformers' ONNX exports use).
-const OUTPUT: &str = "sentence_embedding";
+use sbert_model::{ATTENTION_MASK, INPUT_IDS, SENTENCE_EMBEDDING as OUTPUT, TOKEN_TYPE_IDS};
 
 /// An embedding model: its tokenizer and the graph that runs it.
 pub struct EmbeddingModel {
@@ -115,15 +114,15 @@ fn inputs(rows: &[Vec<u32>]) -> Result<Vec<NamedTensor>> {
     };
     Ok(vec![
         NamedTensor {
-            name: "input_ids".into(),
+            name: INPUT_IDS.into(),
             tensor: tensor(ids),
         },
         NamedTensor {
-            name: "attention_mask".into(),
+            name: ATTENTION_MASK.into(),
             tensor: tensor(mask),
         },
         NamedTensor {
-            name: "token_type_ids".into(),
+            name: TOKEN_TYPE_IDS.into(),
             tensor: tensor(vec![0; cells * 8]),
         },
     ])

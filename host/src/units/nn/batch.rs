@@ -40,7 +40,7 @@ pub const RUN_TOKEN_BUDGET: usize = 4096;
 const RUN_COST_TOKENS: usize = 16;
 
 /// The name of the input that marks padding, by the Hugging Face convention.
-pub const ATTENTION_MASK: &str = "attention_mask";
+pub use sbert_model::ATTENTION_MASK;
 
 const I64_BYTES: usize = size_of::<i64>();
 
