@@ -208,6 +208,17 @@ class Host:
     def memory(self) -> memory.Memory:
         return memory.read(self.proc.pid)
 
+    def wait_idle(self, timeout_s: float = 30):
+        """Returns once no request is in flight: the requests a load left running when its client stopped are done,
+        so that they do not count against (or overlap with) the next scenario."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            text = requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
+            if re.search(r"^http_requests_in_flight 0$", text, re.M):
+                return
+            time.sleep(0.02)
+        raise BenchError(f"{self.url} still had requests in flight after {timeout_s} s")
+
     def inference_totals(self) -> dict[str, float]:
         """ONNX runs, their rows, real tokens, positions (padding included) and seconds; rows' seconds waiting for
         a session; requests and their seconds (every route): so far, from the host's metrics."""
@@ -250,6 +261,8 @@ def wrk(host: Host | StaticNginx, questions: Path, mode: str, connections: int, 
     gets one thread: the server needs the cores more than the client. Modes `sequence`, `openai` and `batch`
     continue the host's walk through the questions where its previous run stopped."""
     is_host = isinstance(host, Host)
+    if is_host:
+        host.wait_idle()
     before = host.inference_totals() if is_host else None
     position = host.sequence_position if is_host else 0
     command = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "30s",
@@ -337,10 +350,12 @@ def edge_scenarios(tmp: Path, questions: Path, question_list: list[str], seconds
                   manifest="spin-edge.toml") as edge:
             for connections in (1, 10, 40):
                 direct = wrk(origin, questions, "sequence", connections, seconds)
+                origin.wait_idle()
                 through = wrk(edge, questions, "sequence", connections, seconds)
                 results["uncached"][connections] = {"direct": direct, "edge": through}
-            results["batch32"] = {"direct": wrk(origin, questions, "batch", 2, seconds),
-                                  "edge": wrk(edge, questions, "batch", 2, seconds)}
+            direct = wrk(origin, questions, "batch", 2, seconds)
+            origin.wait_idle()
+            results["batch32"] = {"direct": direct, "edge": wrk(edge, questions, "batch", 2, seconds)}
             results["memory_uncached"] = edge.memory().as_dict()
         with Host(tmp / "edge-cached", edge_variables, env=cache_env, manifest="spin-edge.toml") as edge:
             results["startup_s"] = edge.startup_s
