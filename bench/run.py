@@ -4,12 +4,14 @@
 Scenarios:
  1. ceiling    the model in-process through the same ONNX Runtime library, one sentence at a time
                (and in length-sorted batches of 32), with the component's own tokenizer and pooling
- 2. uncached   GET /v1/encode with unique questions (each in turn), cache off, 1 / 10 / 40 connections
+ 2. uncached   GET /v1/encode with unique questions (each in turn), cache off, 1 / 10 / 40 connections; and
+               POST /v1/embeddings with one input at 1 connection
  3. original   the original load test: random questions with repeats, 10 connections, cache warm (answered
                by sbert-host's HTTP cache); again with `Cache-Control: no-cache`, so that an instance of the
                component answers each from its key-value cache; beside them the machine's limit for that
                answer: nginx serving the same JSON body as a static file (bench/nginx.py), same wrk settings
- 4. batches    POST /v1/embeddings with 32 unique inputs, cache off
+ 4. batches    POST /v1/embeddings with 32 unique inputs, cache off; and bulk ingestion: 32 chunks of ~200
+               tokens per request (the questions joined), beside the ceiling's sorted batches of the same chunks
  5. start-up (process start to the first 200) and memory (RSS, peak RSS, PSS and its sampled peak, and the
     cgroup-style charge: bench/memory.py) after every scenario
  6. int8       the quantized model (OpenAI `model` all-minilm-l6-v2-int8, served beside fp32): its accuracy on
@@ -436,6 +438,29 @@ def load_questions() -> tuple[list[str], Path]:
     return questions, path
 
 
+# Bulk ingestion (issue 24): requests of 32 chunks of about this many tokens, as a RAG indexer sends them.
+CHUNK_TOKENS = 200
+
+
+def load_chunks(questions: list[str]) -> Path:
+    """Texts of about CHUNK_TOKENS tokens each (the questions joined in their shuffled order, as a document's
+    chunks), one per line for wrk and the ceiling."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(TOKENIZER))
+    tokenizer.no_truncation()
+    chunks, current, tokens = [], [], 2  # [CLS] and [SEP]
+    for question in questions:
+        current.append(question)
+        tokens += len(tokenizer.encode(question, add_special_tokens=False).ids)
+        if tokens >= CHUNK_TOKENS:
+            chunks.append(" ".join(current))
+            current, tokens = [], 2
+    path = OUT_DIR / "chunks.txt"
+    path.write_text("\n".join(chunks) + "\n")
+    return path
+
+
 def run(seconds: int) -> dict:
     check_prerequisites()
     OUT_DIR.mkdir(parents=True, exist_ok=True)
@@ -475,8 +500,16 @@ def run(seconds: int) -> dict:
             results["memory"]["idle"] = host.memory().as_dict()
             results["probe_short"] = latency.short_query_ms(host.url, KEY)
             results["uncached"] = {c: compared(host, f"uncached, {c} conn.", "sequence", c) for c in (1, 10, 40)}
+            results["openai_1"] = compared(host, "POST /v1/embeddings, 1 conn.", "openai", 1)
             step("POST /v1/embeddings, 32 inputs")
             results["batch32"] = compared(host, "32-input batches", "batch", 2)
+            step("bulk ingestion: 32 chunks of ~200 tokens per request, beside the ceiling for the same chunks")
+            chunks = load_chunks(question_list)
+            around = ceiling(FP32, chunks, ceilings.seconds, threads, "batches")
+            results["bulk"] = wrk(host, chunks, "batch", 2, seconds)
+            after = ceiling(FP32, chunks, ceilings.seconds, threads, "batches")
+            results["bulk"]["ceiling_batch32"] = (around["batch32_sentences_per_s"]
+                                                  + after["batch32_sentences_per_s"]) / 2
             results["probe_batch"] = latency.batch_vs_singles(host.url, KEY, question_list)
             step("rerank, one query against 100 documents, cache off")
             results["rerank_uncached"] = latency.rerank_ms(host.url, KEY, question_list, RERANK_UNCACHED_SAMPLES)
