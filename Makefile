@@ -15,24 +15,17 @@ export CARGO_TARGET_DIR
 
 PYTHON      := $(VENV)/bin/python
 HOST_BIN    := $(CARGO_TARGET_DIR)/release/sbert-host
-RAW_WASM    := $(CARGO_TARGET_DIR)/wasm32-wasip2/release/sbert_service.wasm
 WASM        := build/sbert_service.wasm
-# The portable build (inference inside the wasm, SIMD kernels) has a target dir of its own: its
-# rustflags differ, and sharing one dir would make each build recompile the other's dependencies.
-PORTABLE_TARGET_DIR := $(CARGO_TARGET_DIR)/portable
-RAW_PORTABLE_WASM   := $(PORTABLE_TARGET_DIR)/wasm32-wasip2/release/sbert_service.wasm
-PORTABLE_WASM       := build/sbert_service_portable.wasm
-PORTABLE_MODEL      := models/all-minilm-l6-v2-portable/model.safetensors
-# The spin-llm build (cargo feature `spin-llm`, spin-llm.toml) has a target dir of its own: the same crate built
-# with other features would overwrite the fast build's output.
-SPIN_LLM_TARGET_DIR := $(CARGO_TARGET_DIR)/spin-llm
-RAW_SPIN_LLM_WASM   := $(SPIN_LLM_TARGET_DIR)/wasm32-wasip2/release/sbert_service.wasm
-SPIN_LLM_WASM       := build/sbert_service_spin_llm.wasm
-# The edge build (cargo feature `remote`, spin-edge.toml): an inference service (sbert-host serving the fast build)
-# embeds over outbound HTTP. A target dir of its own, for the same reason as spin-llm's.
-EDGE_TARGET_DIR := $(CARGO_TARGET_DIR)/edge
-RAW_EDGE_WASM   := $(EDGE_TARGET_DIR)/wasm32-wasip2/release/sbert_service.wasm
-EDGE_WASM       := build/sbert_service_edge.wasm
+PORTABLE_WASM  := build/sbert_service_portable.wasm
+PORTABLE_MODEL := models/all-minilm-l6-v2-portable/model.safetensors
+SPIN_LLM_WASM  := build/sbert_service_spin_llm.wasm
+EDGE_WASM      := build/sbert_service_edge.wasm
+# Every wasm build shares one target dir, and so its dependencies, with the same rustflags: simd128, which the
+# portable build's kernels need and every Spin host's wasmtime runs. Each build's raw output is copied out right
+# after its cargo run, since the next build writes the same file.
+WASM_RUSTFLAGS := -C target-feature=+simd128
+RAW_WASM_OUT   := $(CARGO_TARGET_DIR)/wasm32-wasip2/release/sbert_service.wasm
+RAW_WASM_DIR   := $(CARGO_TARGET_DIR)/wasm-builds
 # Every component build `make build` produces; tests/test_portability.py checks each one listed here.
 WASM_BUILDS := $(WASM) $(SPIN_LLM_WASM) $(PORTABLE_WASM) $(EDGE_WASM)
 # wasm-tools, for the offline check of each build against Spin's world (tests/test_portability.py).
@@ -83,18 +76,10 @@ docs-assets: ## Fetch the Swagger UI bundle that /docs serves (pinned, sha256-ve
 	@scripts/apt_install.sh npm:npm
 	@python3 scripts/fetch_docs_assets.py --cache-dir $(CACHE_DIR)
 
-component: toolchain wit models docs-assets host ## Build the component and pre-initialize it with wizer
-	cargo build --release --locked --target wasm32-wasip2 -p sbert-service
-	@$(MAKE) --no-print-directory $(WASM)
+component: $(WASM) ## Build the component (the fast build) and pre-initialize it with wizer
 
-# Pre-initialized with wizer, then compiled into wasmtime's cache so that the first start skips the compiler.
-$(WASM): $(RAW_WASM) $(HOST_BIN)
-	@mkdir -p $(dir $@)
-	$(HOST_BIN) wizer $(RAW_WASM) -o $@
-	$(HOST_BIN) compile $@
-
-# Pre-initializes the raw component $(1) into $@ with wizer and compiles that into wasmtime's cache, when $(1) or
-# the host is newer than $@. For the builds whose recipe always runs cargo (a no-op when nothing changed).
+# Pre-initializes the raw component $(1) into $@ with wizer and compiles that into wasmtime's cache (so that the
+# first start skips the compiler), when $(1) or the host is newer than $@.
 define pre_initialize
 	@mkdir -p $(dir $@)
 	@if [ ! -f $@ ] || [ $(1) -nt $@ ] || [ $(HOST_BIN) -nt $@ ]; then \
@@ -102,24 +87,33 @@ define pre_initialize
 		echo "$(HOST_BIN) compile $@" && $(HOST_BIN) compile $@; fi
 endef
 
-# The spin-llm build: inference through Spin's llm interface, so it runs on stock Spin (spin-llm.toml's build
-# command). Pre-initialized and compiled like the fast build, when its raw output or the host changed.
+# Builds the component with the inference backend $(1) (a cargo feature), keeps its raw output as
+# $(RAW_WASM_DIR)/$(1).wasm (rewritten only when it changed), and pre-initializes that into $@.
+define wasm_build
+	CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS="$(WASM_RUSTFLAGS)" cargo build --release --locked --target wasm32-wasip2 \
+		-p sbert-service --no-default-features --features $(1)
+	@mkdir -p $(RAW_WASM_DIR)
+	@cmp -s $(RAW_WASM_OUT) $(RAW_WASM_DIR)/$(1).wasm || cp $(RAW_WASM_OUT) $(RAW_WASM_DIR)/$(1).wasm
+	$(call pre_initialize,$(RAW_WASM_DIR)/$(1).wasm)
+endef
+
+# The fast build: wasi:nn on sbert-host (spin.toml's build command runs `make component`).
+$(WASM): toolchain wit models docs-assets host
+	$(call wasm_build,wasi-nn)
+
+# The spin-llm build: inference through Spin's llm interface, so it runs on stock Spin (spin-llm.toml).
 $(SPIN_LLM_WASM): toolchain wit models docs-assets host
-	cargo build --release --locked --target wasm32-wasip2 -p sbert-service --no-default-features --features spin-llm --target-dir $(SPIN_LLM_TARGET_DIR)
-	$(call pre_initialize,$(RAW_SPIN_LLM_WASM))
+	$(call wasm_build,spin-llm)
 
 # The edge build: cache misses go to an inference service over outbound HTTP, so it runs on any Spin host
-# (spin-edge.toml's build command). Pre-initialized and compiled like the others.
+# (spin-edge.toml).
 $(EDGE_WASM): toolchain wit models docs-assets host
-	cargo build --release --locked --target wasm32-wasip2 -p sbert-service --no-default-features --features remote --target-dir $(EDGE_TARGET_DIR)
-	$(call pre_initialize,$(RAW_EDGE_WASM))
+	$(call wasm_build,remote)
 
 # The portable build: sbert-engine runs the model inside the wasm (simd128), so it runs on any Spin host
-# (spin-portable.toml's build command). Pre-initialized and compiled like the others.
+# (spin-portable.toml).
 $(PORTABLE_WASM): toolchain wit models $(PORTABLE_MODEL) docs-assets host
-	CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS="-C target-feature=+simd128" cargo build --release --locked \
-		--target wasm32-wasip2 --target-dir $(PORTABLE_TARGET_DIR) -p sbert-service --no-default-features --features portable
-	$(call pre_initialize,$(RAW_PORTABLE_WASM))
+	$(call wasm_build,portable)
 
 wasm-builds: component $(filter-out $(WASM),$(WASM_BUILDS))
 
@@ -138,18 +132,17 @@ $(PORTABLE_MODEL): models/pack_portable.py models/portable.sha256 | models
 	@sha256sum --check --quiet models/portable.sha256 || { rm -f $@; echo "$@ differs from models/portable.sha256" >&2; exit 1; }
 
 # The component's inference backends, one cargo feature each (exactly one per build).
-BACKENDS := wasi-nn spin-llm portable
+BACKENDS := wasi-nn spin-llm portable remote
 
-# Clippy's wasm32 checks share one target dir, with simd128 on for every backend: the portable build's kernels
-# need it, and one set of rustflags lets the backends share their dependencies' checks.
+# Clippy's wasm32 checks use the wasm builds' rustflags, so that the backends share their dependencies' checks.
 lint: toolchain wit models $(PORTABLE_MODEL) docs-assets ## cargo fmt and clippy (warnings are errors): every crate, natively and for wasm32-wasip2 with each backend
 	cargo fmt --all -- --check
 	cargo clippy --locked --workspace --all-targets -- -D warnings
 	@set -e; for backend in $(BACKENDS); do \
 		echo "cargo clippy -p sbert-service --no-default-features --features $$backend (native, then wasm32-wasip2)"; \
 		cargo clippy --locked -p sbert-service --all-targets --no-default-features --features $$backend -- -D warnings; \
-		CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS="-C target-feature=+simd128" cargo clippy --locked --target wasm32-wasip2 \
-			--target-dir $(CARGO_TARGET_DIR)/clippy-wasm -p sbert-service --no-default-features --features $$backend -- -D warnings; \
+		CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS="$(WASM_RUSTFLAGS)" cargo clippy --locked --target wasm32-wasip2 \
+			-p sbert-service --no-default-features --features $$backend -- -D warnings; \
 	done
 
 unit-test: wit models $(PORTABLE_MODEL) docs-assets test-services ## Native unit tests of the component logic and the host

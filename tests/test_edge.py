@@ -249,9 +249,12 @@ def test_a_destination_outside_allowed_outbound_hosts_is_refused(tmp_path):
         with running(start_edge(tmp_path, stub.url, manifest=manifest)) as edge:
             resp = edge.get("/v1/encode", params={"query": unique_text("not allowed")})
             assert resp.status_code == 502, resp.text
-            log = log_once(edge, lambda log: "allowed_outbound_hosts must allow" in log)
-            assert f"Outbound network destination not allowed: {stub.url}" in log, log[-2000:]
-            assert "allowed_outbound_hosts must allow `inference_url`" in log, log[-2000:]
+            # The host's line and the guest's are written by different writers: wait for both.
+            host_line = f"Outbound network destination not allowed: {stub.url}"
+            guest_line = "allowed_outbound_hosts must allow `inference_url`"
+            log = log_once(edge, lambda log: host_line in log and guest_line in log)
+            assert host_line in log, log[-2000:]
+            assert guest_line in log, log[-2000:]
         assert stub.calls == 0
 
 
