@@ -5,11 +5,15 @@
 //! Batching is the host's job: the guest neither sorts nor chunks; the backend pads the one
 //! batch only as far as its longest sequence.
 
+mod ascii_wordpiece;
+#[cfg(test)]
+mod ascii_wordpiece_tests;
 pub mod cache;
 mod input;
 pub mod model;
 pub mod pooling;
 pub mod tokenize;
+mod vocab_trie;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
