@@ -135,9 +135,14 @@ fn reference_texts() -> Vec<String> {
 #[test]
 fn every_shared_question_tokenizes_as_the_library_does() {
     let questions = questions();
-    assert_eq!(questions.len(), 5569);
     let (ascii, other): (Vec<_>, Vec<_>) = questions.iter().partition(|q| q.is_ascii());
-    assert_eq!((ascii.len(), other.len()), (5558, 11));
+    // Both paths are exercised: the shared questions hold a few non-ASCII ones.
+    assert!(
+        ascii.len() > 1000 && !other.is_empty(),
+        "{} ASCII, {} other",
+        ascii.len(),
+        other.len()
+    );
     ascii.iter().for_each(|q| assert_fast_and_identical(q));
     other.iter().for_each(|q| assert_left_to_the_library(q));
 }
@@ -145,7 +150,11 @@ fn every_shared_question_tokenizes_as_the_library_does() {
 #[test]
 fn every_reference_text_tokenizes_as_the_library_does() {
     let texts = reference_texts();
-    assert_eq!(texts.len(), 31 + 20 + 5 + 7);
+    assert!(
+        texts.len() > 50,
+        "only {} reference texts read",
+        texts.len()
+    );
     for text in &texts {
         if text.is_ascii() {
             assert_fast_and_identical(text);
