@@ -209,11 +209,6 @@ pub(super) fn new_session(
             builder = builder.with_initializer(name, value.clone())?;
         }
     }
-    if threads > 1 {
-        // Spinning helps within a run only: between runs, at one connection, a spinning helper thread holds a
-        // core that the request's own work (the component, the connection) needs (docs/design-notes.md).
-        builder = builder.with_config_entry("session.force_spinning_stop", "1")?;
-    }
     builder
         .with_optimization_level(GraphOptimizationLevel::Level3)?
         .with_intra_threads(threads)?
