@@ -25,6 +25,7 @@ EDGE_WASM      := build/sbert_service_edge.wasm
 # after its cargo run, since the next build writes the same file.
 WASM_RUSTFLAGS := -C target-feature=+simd128
 RAW_WASM_OUT   := $(CARGO_TARGET_DIR)/wasm32-wasip2/release/sbert_service.wasm
+RAW_WASM_DEPS  := $(CARGO_TARGET_DIR)/wasm32-wasip2/release/sbert_service.d
 RAW_WASM_DIR   := $(CARGO_TARGET_DIR)/wasm-builds
 # Every component build `make build` produces; tests/test_portability.py checks each one listed here.
 WASM_BUILDS := $(WASM) $(SPIN_LLM_WASM) $(PORTABLE_WASM) $(EDGE_WASM)
@@ -87,33 +88,38 @@ define pre_initialize
 		echo "$(HOST_BIN) compile $@" && $(HOST_BIN) compile $@; fi
 endef
 
-# Builds the component with the inference backend $(1) (a cargo feature), keeps its raw output as
-# $(RAW_WASM_DIR)/$(1).wasm (rewritten only when it changed), and pre-initializes that into $@.
-define wasm_build
+# A cdylib's output carries no hash of its features, so cargo rebuilds the crate whenever the previous wasm
+# build had other features. Make therefore runs cargo for a build only when a file its dep-info lists (kept
+# beside its raw output, each file also given an empty rule in case it goes away) or the build's settings changed.
+-include $(wildcard $(RAW_WASM_DIR)/*.d)
+
+# The raw component with the inference backend $* (a cargo feature).
+$(RAW_WASM_DIR)/%.wasm: Cargo.lock $(wildcard Cargo.toml */Cargo.toml) Makefile | toolchain wit models docs-assets
 	CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS="$(WASM_RUSTFLAGS)" cargo build --release --locked --target wasm32-wasip2 \
-		-p sbert-service --no-default-features --features $(1)
+		-p sbert-service --no-default-features --features $*
 	@mkdir -p $(RAW_WASM_DIR)
-	@cmp -s $(RAW_WASM_OUT) $(RAW_WASM_DIR)/$(1).wasm || cp $(RAW_WASM_OUT) $(RAW_WASM_DIR)/$(1).wasm
-	$(call pre_initialize,$(RAW_WASM_DIR)/$(1).wasm)
-endef
+	cp $(RAW_WASM_OUT) $@
+	@{ sed 's|^[^:]*:|$@:|' $(RAW_WASM_DEPS); tr ' ' '\n' < $(RAW_WASM_DEPS) | tail -n +2 | grep . | sed 's|$$|:|'; } > $(RAW_WASM_DIR)/$*.d
+
+$(RAW_WASM_DIR)/portable.wasm: $(PORTABLE_MODEL)
 
 # The fast build: wasi:nn on sbert-host (spin.toml's build command runs `make component`).
-$(WASM): toolchain wit models docs-assets host
-	$(call wasm_build,wasi-nn)
+$(WASM): $(RAW_WASM_DIR)/wasi-nn.wasm host
+	$(call pre_initialize,$<)
 
 # The spin-llm build: inference through Spin's llm interface, so it runs on stock Spin (spin-llm.toml).
-$(SPIN_LLM_WASM): toolchain wit models docs-assets host
-	$(call wasm_build,spin-llm)
+$(SPIN_LLM_WASM): $(RAW_WASM_DIR)/spin-llm.wasm host
+	$(call pre_initialize,$<)
 
 # The edge build: cache misses go to an inference service over outbound HTTP, so it runs on any Spin host
 # (spin-edge.toml).
-$(EDGE_WASM): toolchain wit models docs-assets host
-	$(call wasm_build,remote)
+$(EDGE_WASM): $(RAW_WASM_DIR)/remote.wasm host
+	$(call pre_initialize,$<)
 
 # The portable build: sbert-engine runs the model inside the wasm (simd128), so it runs on any Spin host
 # (spin-portable.toml).
-$(PORTABLE_WASM): toolchain wit models $(PORTABLE_MODEL) docs-assets host
-	$(call wasm_build,portable)
+$(PORTABLE_WASM): $(RAW_WASM_DIR)/portable.wasm host
+	$(call pre_initialize,$<)
 
 wasm-builds: component $(filter-out $(WASM),$(WASM_BUILDS))
 
