@@ -103,23 +103,16 @@ $(RAW_WASM_DIR)/%.wasm: Cargo.lock $(wildcard Cargo.toml */Cargo.toml) Makefile 
 
 $(RAW_WASM_DIR)/portable.wasm: $(PORTABLE_MODEL)
 
-# The fast build: wasi:nn on sbert-host (spin.toml's build command runs `make component`).
-$(WASM): $(RAW_WASM_DIR)/wasi-nn.wasm host
-	$(call pre_initialize,$<)
-
-# The spin-llm build: inference through Spin's llm interface, so it runs on stock Spin (spin-llm.toml).
-$(SPIN_LLM_WASM): $(RAW_WASM_DIR)/spin-llm.wasm host
-	$(call pre_initialize,$<)
-
-# The edge build: cache misses go to an inference service over outbound HTTP, so it runs on any Spin host
-# (spin-edge.toml).
-$(EDGE_WASM): $(RAW_WASM_DIR)/remote.wasm host
-	$(call pre_initialize,$<)
-
-# The portable build: sbert-engine runs the model inside the wasm (simd128), so it runs on any Spin host
-# (spin-portable.toml).
-$(PORTABLE_WASM): $(RAW_WASM_DIR)/portable.wasm host
-	$(call pre_initialize,$<)
+# Each component build from the raw build of its inference backend: the fast build (wasi:nn on sbert-host;
+# spin.toml's build command runs `make component`), spin-llm (Spin's llm interface: stock Spin), the edge
+# (an inference service over outbound HTTP: any Spin host) and portable (sbert-engine inside the wasm: any
+# Spin host).
+$(WASM): $(RAW_WASM_DIR)/wasi-nn.wasm
+$(SPIN_LLM_WASM): $(RAW_WASM_DIR)/spin-llm.wasm
+$(EDGE_WASM): $(RAW_WASM_DIR)/remote.wasm
+$(PORTABLE_WASM): $(RAW_WASM_DIR)/portable.wasm
+$(WASM_BUILDS): host
+	$(call pre_initialize,$(filter %.wasm,$^))
 
 wasm-builds: component $(filter-out $(WASM),$(WASM_BUILDS))
 
