@@ -154,6 +154,9 @@ def test_the_log_says_how_many_requests_were_drained(drain):
     count = drained_count(drain.log)
     lines = [json.dumps(r) for r in log_records(drain.log) if "drain" in json.dumps(r).lower()]
     assert count is not None, f"no drain line with a count: {lines or drain.log[-2000:]}"
+    # The lower bound counts only answers the clients saw well after the signal: a client thread may record an
+    # answer the host finished just before it a little late (the same margin as for sending).
+    surely_in_flight = len([o for o in in_flight_at_signal(drain) if o.done > drain.signalled + ADMITTED_MARGIN_S])
     in_flight = len(in_flight_at_signal(drain))
-    assert in_flight <= count <= CONNECTIONS, (count, in_flight, lines)
+    assert surely_in_flight <= count <= CONNECTIONS, (count, surely_in_flight, in_flight, lines)
     print(f"\ndrain figures: the host says it drained {count} request(s); the clients saw {in_flight}")
