@@ -43,6 +43,16 @@ fn embed(
     embed_within_limits(services, model, inputs, truncation)
 }
 
+/// [`embed`] as the original routes do: with the default model, truncating when `truncate` is set.
+fn embed_original(
+    services: &Services,
+    inputs: &Inputs,
+    truncate: bool,
+) -> Result<Embeddings, ApiError> {
+    let model = services.config.models.default_model();
+    embed(services, model, inputs, Truncation::from_flag(truncate))
+}
+
 /// The embedded tokenizer, or the internal error that it failed to parse.
 fn tokenizer() -> Result<&'static tokenize::TextTokenizer, ApiError> {
     tokenize::shared().map_err(|error| ApiError::internal(InternalKind::Tokenizer, error))
@@ -249,13 +259,7 @@ fn shared_lifetime(request: &Request, services: &Services) -> u64 {
 
 pub fn multiple_encode(request: &Request, services: &Services) -> Result<Response, ApiError> {
     let request = SentencesRequest::from_request(request)?;
-    let model = services.config.models.default_model();
-    let embedded = embed(
-        services,
-        model,
-        &request.inputs(),
-        Truncation::from_flag(request.truncate),
-    )?;
+    let embedded = embed_original(services, &request.inputs(), request.truncate)?;
     let data = request
         .sentences
         .into_iter()
@@ -271,13 +275,7 @@ pub fn multiple_encode(request: &Request, services: &Services) -> Result<Respons
 
 pub fn cos_sim_weight(request: &Request, services: &Services) -> Result<Response, ApiError> {
     let request = CosSimWeightRequest::from_request(request)?;
-    let model = services.config.models.default_model();
-    let embedded = embed(
-        services,
-        model,
-        &request.inputs(),
-        Truncation::from_flag(request.truncate),
-    )?;
+    let embedded = embed_original(services, &request.inputs(), request.truncate)?;
     let a_count = match &request.a {
         TextOrTexts::One(_) => 1,
         TextOrTexts::Many(texts) => texts.len(),
@@ -300,13 +298,7 @@ pub fn cos_sim_weight(request: &Request, services: &Services) -> Result<Response
 
 pub fn paraphrase(request: &Request, services: &Services) -> Result<Response, ApiError> {
     let request = ParaphraseRequest::from_request(request)?;
-    let model = services.config.models.default_model();
-    let embedded = embed(
-        services,
-        model,
-        &request.inputs(),
-        Truncation::from_flag(request.truncate),
-    )?;
+    let embedded = embed_original(services, &request.inputs(), request.truncate)?;
     // Counts beyond the address space mean "all of them".
     let saturate = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
     let pairs = paraphrase_mining(
