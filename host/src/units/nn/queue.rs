@@ -172,13 +172,20 @@ fn whole_job_tokens(inputs: &[NamedTensor]) -> usize {
 /// A model's queue, shared by the requests that submit jobs and the workers that run them.
 pub struct JobQueue {
     pending: Mutex<Pending>,
-    /// Signalled when work arrives, a worker finishes or the queue closes: whether a worker may take work
-    /// depends on what the others are doing, so every waiting worker looks again.
-    ready: Condvar,
+    /// Where each role's idle workers wait. Only workers that may take the queued work are woken ([`Self::wake`]):
+    /// one woken for nothing takes a core from the run that has work (docs/design-notes.md).
+    latency_ready: Condvar,
+    throughput_ready: Condvar,
     batching: Option<Batching>,
     /// Whether one of the workers has [`Role::Latency`].
     has_latency: bool,
     metrics: NnMetrics,
+}
+
+/// Whose waiting workers to wake ([`JobQueue::wakeups`]).
+struct Wakeups {
+    latency: bool,
+    throughput: bool,
 }
 
 /// What a session's worker is for (see the module's documentation).
@@ -206,7 +213,8 @@ impl JobQueue {
     pub fn new(batching: Option<Batching>, has_latency: bool, metrics: NnMetrics) -> Self {
         Self {
             pending: Mutex::default(),
-            ready: Condvar::new(),
+            latency_ready: Condvar::new(),
+            throughput_ready: Condvar::new(),
             batching,
             has_latency,
             metrics,
@@ -266,8 +274,9 @@ impl JobQueue {
         let tokens: usize = entries.iter().map(|entry| entry.tokens).sum();
         self.metrics.queued_tokens.add(tokens);
         pending.entries.extend(entries);
+        let wakeups = self.wakeups(&pending);
         drop(pending);
-        self.ready.notify_all();
+        self.notify(wakeups);
         Ok(outputs)
     }
 
@@ -281,7 +290,7 @@ impl JobQueue {
                 Role::Throughput => pending.throughput_running -= 1,
             }
             // Workers of the other role may take work now.
-            self.ready.notify_all();
+            self.notify(self.wakeups(&pending));
         }
         // A throughput worker that has just finished goes on while there is work: the queue stays in their
         // hands until it empties.
@@ -296,17 +305,39 @@ impl JobQueue {
                     Role::Throughput => pending.throughput_running += 1,
                 }
                 let task = self.take(&mut pending);
-                // More work than this worker takes: the others look again.
-                if !pending.entries.is_empty() {
-                    self.ready.notify_all();
-                }
+                // More work than this worker takes: another may take the rest.
+                let wakeups = self.wakeups(&pending);
+                drop(pending);
+                self.notify(wakeups);
                 return Some(task);
             }
             going_on = false;
-            pending = self
-                .ready
-                .wait(pending)
-                .unwrap_or_else(PoisonError::into_inner);
+            let ready = match role {
+                Role::Latency => &self.latency_ready,
+                Role::Throughput => &self.throughput_ready,
+            };
+            pending = ready.wait(pending).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Which roles have a worker that may take the queued work now: nothing is woken for an empty queue, and
+    /// one worker of a role at a time (one that takes only part of the work wakes the next).
+    fn wakeups(&self, pending: &Pending) -> Wakeups {
+        let waiting = !pending.entries.is_empty();
+        Wakeups {
+            latency: waiting && self.has_latency && self.may_take(pending, Role::Latency, false),
+            throughput: waiting && self.may_take(pending, Role::Throughput, false),
+        }
+    }
+
+    /// Wakes the workers `wakeups` names; called without the lock where the caller can, so that a woken worker
+    /// does not wait for it.
+    fn notify(&self, wakeups: Wakeups) {
+        if wakeups.latency {
+            self.latency_ready.notify_one();
+        }
+        if wakeups.throughput {
+            self.throughput_ready.notify_one();
         }
     }
 
@@ -359,7 +390,8 @@ impl JobQueue {
             entry.forget(&self.metrics);
         }
         drop(pending);
-        self.ready.notify_all();
+        self.latency_ready.notify_all();
+        self.throughput_ready.notify_all();
     }
 }
 
@@ -503,6 +535,41 @@ mod tests {
         for thread in threads {
             thread.join().unwrap();
         }
+    }
+
+    #[test]
+    fn only_workers_that_may_take_the_queued_work_are_woken() {
+        let queue = JobQueue::new(None, true, NnMetrics::default());
+        let woken = |queue: &JobQueue| {
+            let wakeups = queue.wakeups(&lock(&queue.pending));
+            (wakeups.latency, wakeups.throughput)
+        };
+        assert_eq!(woken(&queue), (false, false), "an empty queue wakes no one");
+
+        let _first = job(&queue, "first");
+        assert_eq!(
+            woken(&queue),
+            (true, false),
+            "one job is the latency session's"
+        );
+
+        lock(&queue.pending).latency_running = true;
+        let _second = job(&queue, "second");
+        assert_eq!(
+            woken(&queue),
+            (false, false),
+            "the throughput sessions wait for the latency session"
+        );
+
+        let mut pending = lock(&queue.pending);
+        (pending.latency_running, pending.throughput_running) = (false, 1);
+        drop(pending);
+        assert_eq!(
+            woken(&queue),
+            (false, true),
+            "two jobs are the throughput sessions'"
+        );
+        queue.close();
     }
 
     #[test]
