@@ -172,8 +172,8 @@ fn whole_job_tokens(inputs: &[NamedTensor]) -> usize {
 /// A model's queue, shared by the requests that submit jobs and the workers that run them.
 pub struct JobQueue {
     pending: Mutex<Pending>,
-    /// Where each role's idle workers wait. Only workers that may take the queued work are woken ([`Self::wake`]):
-    /// one woken for nothing takes a core from the run that has work (docs/design-notes.md).
+    /// Where each role's idle workers wait. Only workers that may take the queued work are woken
+    /// ([`Self::wakeups`]): one woken for nothing takes a core from the run that has work (docs/design-notes.md).
     latency_ready: Condvar,
     throughput_ready: Condvar,
     batching: Option<Batching>,
