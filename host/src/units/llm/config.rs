@@ -1,10 +1,49 @@
-//! How a component's embedding models are configured: `llm_models` under `[component.<id>.tool.sbert-host]`.
+//! How a component's embedding models are configured: `llm_models` under `[component.<id>.tool.sbert-host]`,
+//! and Spin's `[llm_compute]` section of the runtime configuration file:
+//!
+//! ```toml
+//! [llm_compute]
+//! type = "spin"  # Spin's local engine; here, the component's `llm_models` (the only engine sbert-host has)
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use serde::Deserialize;
+
+/// The llm unit's section of the runtime configuration file. A file written for `spin up` reads the same here,
+/// as long as it picks Spin's local engine.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Which engine answers `fermyon:spin/llm`; the local one when absent.
+    llm_compute: Option<LlmCompute>,
+}
+
+/// `[llm_compute]`, by its `type`, as Spin 4 names them.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum LlmCompute {
+    /// Spin's local engine.
+    Spin {},
+    /// Spin's client of a remote server (`url`, `auth_token`, `api_type`): read only to be refused by name.
+    RemoteHttp(serde::de::IgnoredAny),
+}
+
+impl RuntimeConfig {
+    /// Refuses an engine sbert-host does not have, saying what it runs instead.
+    pub fn check(&self) -> Result<()> {
+        if let Some(LlmCompute::RemoteHttp(_)) = self.llm_compute {
+            bail!(
+                "[llm_compute] type = \"remote_http\": sbert-host has no remote llm engine; it answers `fermyon:spin/llm` \
+                 with each component's `llm_models` (under `[component.<id>.tool.sbert-host]`) on its own graphs. \
+                 Leave `[llm_compute]` out, or use `type = \"spin\"` (docs/deploy.md)"
+            );
+        }
+        Ok(())
+    }
+}
 
 /// An embedding model served through `fermyon:spin/llm@2.0.0` `generate-embeddings`, e.g.
 /// `llm_models = { "all-minilm-l6-v2" = { graph = "all-minilm-l6-v2", tokenizer = "models/all-minilm-l6-v2/tokenizer.json", max_tokens = 256 } }`.
@@ -62,6 +101,35 @@ impl CheckedModels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn runtime_config(text: &str) -> Result<RuntimeConfig, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    #[test]
+    fn spin_s_local_engine_is_accepted_and_its_remote_one_refused_by_name() {
+        let absent = runtime_config("").unwrap();
+        absent.check().unwrap();
+        let local = runtime_config("[llm_compute]\ntype = \"spin\"\n").unwrap();
+        local.check().unwrap();
+
+        let remote = runtime_config(
+            "[llm_compute]\ntype = \"remote_http\"\nurl = \"http://127.0.0.1:3000\"\nauth_token = \"secret\"\n",
+        )
+        .unwrap();
+        let error = remote.check().unwrap_err().to_string();
+        assert!(error.contains("type = \"remote_http\""), "{error}");
+        assert!(error.contains("llm_models"), "{error}");
+        assert!(
+            !error.contains("secret"),
+            "the token stays out of the error: {error}"
+        );
+
+        let unknown = runtime_config("[llm_compute]\ntype = \"gpu\"\n").unwrap_err();
+        assert!(unknown.to_string().contains("gpu"), "{unknown}");
+        let extra = runtime_config("[llm_compute]\ntype = \"spin\"\nurl = \"x\"\n").unwrap_err();
+        assert!(extra.to_string().contains("url"), "{extra}");
+    }
 
     fn model(graph: &str, tokenizer: &Path) -> ModelConfig {
         ModelConfig {

@@ -16,13 +16,13 @@ use serde::Deserialize;
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::instance::RequestState;
-use crate::unit::{ComponentIndex, Configure, InstanceBuilder, NoFlags, Nothing, Start, Unit};
+use crate::unit::{ComponentIndex, Configure, InstanceBuilder, NoFlags, Start, Unit};
 use crate::units::nn::{Nn, WasiNn};
 use bindings::fermyon::spin::llm::{
     self, EmbeddingsResult, EmbeddingsUsage, Error, Host, InferencingParams, InferencingResult,
 };
 
-pub use config::{CheckedModels, ModelConfig};
+pub use config::{CheckedModels, ModelConfig, RuntimeConfig};
 use embeddings::EmbeddingModel;
 
 /// Host bindings for `fermyon:spin/llm@2.0.0`, from the WIT that `scripts/fetch_wit.py` copies out of spin-sdk.
@@ -61,13 +61,19 @@ impl Unit for Llm {
     const NAME: &'static str = "llm";
     type Flags = NoFlags;
     type Tool = Tool;
-    type RuntimeConfig = Nothing;
+    type RuntimeConfig = RuntimeConfig;
 
     fn new(_: NoFlags) -> Self {
         Self::default()
     }
 
-    fn configure(&mut self, ctx: &Configure<'_>, tools: Vec<Tool>, _: Nothing) -> Result<()> {
+    fn configure(
+        &mut self,
+        ctx: &Configure<'_>,
+        tools: Vec<Tool>,
+        runtime_config: RuntimeConfig,
+    ) -> Result<()> {
+        runtime_config.check()?;
         let nn = ctx.unit::<WasiNn>();
         let no_graphs = BTreeMap::new();
         for (component, tool) in ctx.components.iter().zip(tools) {
