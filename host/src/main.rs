@@ -55,3 +55,15 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks a command's definition only in debug builds, when it is first parsed; the tests run in
+    /// release too.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Command::command().debug_assert();
+    }
+}

@@ -36,7 +36,8 @@ use crate::telemetry::MetricsRegistry;
 pub trait Unit: Send + Sync + Sized + 'static {
     /// What errors and log lines call it.
     const NAME: &'static str;
-    /// Its command-line flags, part of `sbert-host up --help`.
+    /// Its command-line flags, part of `sbert-host up --help`: a struct with `#[group(skip)]`, since every unit's
+    /// is called `Flags` and clap would otherwise make an argument group of each, under that one name.
     type Flags: clap::Args;
     /// Its keys of `[component.<id>.tool.sbert-host]`: a struct with `deny_unknown_fields`; a key no unit owns
     /// is an error.
@@ -84,6 +85,7 @@ pub trait Unit: Send + Sync + Sized + 'static {
 
 /// Flags of a unit that has none.
 #[derive(Debug, Default, clap::Args)]
+#[group(skip)]
 pub struct NoFlags {}
 
 /// A configuration part a unit does not have.

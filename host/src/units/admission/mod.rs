@@ -20,6 +20,7 @@ use crate::units::nn::{QueuedTokens, WasiNn};
 
 /// `sbert-host up` flags of admission control.
 #[derive(Debug, clap::Args)]
+#[group(skip)]
 pub struct Flags {
     /// Requests that may run at once; past it a request is refused at once with 429 and `Retry-After: 1`,
     /// before any instance is created. It also sizes the instance pool, which can then never run out.

@@ -22,6 +22,7 @@ pub use cache::{HttpCache, Pending};
 
 /// `sbert-host up` flags of the HTTP cache.
 #[derive(Debug, clap::Args)]
+#[group(skip)]
 pub struct Flags {
     /// MiB of answers the shared HTTP cache may hold; 0 turns it off. It keeps the answers to plain GETs that
     /// their component marks reusable by shared caches (`Cache-Control: s-maxage` or `public`, with `Vary`

@@ -24,6 +24,7 @@ use routes::{method_label, RouteLabels};
 
 /// `sbert-host up` flags of the metrics.
 #[derive(Debug, clap::Args)]
+#[group(skip)]
 pub struct Flags {
     /// Also serve Prometheus metrics at `GET /metrics` on this address (a listener of its own; off by default).
     #[arg(long, value_name = "ADDRESS")]

@@ -34,6 +34,7 @@ use metrics::NnMetrics;
 
 /// `sbert-host up` flags of wasi:nn.
 #[derive(Debug, clap::Args)]
+#[group(skip)]
 pub struct Flags {
     /// The ONNX Runtime shared library (libonnxruntime.so) that runs wasi:nn graphs.
     #[arg(long, value_name = "PATH", env = "ORT_DYLIB_PATH")]

@@ -34,6 +34,7 @@ mod bindings {
 
 /// `sbert-host up` flags of the variables.
 #[derive(Debug, clap::Args)]
+#[group(skip)]
 pub struct Flags {
     /// Set an application variable; repeatable. Overrides SPIN_VARIABLE_<NAME> and the manifest default.
     #[arg(long = "variable", value_name = "NAME=VALUE", value_parser = parse_override)]
