@@ -548,6 +548,33 @@ server_error = '{"error": {{ kind }}}'"#,
     }
 
     #[test]
+    fn spin_s_llm_compute_section_is_read_local_engine_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = manifest(dir.path(), "");
+        let runtime_config = dir.path().join("runtime-config.toml");
+        let args = [
+            "--from",
+            file.to_str().unwrap(),
+            "--runtime-config-file",
+            runtime_config.to_str().unwrap(),
+        ];
+        std::fs::write(&runtime_config, "[llm_compute]\ntype = \"spin\"\n").unwrap();
+        if let Err(error) = configured(&args) {
+            panic!("the local engine is refused: {error:#}");
+        }
+        std::fs::write(
+            &runtime_config,
+            "[llm_compute]\ntype = \"remote_http\"\nurl = \"http://127.0.0.1:3000\"\nauth_token = \"k\"\n",
+        )
+        .unwrap();
+        let error = configure_error(&args);
+        assert!(
+            error.contains("[llm_compute] type = \"remote_http\""),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn units_check_what_the_manifest_refers_to() {
         let dir = tempfile::tempdir().unwrap();
         let file = manifest(dir.path(), "nn_sessions = { other = 2 }");
