@@ -3,7 +3,8 @@
 //! A job whose rows may be batched ([`Batching`]) is queued as its rows; any other job is queued whole. A
 //! worker that frees up takes the oldest entry, and with a row, the queued rows that may share its run.
 //! Nothing waits for a batch to fill: at low load each job runs as soon as it arrives; under load rows queue
-//! while every session is busy, and the next free session takes them in one run.
+//! while every session is busy, and the next free session takes them in one run. Waiting was measured slower
+//! (docs/design-notes.md, "The batcher does not wait for a batch to fill").
 //!
 //! A graph may have two kinds of session ([`Role`]). A latency session spreads each run over several threads:
 //! the fastest for one request. Throughput sessions run on one thread each, side by side: under load on a
