@@ -259,9 +259,9 @@ def rerank_rows(r: dict) -> list[str]:
 
 def busy_warning(m: dict) -> list[str]:
     """Other work on the machine slows the ceiling and the servers unequally, so ratios stop meaning much."""
-    if m["load_before"] <= 0.5 * m["cores"]:
+    if m["busy_before"] <= 0.25:
         return []
-    return [f"**The machine was busy: load average {m['load_before']:.1f} on {m['cores']} cores before the run. "
+    return [f"**The machine was busy: its cores were {m['busy_before']:.0%} busy in the 3 s before the run. "
             "Throughput and ratios below are not comparable with a quiet run; rerun `make bench` on a quiet "
             "machine before reading them as the service's figures.**", ""]
 
@@ -294,8 +294,8 @@ def render(r: dict) -> str:
         f"{m['date']} · {m['cpu']} · {m['cores']} cores · {m['memory_gib']} GiB · Linux {m['kernel']}  ",
         f"{m['rustc']} · {m['wrk']} · ONNX Runtime {m['onnxruntime']} · commit {m['commit']}  ",
         cpu_line(m) + "  ",
-        f"Settings: {r['seconds']} s per load scenario, total run {r['total_s']:.0f} s; load average before "
-        f"{m['load_before']:.2f}. sbert-host with its defaults: ONNX Runtime sessions per graph (threads each) "
+        f"Settings: {r['seconds']} s per load scenario, total run {r['total_s']:.0f} s; cores busy in the 3 s "
+        f"before {m['busy_before']:.0%} (load average {m['load_before']:.2f}). sbert-host with its defaults: ONNX Runtime sessions per graph (threads each) "
         f"{host['graph_sessions']}, cross-request batching. Ceiling: one session × "
         f"{r['ceiling_threads']} intra-op threads, measured {len(singles)} times, between the scenarios compared "
         f"with it ({min(singles):.0f}–{max(singles):.0f} sentences/s); each scenario is compared with the mean of the "

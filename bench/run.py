@@ -114,6 +114,19 @@ def check_prerequisites():
         raise BenchError("missing:\n  " + "\n  ".join(missing))
 
 
+def busy_share(seconds: float = 3.0) -> float:
+    """The share of every core's time that was not idle over the last `seconds` (/proc/stat). Unlike the load
+    average, which still carries the minute before (`make bench`'s own build), this is what the run starts on."""
+    def times() -> tuple[int, int]:
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle and iowait
+        return sum(fields[:8]) - idle, sum(fields[:8])
+    busy_before, total_before = times()
+    time.sleep(seconds)
+    busy_after, total_after = times()
+    return (busy_after - busy_before) / max(total_after - total_before, 1)
+
+
 def machine() -> dict:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
@@ -133,6 +146,7 @@ def machine() -> dict:
         "onnxruntime": Path(os.environ["ORT_DYLIB_PATH"]).resolve().name,
         "commit": sh("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"),
         "load_before": os.getloadavg()[0],
+        "busy_before": busy_share(),
     }
 
 
