@@ -295,8 +295,8 @@ def render(r: dict) -> str:
         f"{m['rustc']} · {m['wrk']} · ONNX Runtime {m['onnxruntime']} · commit {m['commit']}  ",
         cpu_line(m) + "  ",
         f"Settings: {r['seconds']} s per load scenario, total run {r['total_s']:.0f} s; cores busy in the 3 s "
-        f"before {m['busy_before']:.0%} (load average {m['load_before']:.2f}). sbert-host with its defaults: ONNX Runtime sessions per graph (threads each) "
-        f"{host['graph_sessions']}, cross-request batching. Ceiling: one session × "
+        f"before {m['busy_before']:.0%} (load average {m['load_before']:.2f}). sbert-host with its defaults: "
+        f"ONNX Runtime sessions per graph (threads each) {host['graph_sessions']}, cross-request batching. Ceiling: one session × "
         f"{r['ceiling_threads']} intra-op threads, measured {len(singles)} times, between the scenarios compared "
         f"with it ({min(singles):.0f}–{max(singles):.0f} sentences/s); each scenario is compared with the mean of the "
         "measurements just before and just after it (its \"vs ceiling\" cell names that mean), the ceiling rows "
