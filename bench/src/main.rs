@@ -115,6 +115,9 @@ fn main() -> Result<()> {
     let session = Session::builder()?
         .with_optimization_level(GraphOptimizationLevel::Level3)?
         .with_intra_threads(args.threads)?
+        // As sbert-host's sessions run (host/src/units/nn/onnx.rs), so the ceiling is the best of the same
+        // settings.
+        .with_config_entry("session.dynamic_block_base", "8")?
         .commit_from_file(&args.model)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let onnx = OrtModel {

@@ -191,6 +191,12 @@ fn spin(threads: usize) -> bool {
     threads <= cores
 }
 
+/// ONNX Runtime's `session.dynamic_block_base`: a run's parallel loops hand out shrinking blocks, so the thread
+/// that finishes first takes more of the work instead of waiting for one slowed by what ran on its core before
+/// (a request's own threads, on two cores). Outputs stay bit-identical (docs/design-notes.md, "Dynamic block
+/// sizes").
+const DYNAMIC_BLOCK_BASE: &str = "8";
+
 /// What the sessions of one graph share.
 pub(super) struct Sharing {
     initializers: SharedInitializers,
@@ -213,6 +219,7 @@ pub(super) fn new_session(
         .with_optimization_level(GraphOptimizationLevel::Level3)?
         .with_intra_threads(threads)?
         .with_intra_op_spinning(spin(threads))?
+        .with_config_entry("session.dynamic_block_base", DYNAMIC_BLOCK_BASE)?
         .commit_from_memory(model)
 }
 
