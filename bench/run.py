@@ -3,7 +3,8 @@
 
 Scenarios:
  1. ceiling    the model in-process through the same ONNX Runtime library, one sentence at a time
-               (and in length-sorted batches of 32), with the component's own tokenizer and pooling
+               (and in length-sorted batches of 32, in one session and in one one-thread session per core side
+               by side, as sbert-host's throughput sessions run), with the component's own tokenizer and pooling
  2. uncached   GET /v1/encode with unique questions (each in turn), cache off, 1 / 10 / 40 connections; and
                POST /v1/embeddings with one input at 1 connection
  3. original   the original load test: random questions with repeats, 10 connections, cache warm (answered
@@ -316,10 +317,11 @@ def wrk(host: Host | StaticNginx, questions: Path, mode: str, connections: int, 
     return r
 
 
-def ceiling(model: Path, questions: Path, seconds: int, threads: int, only: str | None = None) -> dict:
+def ceiling(model: Path, questions: Path, seconds: int, threads: int, only: str | None = None,
+            sessions: int = 1) -> dict:
     command = [str(BENCH_BIN), "--model", str(model), "--tokenizer", str(TOKENIZER),
                "--questions", str(questions), "--seconds", str(seconds), "--threads", str(threads),
-               *(["--only", only] if only else [])]
+               "--sessions", str(sessions), *(["--only", only] if only else [])]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise BenchError(f"sbert-bench failed ({' '.join(command)}):\n{done.stderr}")
@@ -405,11 +407,17 @@ class Ceilings:
     def __init__(self, questions: Path, seconds: int, threads: int):
         self.questions, self.seconds, self.threads = questions, seconds, threads
         self.readings: list[dict] = []
+        self.side_by_side: list[dict] = []
 
     def measure(self, only: str | None = "single") -> dict:
         reading = ceiling(FP32, self.questions, self.seconds, self.threads, only)
         self.readings.append(reading)
         return reading
+
+    def measure_side_by_side(self) -> None:
+        """Sorted batches in one one-thread session per ceiling thread, side by side: the batch ceiling of
+        sbert-host's throughput sessions, which run a graph's batches under load."""
+        self.side_by_side.append(ceiling(FP32, self.questions, self.seconds, 1, "batches", self.threads))
 
     def compare(self, result: dict) -> dict:
         """Measures again after `result`'s scenario and gives it the mean of the readings around it."""
@@ -501,6 +509,7 @@ def run(seconds: int) -> dict:
 
     step("ceiling: in-process ONNX Runtime")
     ceilings.measure(only=None)
+    ceilings.measure_side_by_side()
 
     with tempfile.TemporaryDirectory(prefix="sbert-bench-") as tmp:
         tmp = Path(tmp)
@@ -565,10 +574,13 @@ def run(seconds: int) -> dict:
 
     step("ceiling again, and the int8 model's")
     ceilings.measure(only="batches")
+    ceilings.measure_side_by_side()
     readings = ceilings.readings
     results["ceilings"] = readings
     results["ceiling"] = {key: sum(c[key] for c in readings if key in c) / sum(key in c for c in readings)
                           for key in ("sentences_per_s", "p50_ms", "p99_ms", "batch32_sentences_per_s")}
+    side_by_side = [c["batch32_sentences_per_s"] for c in ceilings.side_by_side]
+    results["ceiling"]["side_by_side_batch32_sentences_per_s"] = sum(side_by_side) / len(side_by_side)
     results["ceiling_int8"] = ceiling(INT8, questions, ceilings.seconds, threads)
     step("accuracy against sentence-transformers (reference) and the truth set")
     results["accuracy"] = {"fp32": accuracy(FP32, on_truth_set=False), "int8": accuracy(INT8, on_truth_set=True)}

@@ -3,8 +3,11 @@
 //! Runs the same ONNX model (its pooled `sentence_embedding` output) through the same ONNX Runtime
 //! library, with the same intra-op thread count as sbert-host, in-process, using the component's own
 //! tokenizer and embedding path (compiled natively). Prints one JSON line of figures for `bench/run.py`.
+//! With `--sessions` above 1, that many sessions run side by side, each on a thread of its own, as
+//! sbert-host's one-thread throughput sessions do under load.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -33,9 +36,12 @@ struct Args {
     /// Seconds for each of the two measurements
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    /// ONNX Runtime intra-op threads
+    /// ONNX Runtime intra-op threads of each session
     #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
     threads: usize,
+    /// Sessions running side by side, each on a thread of its own
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    sessions: u64,
     /// The ONNX Runtime shared library
     #[arg(long, env = "ORT_DYLIB_PATH")]
     onnxruntime: PathBuf,
@@ -54,8 +60,8 @@ enum Measurement {
 }
 
 /// ONNX Runtime behind the component's `Infer` seam, counting the positions its runs take (rows × longest
-/// row, padding included) and their time. `Session::run` takes `&mut self`; the benchmark is
-/// single-threaded, so the lock is never contended.
+/// row, padding included) and their time. `Session::run` takes `&mut self`; each session has a thread of
+/// its own, so the lock is never contended.
 struct OrtModel {
     session: Mutex<Session>,
     runs: Mutex<RunTotals>,
@@ -68,11 +74,35 @@ struct RunTotals {
 }
 
 impl OrtModel {
-    /// The microseconds a position took in the runs since the last call.
-    fn take_us_per_position(&self) -> f64 {
-        let totals = std::mem::take(&mut *self.runs.lock().expect("benchmark totals lock"));
-        totals.time.as_secs_f64() * 1e6 / totals.positions.max(1) as f64
+    fn load(args: &Args) -> Result<Self> {
+        let session = Session::builder()?
+            .with_optimization_level(GraphOptimizationLevel::Level3)?
+            .with_intra_threads(args.threads)?
+            // As sbert-host's sessions run (host/src/units/nn/onnx.rs), so the ceiling is the best of the same
+            // settings.
+            .with_config_entry("session.dynamic_block_base", "8")?
+            .commit_from_file(&args.model)
+            .with_context(|| format!("loading {}", args.model.display()))?;
+        Ok(Self {
+            session: Mutex::new(session),
+            runs: Mutex::default(),
+        })
     }
+
+    fn take_totals(&self) -> RunTotals {
+        std::mem::take(&mut *self.runs.lock().expect("benchmark totals lock"))
+    }
+}
+
+/// The microseconds a position took in the runs of `models` since the last call, summed over sessions.
+fn take_us_per_position(models: &[OrtModel]) -> f64 {
+    let (time, positions) = models
+        .iter()
+        .map(OrtModel::take_totals)
+        .fold((Duration::ZERO, 0), |(time, positions), totals| {
+            (time + totals.time, positions + totals.positions)
+        });
+    time.as_secs_f64() * 1e6 / positions.max(1) as f64
 }
 
 impl Infer for OrtModel {
@@ -112,56 +142,56 @@ fn main() -> Result<()> {
     ort::init_from(args.onnxruntime.display().to_string())
         .commit()
         .context("loading ONNX Runtime")?;
-    let session = Session::builder()?
-        .with_optimization_level(GraphOptimizationLevel::Level3)?
-        .with_intra_threads(args.threads)?
-        // As sbert-host's sessions run (host/src/units/nn/onnx.rs), so the ceiling is the best of the same
-        // settings.
-        .with_config_entry("session.dynamic_block_base", "8")?
-        .commit_from_file(&args.model)
-        .with_context(|| format!("loading {}", args.model.display()))?;
-    let onnx = OrtModel {
-        session: Mutex::new(session),
-        runs: Mutex::default(),
-    };
+    let models = (0..args.sessions)
+        .map(|_| OrtModel::load(&args))
+        .collect::<Result<Vec<_>>>()?;
     let tokenizer = TextTokenizer::from_json(&std::fs::read(&args.tokenizer)?)?;
-    // The served model's identity only names the graph; the session above is what runs.
+    // The served model's identity only names the graph; the sessions above are what run.
     let model = Model::new(ModelKind::Fp32, String::new());
-    let embedder = Embedder::new(&tokenizer, &onnx, &model);
-    let embed = |texts: &[&str]| -> Result<()> {
-        let inputs: Vec<Input> = texts.iter().map(|t| Input::Text(t)).collect();
-        embedder.embed(&inputs, Truncation::Right)?;
-        Ok(())
+    let side_by_side = |measure: &(dyn Fn(usize, &Embedder<'_>) -> Result<usize> + Sync)| {
+        side_by_side(&models, &tokenizer, &model, measure)
     };
     let text = std::fs::read_to_string(&args.questions)?;
     let questions: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
     let budget = Duration::from_secs(args.seconds);
 
     // Warm-up: the first runs allocate ONNX Runtime's arenas.
-    for q in questions.iter().take(20) {
-        embed(&[q])?;
-    }
-    onnx.take_us_per_position();
-
-    let mut figures = serde_json::json!({ "threads": args.threads });
-    if args.only != Some(Measurement::Batches) {
-        let mut latencies = Vec::new();
-        let started = Instant::now();
-        for q in questions.iter().cycle() {
-            let t = Instant::now();
-            embed(&[q])?;
-            latencies.push(t.elapsed());
-            if started.elapsed() >= budget {
-                break;
-            }
+    side_by_side(&|_, embedder| {
+        for q in questions.iter().take(20) {
+            embed(embedder, &[q])?;
         }
+        Ok(0)
+    })?;
+    take_us_per_position(&models);
+
+    let mut figures = serde_json::json!({ "threads": args.threads, "sessions": args.sessions });
+    if args.only != Some(Measurement::Batches) {
+        // Each session starts at its own place in the questions.
+        let offset = questions.len() / models.len();
+        let latencies = Mutex::new(Vec::new());
+        let started = Instant::now();
+        side_by_side(&|session, embedder| {
+            let mut mine = Vec::new();
+            for q in questions.iter().cycle().skip(session * offset) {
+                let t = Instant::now();
+                embed(embedder, &[q])?;
+                mine.push(t.elapsed());
+                if started.elapsed() >= budget {
+                    break;
+                }
+            }
+            let count = mine.len();
+            latencies.lock().expect("latencies lock").append(&mut mine);
+            Ok(count)
+        })?;
+        let mut latencies = latencies.into_inner().expect("latencies lock");
         let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
         latencies.sort();
         figures["sentences_per_s"] = rate.into();
         figures["p50_ms"] = percentile(&latencies, 0.5).into();
         figures["p99_ms"] = percentile(&latencies, 0.99).into();
         figures["samples"] = latencies.len().into();
-        figures["us_per_position"] = onnx.take_us_per_position().into();
+        figures["us_per_position"] = take_us_per_position(&models).into();
     }
 
     if args.only != Some(Measurement::Single) {
@@ -169,19 +199,55 @@ fn main() -> Result<()> {
         let mut by_length: Vec<&str> = questions.clone();
         by_length.sort_by_key(|q| q.len());
         let batches: Vec<&[&str]> = by_length.chunks(32).collect();
-        let mut sentences = 0usize;
+        let next = AtomicUsize::new(0);
         let started = Instant::now();
-        for (i, batch) in batches.iter().cycle().enumerate() {
-            embed(batch)?;
-            sentences += batch.len();
-            if started.elapsed() >= budget && i + 1 >= batches.len().min(8) {
-                break;
+        let sentences: usize = side_by_side(&|_, embedder| {
+            let mut sentences = 0;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let batch = batches[i % batches.len()];
+                embed(embedder, batch)?;
+                sentences += batch.len();
+                if started.elapsed() >= budget && i + 1 >= batches.len().min(8) {
+                    return Ok(sentences);
+                }
             }
-        }
+        })?
+        .into_iter()
+        .sum();
         figures["batch32_sentences_per_s"] =
             (sentences as f64 / started.elapsed().as_secs_f64()).into();
-        figures["batch32_us_per_position"] = onnx.take_us_per_position().into();
+        figures["batch32_us_per_position"] = take_us_per_position(&models).into();
     }
     println!("{figures}");
     Ok(())
+}
+
+fn embed(embedder: &Embedder<'_>, texts: &[&str]) -> Result<()> {
+    let inputs: Vec<Input> = texts.iter().map(|t| Input::Text(t)).collect();
+    embedder.embed(&inputs, Truncation::Right)?;
+    Ok(())
+}
+
+/// Runs `measure` with an embedder on each of `models` at once, each on a thread of its own, and gathers
+/// the counts each returns.
+fn side_by_side(
+    models: &[OrtModel],
+    tokenizer: &TextTokenizer,
+    model: &Model,
+    measure: &(dyn Fn(usize, &Embedder<'_>) -> Result<usize> + Sync),
+) -> Result<Vec<usize>> {
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = models
+            .iter()
+            .enumerate()
+            .map(|(session, onnx)| {
+                scope.spawn(move || measure(session, &Embedder::new(tokenizer, onnx, model)))
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|thread| thread.join().expect("a measuring thread panicked"))
+            .collect()
+    })
 }
