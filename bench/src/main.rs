@@ -148,7 +148,7 @@ fn main() -> Result<()> {
     let tokenizer = TextTokenizer::from_json(&std::fs::read(&args.tokenizer)?)?;
     // The served model's identity only names the graph; the sessions above are what run.
     let model = Model::new(ModelKind::Fp32, String::new());
-    let side_by_side = |measure: &(dyn Fn(usize, &Embedder<'_>) -> Result<usize> + Sync)| {
+    let on_every_session = |measure: &(dyn Fn(usize, &Embedder<'_>) -> Result<usize> + Sync)| {
         side_by_side(&models, &tokenizer, &model, measure)
     };
     let text = std::fs::read_to_string(&args.questions)?;
@@ -156,7 +156,7 @@ fn main() -> Result<()> {
     let budget = Duration::from_secs(args.seconds);
 
     // Warm-up: the first runs allocate ONNX Runtime's arenas.
-    side_by_side(&|_, embedder| {
+    on_every_session(&|_, embedder| {
         for q in questions.iter().take(20) {
             embed(embedder, &[q])?;
         }
@@ -170,7 +170,7 @@ fn main() -> Result<()> {
         let offset = questions.len() / models.len();
         let latencies = Mutex::new(Vec::new());
         let started = Instant::now();
-        side_by_side(&|session, embedder| {
+        on_every_session(&|session, embedder| {
             let mut mine = Vec::new();
             for q in questions.iter().cycle().skip(session * offset) {
                 let t = Instant::now();
@@ -201,7 +201,7 @@ fn main() -> Result<()> {
         let batches: Vec<&[&str]> = by_length.chunks(32).collect();
         let next = AtomicUsize::new(0);
         let started = Instant::now();
-        let sentences: usize = side_by_side(&|_, embedder| {
+        let sentences: usize = on_every_session(&|_, embedder| {
             let mut sentences = 0;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
