@@ -148,19 +148,21 @@ fn main() -> Result<()> {
     let tokenizer = TextTokenizer::from_json(&std::fs::read(&args.tokenizer)?)?;
     // The served model's identity only names the graph; the sessions above are what run.
     let model = Model::new(ModelKind::Fp32, String::new());
-    let on_every_session = |measure: &(dyn Fn(usize, &Embedder<'_>) -> Result<usize> + Sync)| {
-        side_by_side(&models, &tokenizer, &model, measure)
+    let sessions = Sessions {
+        models: &models,
+        tokenizer: &tokenizer,
+        model: &model,
     };
     let text = std::fs::read_to_string(&args.questions)?;
     let questions: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
     let budget = Duration::from_secs(args.seconds);
 
     // Warm-up: the first runs allocate ONNX Runtime's arenas.
-    on_every_session(&|_, embedder| {
+    sessions.side_by_side(|_, embedder| {
         for q in questions.iter().take(20) {
             embed(embedder, &[q])?;
         }
-        Ok(0)
+        Ok(())
     })?;
     take_us_per_position(&models);
 
@@ -168,23 +170,21 @@ fn main() -> Result<()> {
     if args.only != Some(Measurement::Batches) {
         // Each session starts at its own place in the questions.
         let offset = questions.len() / models.len();
-        let latencies = Mutex::new(Vec::new());
         let started = Instant::now();
-        on_every_session(&|session, embedder| {
-            let mut mine = Vec::new();
-            for q in questions.iter().cycle().skip(session * offset) {
-                let t = Instant::now();
-                embed(embedder, &[q])?;
-                mine.push(t.elapsed());
-                if started.elapsed() >= budget {
-                    break;
+        let mut latencies = sessions
+            .side_by_side(|session, embedder| {
+                let mut latencies = Vec::new();
+                for q in questions.iter().cycle().skip(session * offset) {
+                    let t = Instant::now();
+                    embed(embedder, &[q])?;
+                    latencies.push(t.elapsed());
+                    if started.elapsed() >= budget {
+                        break;
+                    }
                 }
-            }
-            let count = mine.len();
-            latencies.lock().expect("latencies lock").append(&mut mine);
-            Ok(count)
-        })?;
-        let mut latencies = latencies.into_inner().expect("latencies lock");
+                Ok(latencies)
+            })?
+            .concat();
         let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
         latencies.sort();
         figures["sentences_per_s"] = rate.into();
@@ -201,20 +201,21 @@ fn main() -> Result<()> {
         let batches: Vec<&[&str]> = by_length.chunks(32).collect();
         let next = AtomicUsize::new(0);
         let started = Instant::now();
-        let sentences: usize = on_every_session(&|_, embedder| {
-            let mut sentences = 0;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let batch = batches[i % batches.len()];
-                embed(embedder, batch)?;
-                sentences += batch.len();
-                if started.elapsed() >= budget && i + 1 >= batches.len().min(8) {
-                    return Ok(sentences);
+        let sentences: usize = sessions
+            .side_by_side(|_, embedder| {
+                let mut sentences = 0;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let batch = batches[i % batches.len()];
+                    embed(embedder, batch)?;
+                    sentences += batch.len();
+                    if started.elapsed() >= budget && i + 1 >= batches.len().min(8) {
+                        return Ok(sentences);
+                    }
                 }
-            }
-        })?
-        .into_iter()
-        .sum();
+            })?
+            .into_iter()
+            .sum();
         figures["batch32_sentences_per_s"] =
             (sentences as f64 / started.elapsed().as_secs_f64()).into();
         figures["batch32_us_per_position"] = take_us_per_position(&models).into();
@@ -229,25 +230,36 @@ fn embed(embedder: &Embedder<'_>, texts: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Runs `measure` with an embedder on each of `models` at once, each on a thread of its own, and gathers
-/// the counts each returns.
-fn side_by_side(
-    models: &[OrtModel],
-    tokenizer: &TextTokenizer,
-    model: &Model,
-    measure: &(dyn Fn(usize, &Embedder<'_>) -> Result<usize> + Sync),
-) -> Result<Vec<usize>> {
-    std::thread::scope(|scope| {
-        let threads: Vec<_> = models
-            .iter()
-            .enumerate()
-            .map(|(session, onnx)| {
-                scope.spawn(move || measure(session, &Embedder::new(tokenizer, onnx, model)))
-            })
-            .collect();
-        threads
-            .into_iter()
-            .map(|thread| thread.join().expect("a measuring thread panicked"))
-            .collect()
-    })
+/// The sessions a measurement runs on, and what each needs to embed.
+struct Sessions<'a> {
+    models: &'a [OrtModel],
+    tokenizer: &'a TextTokenizer,
+    model: &'a Model,
+}
+
+impl Sessions<'_> {
+    /// Runs `measure` with an embedder on every session at once, each on a thread of its own, and gathers
+    /// what each returns.
+    fn side_by_side<T: Send>(
+        &self,
+        measure: impl Fn(usize, &Embedder<'_>) -> Result<T> + Sync,
+    ) -> Result<Vec<T>> {
+        std::thread::scope(|scope| {
+            let measure = &measure;
+            let threads: Vec<_> = self
+                .models
+                .iter()
+                .enumerate()
+                .map(|(session, onnx)| {
+                    scope.spawn(move || {
+                        measure(session, &Embedder::new(self.tokenizer, onnx, self.model))
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|thread| thread.join().expect("a measuring thread panicked"))
+                .collect()
+        })
+    }
 }
