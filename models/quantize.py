@@ -24,7 +24,7 @@ same fp32 bytes always give the same int8 bytes. The word-embedding table, the g
 is stored as int8 rows with one scale per row. The position and token-type tables, LayerNorms, GELU,
 softmax, the attention score/context products, pooling and normalisation stay fp32.
 
-Usage: quantize.py FP32_MODEL INT8_MODEL
+Usage: quantize.py PLAIN_FP32_MODEL INT8_MODEL   (the plain graph convert.py writes)
 """
 import argparse
 import logging
@@ -236,7 +236,7 @@ def quantize(fp32_model: Path, int8_model: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("fp32_model", type=Path)
+    parser.add_argument("fp32_model", type=Path, help="the plain graph convert.py writes")
     parser.add_argument("int8_model", type=Path)
     args = parser.parse_args()
     quantize(args.fp32_model, args.int8_model)

@@ -36,6 +36,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 from tokenizers import Encoding
 
+from convert import PLAIN_GRAPH
 from quantize import (
     GELU_OUTLIERS, LAYER_NORM_OUTLIERS, LAYERS, dynamic_int8, outlier_splits, quantize, quantize_with_splits,
     quiet_quantizer, weight_matmuls,
@@ -45,6 +46,9 @@ from truth import (
     split_questions, truth_is_current,
 )
 from verify import DEFAULT_REFERENCE, DEFAULT_TOKENIZER, load_tokenizer, verify
+
+# The int8 recipes start from the plain graph (quantize.py), by its node names.
+PLAIN_MODEL = FP32_MODEL.with_name(PLAIN_GRAPH)
 
 TOKENIZER = load_tokenizer(DEFAULT_TOKENIZER)
 # Every 8th question of the truth set plus everything after the questions (hard cases, long texts).
@@ -69,7 +73,7 @@ def feeds(encodings: list[Encoding]) -> dict[str, np.ndarray]:
 
 def channel_maxima() -> dict[str, np.ndarray]:
     """Each weight MatMul input's largest |x| per channel over the calibration questions, run one at a time."""
-    model = onnx.load(str(FP32_MODEL))
+    model = onnx.load(str(PLAIN_MODEL))
     matmuls = set(weight_matmuls(model))
     inputs = sorted({node.input[0] for node in model.graph.node if node.name in matmuls})
     for name in inputs:
@@ -111,11 +115,11 @@ def channel_table() -> str:
 
 def scan_nodes(texts: list[str], truth: np.ndarray) -> list[tuple[str, TruthReport]]:
     rows = []
-    names = weight_matmuls(onnx.load(str(FP32_MODEL)))
+    names = weight_matmuls(onnx.load(str(PLAIN_MODEL)))
     with tempfile.TemporaryDirectory() as tmp:
         one = Path(tmp) / "one.onnx"
         for name in names:
-            dynamic_int8(FP32_MODEL, one, [name])
+            dynamic_int8(PLAIN_MODEL, one, [name])
             rows.append((name, compare(one, texts, truth)))
             print(f"scan: {name}: min {rows[-1][1].min_cosine:.6f}", file=sys.stderr, flush=True)
     return rows
@@ -181,7 +185,7 @@ def without_padding_mask(source: Path, target: Path) -> None:
 
 
 def all_names() -> list[str]:
-    return weight_matmuls(onnx.load(str(FP32_MODEL)))
+    return weight_matmuls(onnx.load(str(PLAIN_MODEL)))
 
 
 # name -> how to build it from the fp32 graph. Ordered roughly by cost, cheapest first.
@@ -243,7 +247,7 @@ def candidate_table(texts: list[str], truth: np.ndarray, rounds: int, seconds: f
         models = {"fp32": FP32_MODEL}
         for index, (name, build) in enumerate(CANDIDATES.items()):
             models[name] = Path(tmp) / f"candidate{index}.onnx"
-            build(FP32_MODEL, models[name])
+            build(PLAIN_MODEL, models[name])
         figures = {}
         for name, path in models.items():
             reference = verify(path, DEFAULT_TOKENIZER, DEFAULT_REFERENCE)

@@ -22,6 +22,14 @@ def test_model_digest_variables_name_the_served_models(graph, variable):
     assert digest == "sha256:" + recorded_checksums()[graph_path]
 
 
+@pytest.mark.parametrize("variable", ["model_digest", "int8_model_digest"])
+def test_the_edge_keys_its_cache_by_the_digests_of_the_models_its_origin_serves(variable):
+    # The edge caches the origin's vectors under these digests: a stale one would serve another model's vectors.
+    served = tomllib.loads((ROOT / "spin.toml").read_text())["variables"][variable]["default"]
+    edge = tomllib.loads((ROOT / "spin-edge.toml").read_text())["variables"][variable]["default"]
+    assert edge == served
+
+
 def test_secrets_are_declared_secret():
     variables = tomllib.loads((ROOT / "spin.toml").read_text())["variables"]
     assert variables["api_keys"]["secret"] is True
