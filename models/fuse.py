@@ -26,8 +26,8 @@ from onnxruntime.transformers.fusion_options import FusionOptions
 from onnxruntime.transformers.optimizer import optimize_model
 
 from convert import write_atomically
+from quantize import LAYERS
 
-LAYERS = 6
 CONTRIB_DOMAIN = "com.microsoft"
 # What the fusions must have produced: a graph that differs is not the one that was measured.
 EXPECTED_FUSIONS = {"Attention": LAYERS, "EmbedLayerNormalization": 1, "SkipLayerNormalization": 2 * LAYERS,
